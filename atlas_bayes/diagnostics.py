@@ -1,0 +1,91 @@
+"""Convergence checks on a fitted posterior, reported in words a user can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+MAX_R_HAT = 1.01
+MIN_ESS_BULK = 400
+
+
+class ConvergenceWarning(UserWarning):
+    """The sampler's output should not be trusted as it is."""
+
+
+@dataclass
+class Diagnostics:
+    divergences: int
+    max_r_hat: float
+    min_ess_bulk: float
+    r_hat: dict[str, float] = field(default_factory=dict)
+    ess_bulk: dict[str, float] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def converged(self) -> bool:
+        return not self.messages
+
+    def as_dict(self) -> dict:
+        return {"divergences": self.divergences, "max_r_hat": self.max_r_hat,
+                "min_ess_bulk": self.min_ess_bulk}
+
+
+def check_convergence(tree: xr.DataTree, var_names: list[str]) -> Diagnostics:
+    """R-hat, bulk ESS and divergences for `var_names`, with advice for each failure."""
+    r_hat = _per_scalar(az.rhat(tree, var_names=var_names))
+    ess = _per_scalar(az.ess(tree, var_names=var_names, method="bulk"))
+    divergences = int(tree.sample_stats["diverging"].sum()) if "sample_stats" in tree else 0
+    n_draws = int(tree.posterior.sizes["chain"] * tree.posterior.sizes["draw"])
+    diag = Diagnostics(divergences, _nan_max(r_hat), _nan_min(ess), r_hat, ess)
+
+    bad_r_hat = {k: v for k, v in r_hat.items() if not v <= MAX_R_HAT}
+    if bad_r_hat:
+        worst = ", ".join(f"{k} {v:.3f}" for k, v in sorted(bad_r_hat.items(), key=lambda kv: -kv[1])[:4])
+        diag.messages.append(
+            f"R-hat above {MAX_R_HAT} ({worst}): the chains disagree, so the intervals are not "
+            "reliable. Run more warmup and draws (--warmup, --draws), or check that the data "
+            "can identify these parameters (e.g. repetition parameters need runs past one epoch).")
+    threshold = min(MIN_ESS_BULK, n_draws / 4)
+    low_ess = {k: v for k, v in ess.items() if not v >= threshold}
+    if low_ess:
+        worst = ", ".join(f"{k} {v:.0f}" for k, v in sorted(low_ess.items(), key=lambda kv: kv[1])[:4])
+        diag.messages.append(
+            f"bulk ESS below {threshold:.0f} ({worst}): too few effective draws for stable "
+            "intervals; run more draws (--draws) or chains (--chains).")
+    if divergences:
+        diag.messages.append(
+            f"{divergences} divergent transitions out of {n_draws}: the sampler could not explore "
+            "part of the posterior and it may be biased. Raise --target-accept (e.g. 0.95) or look "
+            "for outlying runs in the data.")
+    return diag
+
+
+def _per_scalar(result) -> dict[str, float]:
+    """Flatten a rhat/ess result into {'alpha': 1.0, 'tau[fr]': 1.0, ...}."""
+    data = result.to_dataset() if isinstance(result, xr.DataTree) else result
+    if isinstance(data, xr.DataTree):
+        data = data.to_dataset()
+    flat = {}
+    for name, values in data.data_vars.items():
+        if values.ndim == 0:
+            flat[name] = float(values)
+            continue
+        stacked = values.stack(_flat=values.dims)
+        for i in range(stacked.sizes["_flat"]):
+            label = ",".join(str(stacked[d].values[i]) for d in values.dims)
+            flat[f"{name}[{label}]"] = float(stacked.values[i])
+    return flat
+
+
+def _nan_max(values: dict) -> float:
+    arr = np.array(list(values.values()), dtype=float)
+    return float(np.nanmax(arr)) if arr.size else float("nan")
+
+
+def _nan_min(values: dict) -> float:
+    arr = np.array(list(values.values()), dtype=float)
+    return float(np.nanmin(arr)) if arr.size else float("nan")

@@ -1,0 +1,54 @@
+"""NumPyro models of the scaling-law family, and the registry that names them.
+
+`LAWS[name]` gives the model function, its fixed options, and the natural-scale parameters a
+summary reports. The models themselves live side by side in `models/scaling.py`.
+"""
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
+
+from atlas_bayes.models import scaling
+
+CORE = ("E", "A", "B", "alpha", "beta")
+
+
+@dataclass(frozen=True)
+class Law:
+    name: str
+    model: Callable
+    parameters: tuple[str, ...]           # natural-scale sites reported by summaries
+    description: str
+    options: dict = field(default_factory=dict)
+
+    def bind(self, **extra) -> Callable:
+        """The model with its fixed options (and any extra ones) applied."""
+        return partial(self.model, **{**self.options, **extra})
+
+
+LAWS = {
+    law.name: law for law in [
+        Law("chinchilla", scaling.chinchilla, CORE, "Chinchilla (CSL): E + A/N^alpha + B/D^beta"),
+        Law("dcsl", scaling.dcsl, CORE + ("R_D_star", "R_N_star"),
+            "Data-constrained (Muennighoff et al.): repeated tokens and excess parameters decay"),
+        Law("msl", scaling.msl, CORE + ("gamma",),
+            "Multilingual (He et al.): Chinchilla in total tokens x family share^-gamma"),
+        Law("atlas", scaling.atlas, CORE + ("lambda", "R_D_star", "tau", "tau_other"),
+            "ATLAS: effective data with repetition saturation, transfer languages and 'other'"),
+        Law("atlas-dt", scaling.atlas, CORE + ("lambda", "R_D_star"),
+            "ATLAS (D_t only): target-language tokens with repetition saturation",
+            {"transfer": False, "other": False}),
+        Law("atlas-other", scaling.atlas, CORE + ("lambda", "R_D_star", "tau_other"),
+            "ATLAS (D_t + D_other): target tokens plus one weight for the rest of the mixture",
+            {"transfer": False}),
+    ]
+}
+ALIASES = {"csl": "chinchilla"}
+
+
+def get_law(name: str) -> Law:
+    """Look up a law by name (or alias); the error lists the choices."""
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in LAWS:
+        raise ValueError(f"unknown law {name!r}; choose one of {', '.join(list(LAWS) + list(ALIASES))}")
+    return LAWS[key]

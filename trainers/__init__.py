@@ -1,0 +1,1 @@
+"""The companion Flax/Optax trainer (see docs/architecture.md); not built yet."""
