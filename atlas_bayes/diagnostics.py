@@ -36,8 +36,8 @@ class Diagnostics:
 
 def check_convergence(tree: xr.DataTree, var_names: list[str]) -> Diagnostics:
     """R-hat, bulk ESS and divergences for `var_names`, with advice for each failure."""
-    r_hat = _per_scalar(az.rhat(tree, var_names=var_names))
-    ess = _per_scalar(az.ess(tree, var_names=var_names, method="bulk"))
+    r_hat = flatten_scalars(az.rhat(tree, var_names=var_names))
+    ess = flatten_scalars(az.ess(tree, var_names=var_names, method="bulk"))
     divergences = int(tree.sample_stats["diverging"].sum()) if "sample_stats" in tree else 0
     n_draws = int(tree.posterior.sizes["chain"] * tree.posterior.sizes["draw"])
     diag = Diagnostics(divergences, _nan_max(r_hat), _nan_min(ess), r_hat, ess)
@@ -64,8 +64,8 @@ def check_convergence(tree: xr.DataTree, var_names: list[str]) -> Diagnostics:
     return diag
 
 
-def _per_scalar(result) -> dict[str, float]:
-    """Flatten a rhat/ess result into {'alpha': 1.0, 'tau[fr]': 1.0, ...}."""
+def flatten_scalars(result) -> dict[str, float]:
+    """Flatten per-variable results (Dataset or DataTree) into {'alpha': 1.0, 'tau[fr]': 1.0, ...}."""
     data = result.to_dataset() if isinstance(result, xr.DataTree) else result
     if isinstance(data, xr.DataTree):
         data = data.to_dataset()

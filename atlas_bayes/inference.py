@@ -38,7 +38,7 @@ class Sampler:
     warmup: int = 1000
     seed: int = 0
     target_accept: float = 0.9
-    dense_mass: bool = False
+    dense_mass: bool = True
     chain_method: str = "vectorized"
 
 
@@ -60,12 +60,12 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
 
     start = time.perf_counter()
     kernel = NUTS(model, target_accept_prob=sampler.target_accept, dense_mass=sampler.dense_mass,
-                  init_strategy=init_to_median(num_samples=15))
+                  init_strategy=init_to_median())
     mcmc = MCMC(kernel, num_warmup=sampler.warmup, num_samples=sampler.draws,
                 num_chains=sampler.chains, chain_method=sampler.chain_method,
                 progress_bar=progress)
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(sampler.seed))
-    mcmc.run(key_fit, inputs, log_loss)
+    mcmc.run(key_fit, inputs, log_loss, extra_fields=("num_steps", "energy"))
     predictive = Predictive(model, posterior_samples=mcmc.get_samples(group_by_chain=True),
                             batch_ndims=2, return_sites=["log_loss"])
     ppc = predictive(key_ppc, inputs)
@@ -91,6 +91,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         "parameters": json.dumps(reported), "n_obs": int(len(runs)),
         "sampler": json.dumps(asdict(sampler)), "student_t_nu": float(nu), "centred": int(centre),
         "data_hash": data_hash(runs), "source": str(runs.attrs.get("source", "")),
+        "simulated": int(runs["source"].astype(str).str.startswith("simulated").any()),
         "seconds": float(seconds), "atlas_bayes_version": __version__,
         "diagnostics": json.dumps(diagnostics.as_dict()),
     })

@@ -233,8 +233,6 @@ def _check_range(column: str, values: pd.Series, where) -> list[str]:
 
 def _check_mixtures(runs: pd.DataFrame, where) -> list[str]:
     mix_columns = [MIX_PREFIX + lang for lang in mixture_languages(runs)]
-    if not mix_columns:
-        return []
     problems = []
     shares = runs[mix_columns]
     given = shares.notna().any(axis=1)
@@ -245,11 +243,15 @@ def _check_mixtures(runs: pd.DataFrame, where) -> list[str]:
     if "n_languages" in runs.columns:
         counts = (shares.fillna(0.0) > 0).sum(axis=1)
         declared = runs["n_languages"]
-        clash = given & declared.notna() & (counts != declared)
-        for index in runs.index[clash]:
+        for index in runs.index[given & declared.notna() & (counts != declared)]:
             problems.append(f"{where(index)}, column 'n_languages': says {declared[index]:g} "
                             f"languages but the {MIX_PREFIX}* columns give {counts[index]} "
                             "a non-zero share")
+        # A row without mix_ values is monolingual, so it cannot declare several languages.
+        for index in runs.index[~given & (declared > 1)]:
+            problems.append(f"{where(index)}, column 'n_languages': says {declared[index]:g} "
+                            f"languages but the row has no {MIX_PREFIX}* values, so it is read "
+                            "as monolingual (give the mixture in mix_<lang> columns)")
     return problems
 
 

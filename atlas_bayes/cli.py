@@ -1,0 +1,117 @@
+"""The `atlas-bayes` command line.
+
+    atlas-bayes fit RUNS --law {chinchilla,dcsl,atlas,...} [--out DIR] [--chains N] [--draws N] [--json]
+
+Bad input prints one clear message to stderr and exits with status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except BadInput as err:
+        print(f"atlas-bayes: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+class BadInput(Exception):
+    """Input the user must fix; reported without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from atlas_bayes.models import ALIASES, LAWS
+
+    parser = argparse.ArgumentParser(prog="atlas-bayes", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    fit = commands.add_parser("fit", help="fit a scaling law's posterior to a run table",
+                              description="Fit a scaling law's posterior to a run table "
+                                          "(CSV or Parquet; see docs/data-format.md).")
+    fit.add_argument("runs", help="run table file (.csv or .parquet)")
+    fit.add_argument("--law", default="chinchilla", choices=sorted(list(LAWS) + list(ALIASES)),
+                     help="scaling law to fit (default: chinchilla)")
+    fit.add_argument("--lang", help="evaluated language to fit when the table has several")
+    fit.add_argument("--transfer-languages",
+                     help="ATLAS transfer languages K_t, comma separated (default: the three "
+                          "languages most often co-sampled with the target)")
+    fit.add_argument("--out", type=Path,
+                     help="output folder (default: results/<runs file>-<law>)")
+    fit.add_argument("--chains", type=_positive_int, default=4)
+    fit.add_argument("--draws", type=_positive_int, default=1000, help="draws per chain")
+    fit.add_argument("--warmup", type=_positive_int, default=1000, help="warmup steps per chain")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--target-accept", type=float, default=0.9)
+    fit.add_argument("--json", action="store_true",
+                     help="print one JSON object on stdout instead of the readable summary")
+    fit.set_defaults(handler=run_fit)
+    return parser
+
+
+def run_fit(args) -> int:
+    from atlas_bayes.diagnostics import ConvergenceWarning
+    from atlas_bayes.inference import Sampler, fit, save
+    from atlas_bayes.plots import plot_fit
+    from atlas_bayes.runs import RunTableError, RunTableWarning, read_runs
+    from atlas_bayes.summary import format_summary, summary_dict
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunTableWarning)
+        try:
+            runs = read_runs(args.runs)
+        except RunTableError as err:
+            raise BadInput(str(err)) from None
+    _echo_warnings(caught)
+
+    out = args.out or Path("results") / f"{Path(args.runs).stem}-{args.law}"
+    transfer = args.transfer_languages.split(",") if args.transfer_languages else None
+    sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup, seed=args.seed,
+                      target_accept=args.target_accept)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        try:
+            tree = fit(runs, args.law, language=args.lang, transfer_languages=transfer,
+                       sampler=sampler, progress=not args.json)
+        except ValueError as err:
+            raise BadInput(f"{args.runs}: {err}") from None
+    _echo_warnings(caught)
+
+    out.mkdir(parents=True, exist_ok=True)
+    save(tree, out / "posterior.nc")
+    plot_fit(tree, out / "fit.png")
+    summary = summary_dict(tree)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.txt").write_text(format_summary(tree) + "\n")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(format_summary(tree))
+        print(f"\nwrote {out / 'posterior.nc'}, {out / 'fit.png'}, {out / 'summary.json'}")
+    return 0
+
+
+def _echo_warnings(caught) -> None:
+    for warning in caught:
+        print(f"atlas-bayes: warning: {warning.message}", file=sys.stderr)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Plots of a fit: the observed runs against the posterior predictive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+
+
+def predictive_intervals(tree: xr.DataTree, prob: float = 0.9):
+    """Posterior-predictive median and equal-tailed `prob` interval of the loss, per observation."""
+    draws = np.exp(tree.posterior_predictive["log_loss"].stack(sample=("chain", "draw")).values)
+    tail = (1 - prob) / 2
+    low, median, high = np.quantile(draws, [tail, 0.5, 1 - tail], axis=-1)
+    return median, low, high
+
+
+def plot_fit(tree: xr.DataTree, path: str | Path | None = None, prob: float = 0.9):
+    """Two panels: loss against tokens with predictive intervals, and observed vs predicted.
+
+    Points are coloured by model size; runs with several checkpoints get their predicted
+    learning curve drawn through the medians. Returns the figure (saved when `path` is given).
+    """
+    data = tree["fit_data"].to_dataset()
+    observed = np.exp(tree.observed_data["log_loss"].values)
+    median, low, high = predictive_intervals(tree, prob)
+    tokens, n_params = data["n_tokens"].values, data["n_params"].values
+    inside = np.mean((observed >= low) & (observed <= high))
+
+    fig, (ax_curve, ax_diag) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
+    norm = LogNorm(n_params.min(), max(n_params.max(), n_params.min() * 1.01))
+    colours = plt.cm.viridis(norm(n_params))
+    ax_curve.vlines(tokens, low, high, colors=colours, alpha=0.35, linewidth=2,
+                    label=f"{prob:.0%} posterior predictive")
+    runs = data["run_id"].values
+    for run in np.unique(runs):
+        rows = np.flatnonzero(runs == run)
+        if len(rows) > 1:
+            order = rows[np.argsort(tokens[rows])]
+            ax_curve.plot(tokens[order], median[order], color=colours[order[0]], linewidth=1)
+    ax_curve.scatter(tokens, observed, c=colours, s=14, edgecolors="black", linewidths=0.3,
+                     label="observed", zorder=3)
+    ax_curve.set(xscale="log", yscale="log", xlabel="training tokens seen (n_tokens)",
+                 ylabel="loss", title=f"{tree.attrs['law']} fit: loss vs tokens")
+    ax_curve.legend(loc="upper right", fontsize=8)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax_curve,
+                 label="model parameters N")
+
+    ax_diag.errorbar(median, observed, xerr=[median - low, high - median], fmt="none",
+                     ecolor="grey", alpha=0.4, linewidth=1)
+    ax_diag.scatter(median, observed, c=colours, s=14, edgecolors="black", linewidths=0.3, zorder=3)
+    lo, hi = min(observed.min(), low.min()), max(observed.max(), high.max())
+    ax_diag.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, linestyle="--")
+    ax_diag.set(xscale="log", yscale="log", xlabel="posterior predictive median loss",
+                ylabel="observed loss",
+                title=f"{inside:.0%} of {len(observed)} runs inside the {prob:.0%} interval")
+    source = tree.attrs.get("source", "")
+    simulated = "   SIMULATED DATA" if tree.attrs.get("simulated") else ""
+    fig.suptitle(f"target language: {tree.attrs['target_language']}"
+                 + (f"   data: {Path(source).name}" if source else "") + simulated, fontsize=10)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig
