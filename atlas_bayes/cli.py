@@ -1,6 +1,7 @@
 """The `atlas-bayes` command line.
 
     atlas-bayes fit RUNS --law {chinchilla,dcsl,atlas,...} [--out DIR] [--chains N] [--draws N] [--json]
+    atlas-bayes adapt {epoch_chinchilla,datablations,datablations_curves,goldfish} PATH --out FILE
 
 Bad input prints one clear message to stderr and exits with status 2 (no traceback).
 """
@@ -56,7 +57,32 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true",
                      help="print one JSON object on stdout instead of the readable summary")
     fit.set_defaults(handler=run_fit)
+
+    from atlas_bayes.adapters import ADAPTERS
+    adapt = commands.add_parser("adapt", help="convert a public data set into a run table",
+                                description="Convert one of the public data sets (e.g. in "
+                                            "../shared/data) into a run table file.")
+    adapt.add_argument("dataset", choices=sorted(ADAPTERS))
+    adapt.add_argument("path", help="the data set's file, or its folder")
+    adapt.add_argument("--out", type=Path, required=True, help="run table to write (.csv or .parquet)")
+    adapt.set_defaults(handler=run_adapt)
     return parser
+
+
+def run_adapt(args) -> int:
+    from atlas_bayes.adapters import ADAPTERS
+    from atlas_bayes.runs import RunTableError, write_runs
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            runs = ADAPTERS[args.dataset](args.path)
+        except RunTableError as err:
+            raise BadInput(str(err)) from None
+    _echo_warnings(caught)
+    write_runs(runs, args.out)
+    print(f"wrote {len(runs)} rows ({runs['run_id'].nunique()} runs) to {args.out}")
+    return 0
 
 
 def run_fit(args) -> int:

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.ticker import LogFormatter  # noqa: E402
 
 
 def predictive_intervals(tree: xr.DataTree, prob: float = 0.9):
@@ -57,6 +58,9 @@ def plot_fit(tree: xr.DataTree, path: str | Path | None = None, prob: float = 0.
     ax_diag.scatter(median, observed, c=colours, s=14, edgecolors="black", linewidths=0.3, zorder=3)
     lo, hi = min(observed.min(), low.min()), max(observed.max(), high.max())
     ax_diag.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, linestyle="--")
+    for axis in (ax_curve.yaxis, ax_diag.xaxis, ax_diag.yaxis):
+        axis.set_major_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(3, 1)))
+        axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(3, 1)))
     ax_diag.set(xscale="log", yscale="log", xlabel="posterior predictive median loss",
                 ylabel="observed loss",
                 title=f"{inside:.0%} of {len(observed)} runs inside the {prob:.0%} interval")
