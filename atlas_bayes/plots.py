@@ -58,12 +58,12 @@ def plot_fit(tree: xr.DataTree, path: str | Path | None = None, prob: float = 0.
     ax_diag.scatter(median, observed, c=colours, s=14, edgecolors="black", linewidths=0.3, zorder=3)
     lo, hi = min(observed.min(), low.min()), max(observed.max(), high.max())
     ax_diag.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, linestyle="--")
-    for axis in (ax_curve.yaxis, ax_diag.xaxis, ax_diag.yaxis):
-        axis.set_major_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(3, 1)))
-        axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(3, 1)))
     ax_diag.set(xscale="log", yscale="log", xlabel="posterior predictive median loss",
                 ylabel="observed loss",
                 title=f"{inside:.0%} of {len(observed)} runs inside the {prob:.0%} interval")
+    for axis in (ax_curve.yaxis, ax_diag.xaxis, ax_diag.yaxis):
+        axis.set_major_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(3, 1)))
+        axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(3, 1)))
     source = tree.attrs.get("source", "")
     simulated = "   SIMULATED DATA" if tree.attrs.get("simulated") else ""
     fig.suptitle(f"target language: {tree.attrs['target_language']}"
