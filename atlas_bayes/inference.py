@@ -90,6 +90,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         "transfer_languages": json.dumps(info.transfer_languages),
         "parameters": json.dumps(reported), "n_obs": int(len(runs)),
         "sampler": json.dumps(asdict(sampler)), "student_t_nu": float(nu), "centred": int(centre),
+        "log_N_ref": float(inputs.log_N_ref), "log_D_ref": float(inputs.log_D_ref),
         "data_hash": data_hash(runs), "source": str(runs.attrs.get("source", "")),
         "simulated": int(runs["source"].astype(str).str.startswith("simulated").any()),
         "seconds": float(seconds), "atlas_bayes_version": __version__,

@@ -1,0 +1,87 @@
+"""fit(): the DataTree it returns, saving and loading, LOO, warnings, and the bundled example."""
+
+import json
+from importlib import resources
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+
+from atlas_bayes.diagnostics import ConvergenceWarning
+from atlas_bayes.inference import Sampler, fit, load, save
+from atlas_bayes.runs import read_runs
+from atlas_bayes.simulate import example_study, monolingual_design, simulate
+
+TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31}
+QUICK = Sampler(chains=2, warmup=300, draws=300)
+
+
+@pytest.fixture(scope="module")
+def two_languages():
+    design = pd.concat([monolingual_design("en"), monolingual_design("fr", tokens_per_param=(10, 40))])
+    return simulate(design, "chinchilla", TRUTH, seed=5)
+
+
+@pytest.fixture(scope="module")
+def tree(two_languages):
+    return fit(two_languages, "chinchilla", language="fr", sampler=QUICK, warn=False)
+
+
+def test_tree_has_every_group_and_natural_scale_parameters(tree):
+    assert {"posterior", "posterior_predictive", "log_likelihood", "observed_data",
+            "sample_stats", "fit_data"} <= set(tree.children)
+    for name in ("E", "A", "B", "alpha", "beta", "sigma"):
+        assert tree.posterior[name].dims == ("chain", "draw")
+    # A, B are the natural coefficients: the sampled terms at the reference scales are
+    # A / N_ref^alpha and B / D_ref^beta
+    post = tree.posterior
+    np.testing.assert_allclose(np.log(post["A"]) - post["alpha"] * tree.attrs["log_N_ref"],
+                               post["log_A_ref"], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(np.log(post["B"]) - post["beta"] * tree.attrs["log_D_ref"],
+                               post["log_B_ref"], rtol=1e-4, atol=1e-3)
+    assert tree.posterior_predictive["log_loss"].shape == (2, 300, 30)
+    assert tree.attrs["target_language"] == "fr"
+    assert set(tree["fit_data"]["language"].values) == {"fr"}
+
+
+def test_loo_works_on_the_pointwise_log_likelihood(tree):
+    loo = az.loo(tree, pointwise=True)
+    assert np.isfinite(loo.elpd) and loo.pareto_k.shape == (30,)
+
+
+def test_save_and_load_round_trip(tree, tmp_path):
+    path = save(tree, tmp_path / "fit.nc")
+    back = load(path)
+    assert back.attrs["law"] == "chinchilla" and back.attrs["data_hash"] == tree.attrs["data_hash"]
+    np.testing.assert_allclose(back.posterior["alpha"].values, tree.posterior["alpha"].values)
+    np.testing.assert_allclose(back["fit_data"]["n_tokens"].values, tree["fit_data"]["n_tokens"].values)
+
+
+def test_several_languages_need_a_choice(two_languages):
+    with pytest.raises(ValueError, match="language=.*--lang"):
+        fit(two_languages, "chinchilla", sampler=QUICK)
+    with pytest.raises(ValueError, match="no rows evaluate language 'de'"):
+        fit(two_languages, "chinchilla", language="de", sampler=QUICK)
+
+
+def test_unknown_law_lists_the_choices(two_languages):
+    with pytest.raises(ValueError, match="choose one of .*atlas"):
+        fit(two_languages, "kaplan", language="en", sampler=QUICK)
+
+
+def test_too_short_a_run_warns_in_words(two_languages):
+    with pytest.warns(ConvergenceWarning, match="R-hat|ESS"):
+        tree = fit(two_languages, "chinchilla", language="en",
+                   sampler=Sampler(chains=2, warmup=10, draws=10))
+    assert json.loads(tree.attrs["diagnostics"])["max_r_hat"] > 1.01
+
+
+def test_bundled_example_is_the_simulator_output():
+    """data/example_runs.csv is exactly what example_study() makes (so it can be regenerated)."""
+    with resources.as_file(resources.files("atlas_bayes.data") / "example_runs.csv") as path:
+        shipped = read_runs(path)
+    made = example_study()
+    assert len(shipped) == len(made) == 81
+    np.testing.assert_allclose(shipped["loss"], made["loss"], rtol=1e-6)
+    assert shipped["source"].str.startswith("simulated").all()
