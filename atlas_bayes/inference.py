@@ -66,9 +66,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
                 progress_bar=progress)
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(sampler.seed))
     mcmc.run(key_fit, inputs, log_loss, extra_fields=("num_steps", "energy"))
-    predictive = Predictive(model, posterior_samples=mcmc.get_samples(group_by_chain=True),
-                            batch_ndims=2, return_sites=["log_loss"])
-    ppc = predictive(key_ppc, inputs)
+    ppc = posterior_predictive(model, inputs, mcmc.get_samples(group_by_chain=True), key_ppc)
     seconds = time.perf_counter() - start
 
     coords = {"obs": info.obs_labels}
@@ -100,6 +98,18 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         for message in diagnostics.messages:
             warnings.warn(message, ConvergenceWarning, stacklevel=2)
     return tree
+
+
+def posterior_predictive(model, inputs, samples: dict, key) -> dict:
+    """Draws of log loss for every posterior sample (leading chain and draw axes kept).
+
+    Compiled as one call with the samples as arguments, so the compiled program is reused
+    (and cached on disk) rather than rebuilt around each new set of draws.
+    """
+    def draw(key, samples):
+        return Predictive(model, posterior_samples=samples, batch_ndims=2,
+                          return_sites=["log_loss"])(key, inputs)
+    return jax.jit(draw)(key, samples)
 
 
 def select_language(runs: pd.DataFrame, language: str | None) -> pd.DataFrame:
