@@ -14,6 +14,7 @@ import json
 import time
 import warnings
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import arviz as az
@@ -21,11 +22,14 @@ import jax
 import numpy as np
 import pandas as pd
 import xarray as xr
-from numpyro.infer import MCMC, NUTS, Predictive, init_to_median
+from numpyro import handlers, optim
+from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_median
+from numpyro.infer.autoguide import AutoLaplaceApproximation, AutoLowRankMultivariateNormal
+from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
 
 from atlas_bayes import __version__
-from atlas_bayes.diagnostics import ConvergenceWarning, check_convergence
-from atlas_bayes.law_inputs import build_inputs
+from atlas_bayes.diagnostics import ConvergenceWarning, Diagnostics, check_convergence
+from atlas_bayes.law_inputs import GroupInfo, Scales, build_group_inputs, build_inputs
 from atlas_bayes.models import get_law
 from atlas_bayes.runs import read_runs
 
@@ -42,53 +46,77 @@ class Sampler:
     chain_method: str = "vectorized"
 
 
+@dataclass(frozen=True)
+class Approximation:
+    """A fast approximate posterior for interactive use (no chains, no R-hat).
+
+    `method="svi"`: a low-rank multivariate normal fitted by stochastic variational
+    inference; `method="laplace"`: a normal at the posterior mode with the inverse Hessian
+    as covariance. Both live in the models' unconstrained space.
+    """
+    method: str = "svi"
+    steps: int = 5000
+    learning_rate: float = 0.01
+    draws: int = 1000
+    rank: int = 16
+    seed: int = 0
+
+
 def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: str | None = None,
-        transfer_languages: list[str] | None = None, nu: float = 4.0, centre: bool = True,
-        sampler: Sampler = Sampler(), progress: bool = False, warn: bool = True) -> xr.DataTree:
+        transfer_languages=None, nu: float = 4.0, centre: bool = True,
+        sampler: Sampler | Approximation = Sampler(), options: dict | None = None,
+        progress: bool = False, warn: bool = True) -> xr.DataTree:
     """Posterior of `law` given a run table (a DataFrame from `read_runs`, or a path).
 
-    `language` picks the evaluated language when the table has several; `transfer_languages`
-    overrides ATLAS's default K_t. Convergence problems raise `ConvergenceWarning` with advice
-    (set `warn=False` to only record them in the result's attributes).
+    Single-language laws fit one evaluated language (`language` picks it when the table has
+    several); joint laws (`*-h`) fit every language at once. `transfer_languages` overrides
+    ATLAS's default K_t (a list, or for joint laws a dict target -> list). `options` are
+    extra model options (e.g. {"pooling": "none"}). `sampler` is NUTS settings or an
+    `Approximation`. Convergence problems raise `ConvergenceWarning` with advice (set
+    `warn=False` to only record them in the result's attributes).
     """
     if not isinstance(runs, pd.DataFrame):
         runs = read_runs(runs)
-    runs = select_language(runs, language)
     spec = get_law(law)
-    inputs, info, log_loss = build_inputs(runs, transfer_languages=transfer_languages, centre=centre)
-    model = spec.bind(nu=nu)
-
+    options = dict(options or {})
+    if spec.hierarchical:
+        inputs, info, log_loss = build_group_inputs(runs, transfer_languages=transfer_languages,
+                                                    centre=centre)
+        runs = runs.reset_index(drop=True)
+    else:
+        runs = select_language(runs, language)
+        inputs, info, log_loss = build_inputs(runs, transfer_languages=transfer_languages,
+                                              centre=centre)
+    model = spec.bind(nu=nu, **options)
     start = time.perf_counter()
-    kernel = NUTS(model, target_accept_prob=sampler.target_accept, dense_mass=sampler.dense_mass,
-                  init_strategy=init_to_median())
-    mcmc = MCMC(kernel, num_warmup=sampler.warmup, num_samples=sampler.draws,
-                num_chains=sampler.chains, chain_method=sampler.chain_method,
-                progress_bar=progress)
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(sampler.seed))
-    mcmc.run(key_fit, inputs, log_loss, extra_fields=("num_steps", "energy"))
-    ppc = posterior_predictive(model, inputs, mcmc.get_samples(group_by_chain=True), key_ppc)
+    if isinstance(sampler, Approximation):
+        latents, stats = _approximate(model, inputs, log_loss, sampler, key_fit, progress)
+    else:
+        latents, stats = _nuts(model, inputs, log_loss, sampler, key_fit, progress)
+    draws = posterior_predictive(model, inputs, latents, key_ppc, deterministic=True)
+    log_lik = log_likelihood(model, inputs, log_loss, latents)
     seconds = time.perf_counter() - start
 
-    coords = {"obs": info.obs_labels}
-    dims = {"log_loss": ["obs"]}
-    if "tau" in mcmc.get_samples():
-        coords["transfer_language"] = info.transfer_languages
-        dims["tau"] = ["transfer_language"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # arviz notes on unused coords
-        tree = az.from_numpyro(mcmc, posterior_predictive={"log_loss": np.asarray(ppc["log_loss"])},
-                               log_likelihood=True, coords=coords, dims=dims,
-                               pred_dims=dims)  # given, so arviz skips re-tracing the model
+    tree = _to_tree(model, inputs, log_loss, latents, draws, log_lik, stats, info)
     tree["fit_data"] = xr.DataTree(dataset=runs_to_dataset(runs, info.obs_labels))
-
     reported = [name for name in spec.parameters if name in tree.posterior.data_vars] + ["sigma"]
-    diagnostics = check_convergence(tree, reported)
+    if isinstance(sampler, Approximation):
+        diagnostics = Diagnostics(0, float("nan"), float("nan"))
+    else:
+        diagnostics = check_convergence(tree, reported)
     tree.attrs.update({
-        "law": spec.name, "law_description": spec.description, "target_language": info.target,
+        "law": spec.name, "law_description": spec.description,
+        "target_language": ",".join(info.languages) if spec.hierarchical else info.target,
+        "languages": json.dumps(info.languages if spec.hierarchical else [info.target]),
         "transfer_languages": json.dumps(info.transfer_languages),
+        "options": json.dumps(options), "latent_sites": json.dumps(sorted(latents)),
         "parameters": json.dumps(reported), "n_obs": int(len(runs)),
+        "method": sampler.method if isinstance(sampler, Approximation) else "nuts",
         "sampler": json.dumps(asdict(sampler)), "student_t_nu": float(nu), "centred": int(centre),
         "log_N_ref": float(inputs.log_N_ref), "log_D_ref": float(inputs.log_D_ref),
+        "scales": json.dumps(Scales(*(float(getattr(inputs, f)) for f in Scales._fields))._asdict()),
+        "has_other": int(inputs.has_other),
         "data_hash": data_hash(runs), "source": str(runs.attrs.get("source", "")),
         "simulated": int(runs["source"].astype(str).str.startswith("simulated").any()),
         "seconds": float(seconds), "atlas_bayes_version": __version__,
@@ -100,16 +128,123 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
     return tree
 
 
-def posterior_predictive(model, inputs, samples: dict, key) -> dict:
+def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
+    """Latent draws (chain, draw, ...) and sample statistics from vectorised NUTS."""
+    kernel = NUTS(model, target_accept_prob=sampler.target_accept, dense_mass=sampler.dense_mass,
+                  init_strategy=init_to_median())
+    mcmc = MCMC(kernel, num_warmup=sampler.warmup, num_samples=sampler.draws,
+                num_chains=sampler.chains, chain_method=sampler.chain_method,
+                progress_bar=progress)
+    mcmc.run(key, inputs, log_loss,
+             extra_fields=("num_steps", "energy", "diverging", "accept_prob", "potential_energy"))
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    stats = {"diverging": extra["diverging"], "n_steps": extra["num_steps"],
+             "energy": extra["energy"], "acceptance_rate": extra["accept_prob"],
+             "lp": -extra["potential_energy"]}
+    latent = latent_sites(model, inputs)
+    samples = mcmc.get_samples(group_by_chain=True)
+    return {k: v for k, v in samples.items() if k in latent}, stats
+
+
+def _approximate(model, inputs, log_loss, approx: Approximation, key, progress: bool):
+    """Latent draws (1 chain, draw, ...) from an SVI or Laplace approximation."""
+    if approx.method == "svi":
+        guide = AutoLowRankMultivariateNormal(model, rank=approx.rank, init_loc_fn=init_to_median())
+    elif approx.method == "laplace":
+        guide = AutoLaplaceApproximation(model, init_loc_fn=init_to_median())
+    else:
+        raise ValueError(f"unknown approximation {approx.method!r}: choose 'svi' or 'laplace'")
+    svi = SVI(model, guide, optim.Adam(approx.learning_rate), Trace_ELBO())
+    key_fit, key_draw = jax.random.split(key)
+    result = svi.run(key_fit, approx.steps, inputs, log_loss, progress_bar=progress)
+    draws = guide.sample_posterior(key_draw, result.params, sample_shape=(approx.draws,))
+    latent = latent_sites(model, inputs)
+    losses = np.asarray(result.losses)
+    tail = losses[-max(len(losses) // 10, 1):]
+    stats = {"elbo_final": float(-np.mean(tail)), "elbo_tail_sd": float(np.std(tail))}
+    return {k: v[None] for k, v in draws.items() if k in latent}, stats
+
+
+def latent_sites(model, inputs) -> set[str]:
+    """Names of the model's unobserved sample sites (what a posterior must supply)."""
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(inputs)
+    return {name for name, site in trace.items()
+            if site["type"] == "sample" and not site["is_observed"] and name != "log_loss"}
+
+
+def site_dims(model, inputs) -> dict[str, list[str]]:
+    """Dimension names of every sample and deterministic site, from the model's plates."""
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(inputs)
+    dims = {}
+    for name, site in trace.items():
+        if site["type"] in ("sample", "deterministic"):
+            frames = sorted(site.get("cond_indep_stack", []), key=lambda f: f.dim)
+            dims[name] = [f.name for f in frames]
+    return dims
+
+
+def posterior_predictive(model, inputs, latents: dict, key, deterministic: bool = False,
+                         mean: bool = False) -> dict:
     """Draws of log loss for every posterior sample (leading chain and draw axes kept).
 
-    Compiled as one call with the samples as arguments, so the compiled program is reused
-    (and cached on disk) rather than rebuilt around each new set of draws.
+    With `deterministic` also the model's deterministic sites (natural-scale parameters);
+    with `mean` also `log_loss_mean`, the law's prediction without noise. Compiled as one
+    call with the draws as arguments, so the compiled program is reused (and cached on
+    disk) rather than rebuilt around each new set of draws.
     """
-    def draw(key, samples):
-        return Predictive(model, posterior_samples=samples, batch_ndims=2,
-                          return_sites=["log_loss"])(key, inputs)
-    return jax.jit(draw)(key, samples)
+    sites = ["log_loss"]
+    if deterministic:
+        trace = handlers.trace(handlers.seed(model, 0)).get_trace(inputs)
+        sites += [name for name, site in trace.items() if site["type"] == "deterministic"]
+    if mean:
+        model = partial(model, predict_mean=True)
+        sites.append("log_loss_mean")
+
+    def draw(key, latents):
+        return Predictive(model, posterior_samples=latents, batch_ndims=2,
+                          return_sites=sites)(key, inputs)
+    return jax.jit(draw)(key, latents)
+
+
+def log_likelihood(model, inputs, log_loss, latents: dict) -> np.ndarray:
+    """Pointwise log likelihood (chain, draw, obs), for PSIS-LOO."""
+    values = jax.jit(lambda latents: numpyro_log_likelihood(
+        model, latents, inputs, log_loss, batch_ndims=2)["log_loss"])(latents)
+    return np.asarray(values)
+
+
+def _to_tree(model, inputs, log_loss, latents, draws, log_lik, stats, info) -> xr.DataTree:
+    """Assemble the ArviZ DataTree, labelling language, transfer-slot and observation axes."""
+    dims = site_dims(model, inputs)
+    posterior = {k: np.asarray(v) for k, v in {**latents, **draws}.items() if k != "log_loss"}
+    coords = {"obs": info.obs_labels}
+    if isinstance(info, GroupInfo):
+        coords["language"] = info.languages
+        coords["transfer_slot"] = list(range(len(info.transfer_languages[0]) if info.transfer_languages else 0))
+    else:
+        coords["transfer_language"] = info.transfer_languages
+        dims = {k: ["transfer_language" if d == "transfer_language" else d for d in v]
+                for k, v in dims.items()}
+    groups = {
+        "posterior": posterior,
+        "posterior_predictive": {"log_loss": np.asarray(draws["log_loss"])},
+        "log_likelihood": {"log_loss": log_lik},
+        "observed_data": {"log_loss": np.asarray(log_loss)},
+    }
+    if "diverging" in stats:
+        groups["sample_stats"] = {k: np.asarray(v) for k, v in stats.items()}
+    used = {d for v in dims.values() for d in v}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        tree = az.from_dict(groups, coords={k: v for k, v in coords.items() if k in used},
+                            dims={k: v for k, v in dims.items() if v})
+    if isinstance(info, GroupInfo) and "transfer_slot" in tree.posterior.dims:
+        slots = np.array(info.transfer_languages, dtype=str)
+        tree["posterior"] = tree.posterior.to_dataset().assign_coords(
+            transfer_language=(("language", "transfer_slot"), slots))
+    if "diverging" not in stats:
+        tree.attrs.update({k: float(v) for k, v in stats.items()})
+    return tree
 
 
 def select_language(runs: pd.DataFrame, language: str | None) -> pd.DataFrame:

@@ -36,6 +36,31 @@ class LawInputs(NamedTuple):
     loss_median: float
     loss_min: float
     has_other: bool
+    group: np.ndarray | None = None   # (n,) index of each row's evaluated language (joint fits)
+    n_groups: int = 1
+
+
+class Scales(NamedTuple):
+    """Reference scales and loss levels of the data a model was fitted to.
+
+    Predictions for new rows reuse the training data's scales, so the fitted coefficients
+    keep their meaning.
+    """
+    log_N_ref: float
+    log_D_ref: float
+    log_N_mid: float
+    log_D_mid: float
+    loss_median: float
+    loss_min: float
+
+    @classmethod
+    def of(cls, runs: pd.DataFrame, D: np.ndarray, centre: bool = True) -> "Scales":
+        """Geometric-mean scales of N and target tokens D (zero references when not centring)."""
+        log_N_mid = float(np.mean(np.log(runs["n_params"].to_numpy(float))))
+        log_D_mid = float(np.mean(np.log(D)))
+        loss = runs["loss"].to_numpy(float)
+        return cls(log_N_mid if centre else 0.0, log_D_mid if centre else 0.0, log_N_mid,
+                   log_D_mid, float(np.median(loss)), float(np.min(loss)))
 
 
 class InputInfo(NamedTuple):
@@ -46,11 +71,14 @@ class InputInfo(NamedTuple):
 
 
 def build_inputs(runs: pd.DataFrame, *, transfer_languages=None, centre: bool = True,
-                 family_level: str = "family") -> tuple[LawInputs, InputInfo, np.ndarray]:
+                 family_level: str = "family", scales: Scales | None = None,
+                 has_other: bool | None = None) -> tuple[LawInputs, InputInfo, np.ndarray]:
     """Arrays for the law models, their labels, and the observed log losses.
 
     The table must hold one evaluated language (the target). Transfer languages default to
-    the paper's choice: the three languages most often co-sampled with the target.
+    the paper's choice: the three languages most often co-sampled with the target; a
+    transfer language absent from the table's mixtures counts as zero tokens. `scales` and
+    `has_other` come from the training data when building inputs for predictions.
     """
     targets = runs["language"].unique()
     if len(targets) != 1:
@@ -65,10 +93,10 @@ def build_inputs(runs: pd.DataFrame, *, transfer_languages=None, centre: bool = 
 
     if transfer_languages is None:
         transfer_languages = co_sampled_languages(runs, target)[:N_TRANSFER]
-    missing = [lang for lang in transfer_languages if lang not in fractions.columns]
-    if missing:
-        raise ValueError(f"transfer languages {missing} never appear in the mixtures "
-                         f"(mix_<lang> columns: {list(fractions.columns)})")
+    for lang in transfer_languages:
+        if lang not in fractions.columns:
+            fractions[lang] = 0.0
+            unique[lang] = np.inf
     others = [c for c in fractions.columns if c != target and c not in transfer_languages]
 
     D = fractions[target].to_numpy(float) * total
@@ -88,19 +116,16 @@ def build_inputs(runs: pd.DataFrame, *, transfer_languages=None, centre: bool = 
     p_family = fractions[same_family].to_numpy(float).sum(axis=1)
 
     N = runs["n_params"].to_numpy(float)
-    log_N_mid, log_D_mid = float(np.mean(np.log(N))), float(np.mean(np.log(D)))
-    log_N_ref, log_D_ref = (log_N_mid, log_D_mid) if centre else (0.0, 0.0)
-    d_scale, n_scale = np.exp(log_D_ref), np.exp(log_N_ref)
-    loss = runs["loss"].to_numpy(float)
+    scales = scales or Scales.of(runs, D, centre)
+    d_scale, n_scale = np.exp(scales.log_D_ref), np.exp(scales.log_N_ref)
+    loss = runs["loss"].to_numpy(float) if "loss" in runs else np.full(len(runs), np.nan)
     f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
     inputs = LawInputs(
         N=f32(N / n_scale), D=f32(D / d_scale), U=f32(unique[target].to_numpy(float) / d_scale),
         D_total=f32(total / d_scale), D_transfer=f32(D_transfer / d_scale),
         U_transfer=f32(U_transfer / d_scale), D_other=f32(D_other / d_scale),
-        U_other=f32(U_other / d_scale), p_family=f32(p_family),
-        log_N_ref=log_N_ref, log_D_ref=log_D_ref, log_N_mid=log_N_mid, log_D_mid=log_D_mid,
-        loss_median=float(np.median(loss)), loss_min=float(np.min(loss)),
-        has_other=bool(np.any(D_other > 0)),
+        U_other=f32(U_other / d_scale), p_family=f32(p_family), **scales._asdict(),
+        has_other=bool(np.any(D_other > 0)) if has_other is None else has_other,
     )
     labels = [f"{r}@{t:.4g}" for r, t in zip(runs["run_id"], runs["n_tokens"])]
     return inputs, InputInfo(target, list(transfer_languages), labels), f32(np.log(loss))
@@ -122,3 +147,81 @@ def co_sampled_languages(runs: pd.DataFrame, target: str) -> list[str]:
             counts[lang] = int(present.sum())
             shares[lang] = float(with_target.loc[present, lang].sum())
     return sorted(counts, key=lambda lang: (-counts[lang], -shares[lang], lang))
+
+
+def build_group_inputs(runs: pd.DataFrame, *, transfer_languages: dict | None = None,
+                       centre: bool = True, scales: Scales | None = None,
+                       has_other: bool | None = None, groups: list[str] | None = None,
+                       ) -> tuple[LawInputs, GroupInfo, np.ndarray]:
+    """Inputs for a joint fit over every evaluated language (one group per language).
+
+    Rows keep their order; `group` indexes `GroupInfo.languages`. Each target gets its own
+    transfer languages (default: its three most co-sampled languages; `transfer_languages`
+    maps a target to its own list), padded with empty slots ("") to a common width. All
+    targets share one set of reference scales, so the population distributions compare
+    like with like.
+    """
+    runs = runs.reset_index(drop=True)
+    groups = list(groups) if groups is not None else list(dict.fromkeys(runs["language"].astype(str)))
+    unknown = sorted(set(runs["language"].astype(str)) - set(groups))
+    if unknown:
+        raise ValueError(f"rows evaluate languages {unknown} that the fit has no parameters for "
+                         f"(fitted languages: {', '.join(groups)})")
+    transfer = _transfer_languages(runs, groups, transfer_languages or {})
+    width = max([len(v) for v in transfer.values()] + [0])
+    if scales is None:
+        fractions = mixture_fractions(runs)
+        share = fractions.to_numpy()[np.arange(len(runs)),
+                                     fractions.columns.get_indexer(runs["language"])]
+        scales = Scales.of(runs, share * runs["n_tokens"].to_numpy(float), centre)
+    pieces, any_other = [], False
+    for lang in groups:
+        rows = runs.index[runs["language"].astype(str) == lang]
+        if len(rows) == 0:
+            continue
+        x, _, y = build_inputs(runs.loc[rows].reset_index(drop=True),
+                               transfer_languages=transfer[lang], scales=scales, has_other=True)
+        pad = width - x.D_transfer.shape[1]
+        x = x._replace(D_transfer=np.pad(x.D_transfer, ((0, 0), (0, pad))),
+                       U_transfer=np.pad(x.U_transfer, ((0, 0), (0, pad)), constant_values=np.inf))
+        any_other |= bool(np.any(x.D_other > 0))
+        pieces.append((rows, x, y))
+    n = len(runs)
+    fields = {}
+    for name in ("N", "D", "U", "D_total", "D_transfer", "U_transfer", "D_other", "U_other", "p_family"):
+        first = getattr(pieces[0][1], name)
+        out = np.zeros((n,) + first.shape[1:], dtype=np.float32)
+        for rows, x, _ in pieces:
+            out[rows] = getattr(x, name)
+        fields[name] = out
+    log_loss = np.zeros(n, dtype=np.float32)
+    for rows, _, y in pieces:
+        log_loss[rows] = y
+    group = np.array([groups.index(lang) for lang in runs["language"].astype(str)], dtype=np.int32)
+    inputs = LawInputs(**fields, **scales._asdict(),
+                       has_other=any_other if has_other is None else has_other,
+                       group=group, n_groups=len(groups))
+    slots = [transfer[t] + [""] * (width - len(transfer[t])) for t in groups]
+    labels = [f"{lang}:{r}@{t:.4g}" for lang, r, t in zip(runs["language"], runs["run_id"], runs["n_tokens"])]
+    return inputs, GroupInfo(groups, slots, labels), log_loss
+
+
+def _transfer_languages(runs: pd.DataFrame, groups: list[str], given: dict) -> dict[str, list[str]]:
+    """Each target's transfer languages: the user's choice, else its most co-sampled ones."""
+    present = set(runs["language"].astype(str))
+    chosen = {}
+    for target in groups:
+        if target in given:
+            chosen[target] = list(given[target])
+        elif target in present:
+            chosen[target] = co_sampled_languages(runs, target)[:N_TRANSFER]
+        else:
+            chosen[target] = []
+    return chosen
+
+
+class GroupInfo(NamedTuple):
+    """Labels of a joint fit: the languages (groups), each one's transfer slots, row labels."""
+    languages: list[str]
+    transfer_languages: list[list[str]]
+    obs_labels: list[str]

@@ -54,7 +54,8 @@ def effective_data(D_t, U_t, lam, D_transfer=None, U_transfer=None, tau=None,
     S_t = saturation(D_t, U_t, lam)
     ratio = jnp.ones_like(S_t)
     if D_transfer is not None:
-        S_i = saturation(D_transfer, U_transfer, lam)
+        lam_i = jnp.expand_dims(lam, -1) if jnp.ndim(lam) > 0 else lam  # per-row lambda
+        S_i = saturation(D_transfer, U_transfer, lam_i)
         ratio = ratio + jnp.sum(tau * S_i, axis=-1) / S_t
     if D_other is not None:
         ratio = ratio + tau_other * saturation(D_other, U_other, lam) / S_t

@@ -19,9 +19,9 @@ from atlas_bayes import languages
 
 REQUIRED = ("n_params", "n_tokens", "loss")
 POSITIVE = ("n_params", "n_tokens", "loss", "unique_tokens")
-TEXT = ("run_id", "language", "init", "source", "notes")
+TEXT = ("run_id", "language", "init", "mixture", "source", "notes")
 COLUMNS = ("run_id", "language", "n_params", "n_tokens", "loss", "unique_tokens",
-           "n_languages", "init", "source", "notes")
+           "n_languages", "init", "mixture", "source", "notes")
 MIX_PREFIX = "mix_"                 # mix_<lang>: share of the run's training tokens in <lang>
 UNIQUE_PREFIX = "unique_tokens_"    # unique_tokens_<lang>: unique tokens available in <lang>
 DEFAULT_LANGUAGE = "und"            # ISO 639 "undetermined"
@@ -101,15 +101,17 @@ def validate_runs(raw: pd.DataFrame, source: str = "<run table>", csv: bool = Fa
     if len(raw) == 0:
         raise RunTableError(source, ["the table has no rows"])
 
-    runs = pd.DataFrame(index=raw.index)
     numeric = [c for c in raw.columns if c in POSITIVE or c == "n_languages"
                or c.startswith(MIX_PREFIX) or c.startswith(UNIQUE_PREFIX)]
+    parsed = {}
     for column in numeric:
         values, bad = _parse_numbers(raw[column], required=column in REQUIRED)
         for index, text in bad:
             problems.append(f"{where(index)}, column '{column}': expected a number, got {text!r}")
-        runs[column] = values
+        parsed[column] = values
         problems += _check_range(column, values, where)
+    # Built at once: wide mixtures (100+ mix_/unique_tokens_ columns) would fragment the frame.
+    runs = pd.DataFrame(parsed, index=raw.index)
 
     for column in TEXT:
         if column in raw.columns:
@@ -117,7 +119,7 @@ def validate_runs(raw: pd.DataFrame, source: str = "<run table>", csv: bool = Fa
     runs["run_id"] = _fill_blank(runs.get("run_id"), [f"row{i + 1}" for i in raw.index])
     runs["language"] = _fill_blank(runs.get("language"), DEFAULT_LANGUAGE)
     runs["init"] = _fill_blank(runs.get("init"), "scratch")
-    for column in ("source", "notes"):
+    for column in ("mixture", "source", "notes"):
         runs[column] = _fill_blank(runs.get(column), "")
 
     problems += _check_mixtures(runs, where)

@@ -16,7 +16,7 @@ from numpyro import handlers
 import pandas as pd
 from numpyro.infer import Predictive
 
-from atlas_bayes.law_inputs import build_inputs
+from atlas_bayes.law_inputs import build_group_inputs, build_inputs
 from atlas_bayes.models import get_law
 
 # Table B.3 of the ATLAS paper (scales 0-34 of S_full), parameters including embeddings.
@@ -68,11 +68,17 @@ def simulate(design: pd.DataFrame, law: str, params: dict, *, sigma: float = 0.0
 
     `params` holds E, A, B, alpha, beta and the law's extra parameters (lambda, R_D_star,
     R_N_star, gamma, tau as {language: value}, tau_other). Noise is Student-t(nu) on log loss
-    with scale `sigma`. Each evaluated language is simulated with the same parameters.
+    with scale `sigma`. Single-language laws simulate each evaluated language with the same
+    parameters; joint laws (`*-h`) take per-language values instead: {"E": {lang: value},
+    ..., "tau": {target: {source: value}}, "tau_other": {lang: value}, "lambda": value}.
     """
     spec = get_law(law)
     model = spec.bind(nu=nu)
     key = jax.random.PRNGKey(seed)
+    if spec.hierarchical:
+        runs = _simulate_joint(design, model, params, sigma, key, transfer_languages)
+        runs["source"] = f"simulated: law={spec.name}, seed={seed}, sigma={sigma}"
+        return runs
     pieces = []
     for language, rows in design.groupby("language", sort=False):
         rows = rows.reset_index(drop=True).assign(loss=1.0)
@@ -104,6 +110,67 @@ def _sampled_sites(params: dict, x, transfer_languages: list[str], sigma: float)
         sites["tau"] = np.array([tau.get(lang, 0.0) for lang in transfer_languages])
     sites.update(p)
     return {k: np.asarray(v, dtype=np.float32)[None] for k, v in sites.items()}
+
+
+def _simulate_joint(design, model, params, sigma, key, transfer_languages) -> pd.DataFrame:
+    """Losses for a joint (per-language) law, all languages in one forward pass."""
+    runs = design.reset_index(drop=True).assign(loss=1.0)
+    x, info, _ = build_group_inputs(runs, transfer_languages=transfer_languages)
+    sites = _joint_sites(params, x, info, sigma)
+    _check_complete(model, x, sites, "joint")
+    draw = Predictive(model, posterior_samples=sites, return_sites=["log_loss"])(key, x)
+    runs["loss"] = np.exp(np.asarray(draw["log_loss"][0], dtype=float))
+    return runs
+
+
+def _joint_sites(params: dict, x, info, sigma: float) -> dict:
+    """Per-language natural-scale values -> the joint model's sites.
+
+    Population means are set to 0 and spreads to 1, so each language's value is its z.
+    """
+    langs = info.languages
+    per = lambda name: np.array([params[name][lang] for lang in langs], dtype=float)  # noqa: E731
+    alpha, beta = per("alpha"), per("beta")
+    values = {"log_alpha": np.log(alpha), "log_beta": np.log(beta), "log_E": np.log(per("E")),
+              "log_A_ref": np.log(per("A")) - alpha * x.log_N_ref,
+              "log_B_ref": np.log(per("B")) - beta * x.log_D_ref}
+    if "tau" in params:
+        values["tau"] = np.array([[params["tau"].get(t, {}).get(src, 0.0) for src in slots]
+                                  for t, slots in zip(langs, info.transfer_languages)])
+    if "tau_other" in params:
+        values["tau_other"] = per("tau_other")
+    sites = {"sigma": sigma}
+    for name, value in values.items():
+        # mu = 0 and sd = 1 make value = z whatever the centring
+        sites.update({f"{name}_z": value, f"{name}_mu": 0.0, f"{name}_sd": 1.0})
+    if "lambda" in params:
+        sites["lambda"] = params["lambda"]
+    return {k: np.asarray(v, dtype=np.float32)[None] for k, v in sites.items()}
+
+
+# Population the simulated multilingual studies draw per-language truths from (natural scale
+# medians and log-scale spreads; tau on its own scale).
+POPULATION = {"E": (1.2, 0.2), "A": (350.0, 0.3), "B": (1800.0, 0.3),
+              "alpha": (0.33, 0.08), "beta": (0.32, 0.08),
+              "tau": (0.2, 0.12), "tau_other": (0.03, 0.03), "lambda": 0.08}
+
+
+def language_parameters(languages, transfer: dict[str, list[str]] | None = None, seed: int = 0,
+                        population: dict = POPULATION) -> dict:
+    """Per-language truths drawn from `population`, in the form `simulate` takes for joint laws."""
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name in ("E", "A", "B", "alpha", "beta"):
+        median, spread = population[name]
+        params[name] = {lang: float(median * np.exp(spread * rng.standard_normal()))
+                        for lang in languages}
+    loc, spread = population["tau_other"]
+    params["tau_other"] = {lang: float(loc + spread * rng.standard_normal()) for lang in languages}
+    loc, spread = population["tau"]
+    params["tau"] = {t: {src: float(loc + spread * rng.standard_normal()) for src in sources}
+                     for t, sources in (transfer or {}).items()}
+    params["lambda"] = population["lambda"]
+    return params
 
 
 def _check_complete(model, x, sites: dict, law: str) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
-from atlas_bayes.models import scaling
+from atlas_bayes.models import hierarchical, scaling
 
 CORE = ("E", "A", "B", "alpha", "beta")
 
@@ -20,6 +20,7 @@ class Law:
     parameters: tuple[str, ...]           # natural-scale sites reported by summaries
     description: str
     options: dict = field(default_factory=dict)
+    hierarchical: bool = False            # one joint fit over all evaluated languages
 
     def bind(self, **extra) -> Callable:
         """The model with its fixed options (and any extra ones) applied."""
@@ -41,6 +42,18 @@ LAWS = {
         Law("atlas-other", scaling.atlas, CORE + ("lambda", "R_D_star", "tau_other"),
             "ATLAS (D_t + D_other): target tokens plus one weight for the rest of the mixture",
             {"transfer": False}),
+        Law("chinchilla-h", hierarchical.hierarchical, CORE,
+            "Chinchilla with per-language parameters pooled across languages",
+            {"saturate": False}, hierarchical=True),
+        Law("atlas-dt-h", hierarchical.hierarchical, CORE + ("lambda",),
+            "ATLAS (D_t only) with per-language parameters pooled across languages",
+            {"transfer": False, "other": False}, hierarchical=True),
+        Law("atlas-other-h", hierarchical.hierarchical, CORE + ("lambda", "tau_other"),
+            "ATLAS (D_t + D_other) with per-language parameters pooled across languages",
+            {"transfer": False}, hierarchical=True),
+        Law("atlas-h", hierarchical.hierarchical, CORE + ("lambda", "tau", "tau_other"),
+            "ATLAS with per-language parameters (E, A, B, alpha, beta, tau) pooled across languages",
+            {}, hierarchical=True),
     ]
 }
 ALIASES = {"csl": "chinchilla"}

@@ -22,33 +22,33 @@ ALPHA_PRIOR = (jnp.log(0.35), 0.5)     # LogNormal over exponents: 90% in (0.15,
 TERM_SHARE = 0.25                      # prior centre of each reducible term, as a share of loss
 
 
-def chinchilla(x, log_loss=None, nu=4.0):
+def chinchilla(x, log_loss=None, nu=4.0, predict_mean=False):
     """Chinchilla: L = E + A / N^alpha + B / D^beta, D the target-language tokens."""
     p = _core_parameters(x)
     mu = laws.log_chinchilla(x.N, x.D, p["E"], p["A_ref"], p["B_ref"], p["alpha"], p["beta"])
-    _likelihood(mu, x, log_loss, nu)
+    _likelihood(mu, x, log_loss, nu, predict_mean)
 
 
-def dcsl(x, log_loss=None, nu=4.0):
+def dcsl(x, log_loss=None, nu=4.0, predict_mean=False):
     """Data-constrained law (Muennighoff et al.): repeated data and excess parameters decay."""
     p = _core_parameters(x)
     R_D_star = numpyro.sample("R_D_star", dist.LogNormal(jnp.log(15.0), 0.75))
     R_N_star = numpyro.sample("R_N_star", dist.LogNormal(jnp.log(5.0), 0.75))
     mu = laws.log_dcsl(x.N, x.D, x.U, p["E"], p["A_ref"], p["B_ref"], p["alpha"], p["beta"],
                        R_D_star, R_N_star)
-    _likelihood(mu, x, log_loss, nu)
+    _likelihood(mu, x, log_loss, nu, predict_mean)
 
 
-def msl(x, log_loss=None, nu=4.0):
+def msl(x, log_loss=None, nu=4.0, predict_mean=False):
     """He et al.'s multilingual law: Chinchilla in total tokens times p_family^(-gamma)."""
     p = _core_parameters(x)
     gamma = numpyro.sample("gamma", dist.Normal(0.0, 0.25))
     mu = laws.log_msl(x.N, x.D_total, x.p_family, p["E"], p["A_ref"], p["B_ref"],
                       p["alpha"], p["beta"], gamma)
-    _likelihood(mu, x, log_loss, nu)
+    _likelihood(mu, x, log_loss, nu, predict_mean)
 
 
-def atlas(x, log_loss=None, nu=4.0, transfer=True, other=True):
+def atlas(x, log_loss=None, nu=4.0, transfer=True, other=True, predict_mean=False):
     """ATLAS: Chinchilla on the effective data of Eq. 2, with repetition saturation.
 
     `transfer` adds one weight tau per transfer language (the columns of x.D_transfer);
@@ -68,7 +68,7 @@ def atlas(x, log_loss=None, nu=4.0, transfer=True, other=True):
         terms.update(D_other=x.D_other, U_other=x.U_other, tau_other=tau_other)
     D_eff = laws.effective_data(x.D, x.U, lam, **terms)
     mu = laws.log_atlas(x.N, D_eff, p["E"], p["A_ref"], p["B_ref"], p["alpha"], p["beta"])
-    _likelihood(mu, x, log_loss, nu)
+    _likelihood(mu, x, log_loss, nu, predict_mean)
 
 
 def _core_parameters(x):
@@ -95,7 +95,10 @@ def _term_prior(x, offset):
     return dist.Normal(loc, 1.5 + 0.5 * jnp.abs(offset))
 
 
-def _likelihood(mu, x, log_loss, nu):
+def _likelihood(mu, x, log_loss, nu, predict_mean=False):
+    """Student-t on log loss; `predict_mean` also records the law's mean (for predictions)."""
+    if predict_mean:
+        numpyro.deterministic("log_loss_mean", mu)
     sigma = numpyro.sample("sigma", dist.HalfNormal(0.1))
     with numpyro.plate("obs", x.N.shape[0]):
         numpyro.sample("log_loss", dist.StudentT(nu, mu, sigma), obs=log_loss)

@@ -216,6 +216,7 @@ def test_defaults_when_only_required_columns(tmp_path):
     assert list(runs["language"]) == ["und", "und"]
     assert list(runs["init"]) == ["scratch", "scratch"]
     assert list(runs["source"]) == ["", ""] and list(runs["notes"]) == ["", ""]
+    assert list(runs["mixture"]) == ["", ""]
 
 
 def test_blank_text_cells_get_defaults(tmp_path):

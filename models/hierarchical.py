@@ -1,0 +1,134 @@
+"""One joint ATLAS model over many target languages, with per-language parameters pooled.
+
+Each evaluated language ("group") has its own E, A, B, alpha, beta, transfer weights tau
+(one per transfer slot of that target) and tau_other. With `pooling="partial"` each of these
+is drawn from a population distribution, written non-centred (value = mu + sd * z), so a
+language with few runs borrows strength from the others while one with many runs is barely
+pulled. `pooling="none"` gives every language independent copies of the single-language
+priors: the same law fitted separately to each language, in one run. The repetition
+parameter lambda is shared by all languages, or per language (`lambda_per_language=True`).
+
+Inputs are a `LawInputs` from `build_group_inputs` (row -> language index in `x.group`).
+"""
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+from atlas_bayes import laws
+from atlas_bayes.models.scaling import ALPHA_PRIOR, TERM_SHARE, _likelihood
+
+# Prior (loc, scale) of each population mean, and the half-normal scale of its spread
+# across languages, for the per-language parameters on the log scale.
+EXPONENT_SPREAD = 0.25
+LOG_E_SPREAD = 0.5
+TERM_SPREAD = 1.0
+TAU_PRIOR, TAU_SPREAD = (0.0, 0.5), 0.25
+TAU_OTHER_PRIOR, TAU_OTHER_SPREAD = (0.0, 0.25), 0.15
+LAMBDA_PRIOR = (jnp.log(0.1), 1.0)
+CENTRED_MIN_OBS = 20
+EXPONENTS = ("log_alpha", "log_beta")
+
+
+def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=True,
+                 lambda_per_language=False, pooling="partial", centring="auto",
+                 predict_mean=False):
+    """ATLAS (or Chinchilla, `saturate=False`) with per-language parameters.
+
+    `centring` says how each language's value is written: "noncentred" (value = mu + sd z),
+    "centred" (value ~ Normal(mu, sd)), or "auto": centred for languages with at least
+    `CENTRED_MIN_OBS` rows, whose own data pin them down, non-centred for the rest.
+    """
+    c = _centredness(x, centring)
+    term_loc = jnp.log(TERM_SHARE * x.loss_median)
+    population = {
+        "log_alpha": _population("log_alpha", ALPHA_PRIOR, EXPONENT_SPREAD, pooling),
+        "log_beta": _population("log_beta", ALPHA_PRIOR, EXPONENT_SPREAD, pooling),
+        "log_E": _population("log_E", (jnp.log(0.5 * x.loss_min), 1.0), LOG_E_SPREAD, pooling),
+        "log_A_ref": _population("log_A_ref", (term_loc, 1.5), TERM_SPREAD, pooling),
+        "log_B_ref": _population("log_B_ref", (term_loc, 1.5), TERM_SPREAD, pooling),
+    }
+    with numpyro.plate("language", x.n_groups):
+        # Exponents are strongly pooled (their spread across languages is comparable to each
+        # language's own uncertainty), so they stay non-centred; see `centring`.
+        p = {name: _per_language(name, *loc_scale, 0.0 if name in EXPONENTS else c)
+             for name, loc_scale in population.items()}
+        alpha = numpyro.deterministic("alpha", jnp.exp(p["log_alpha"]))
+        beta = numpyro.deterministic("beta", jnp.exp(p["log_beta"]))
+        E = numpyro.deterministic("E", jnp.exp(p["log_E"]))
+        numpyro.deterministic("A", jnp.exp(p["log_A_ref"] + alpha * x.log_N_ref))
+        numpyro.deterministic("B", jnp.exp(p["log_B_ref"] + beta * x.log_D_ref))
+
+    g = x.group
+    D_eff = x.D
+    if saturate:
+        lam = _lambda(x, lambda_per_language, pooling, c)
+        D_eff = laws.effective_data(x.D, x.U, lam, **_mixture_terms(x, transfer, other, pooling))
+    mu = laws.log_chinchilla(x.N, D_eff, E[g], jnp.exp(p["log_A_ref"])[g],
+                             jnp.exp(p["log_B_ref"])[g], alpha[g], beta[g])
+    _likelihood(mu, x, log_loss, nu, predict_mean)
+
+
+def _population(name, prior, spread, pooling):
+    """(location, scale) of a per-language parameter: sampled hyperparameters, or the fixed prior."""
+    if pooling == "none":
+        return prior
+    if pooling != "partial":
+        raise ValueError(f"pooling must be 'partial' or 'none', not {pooling!r}")
+    loc = numpyro.sample(f"{name}_mu", dist.Normal(*prior))
+    # Gamma(2): zero-avoiding, so the spread cannot collapse into a funnel's neck when only a
+    # handful of languages inform it (languages do differ); its mean is `spread`.
+    scale = numpyro.sample(f"{name}_sd", dist.Gamma(2.0, 2.0 / spread))
+    return loc, scale
+
+
+def _centredness(x, centring):
+    """Per-language centredness c (1 centred, 0 non-centred) as a constant array."""
+    counts = np.bincount(np.asarray(x.group), minlength=x.n_groups)
+    if centring == "auto":
+        return jnp.asarray(counts >= CENTRED_MIN_OBS, dtype=jnp.float32)
+    if centring in ("centred", "noncentred"):
+        return jnp.full(x.n_groups, float(centring == "centred"))
+    raise ValueError(f"centring must be 'auto', 'centred' or 'noncentred', not {centring!r}")
+
+
+def _per_language(name, loc, scale, c):
+    """A per-language value inside the language plate, centred where c = 1.
+
+    z ~ Normal(c loc, scale^c) and value = loc + scale^(1-c) (z - c loc): with c = 0 this is
+    the non-centred value = loc + scale z, with c = 1 the centred value = z ~ Normal(loc, scale).
+    """
+    z = numpyro.sample(f"{name}_z", dist.Normal(c * loc, scale ** c))
+    return numpyro.deterministic(name, loc + scale ** (1.0 - c) * (z - c * loc))
+
+
+def _lambda(x, per_language, pooling, c):
+    """The repetition parameter per row: one shared value, or one per language."""
+    if not per_language:
+        lam = numpyro.sample("lambda", dist.LogNormal(*LAMBDA_PRIOR))
+        numpyro.deterministic("R_D_star", 1.0 / lam)
+        return lam
+    loc_scale = _population("log_lambda", LAMBDA_PRIOR, 0.5, pooling)
+    with numpyro.plate("language", x.n_groups):
+        lam = numpyro.deterministic("lambda", jnp.exp(_per_language("log_lambda", *loc_scale, c)))
+        numpyro.deterministic("R_D_star", 1.0 / lam)
+    return lam[x.group]
+
+
+def _mixture_terms(x, transfer, other, pooling):
+    """Transfer-language and 'other' terms of the effective data, per row."""
+    terms = {}
+    width = x.D_transfer.shape[-1]
+    if transfer and width > 0:
+        loc_scale = _population("tau", TAU_PRIOR, TAU_SPREAD, pooling)
+        # language stays the rightmost plate everywhere (autoguides need consistent plates)
+        with numpyro.plate("transfer_slot", width, dim=-2), numpyro.plate("language", x.n_groups):
+            tau = _per_language("tau", *loc_scale, 0.0)
+        terms.update(D_transfer=x.D_transfer, U_transfer=x.U_transfer, tau=tau.T[x.group])
+    if other and x.has_other:
+        loc_scale = _population("tau_other", TAU_OTHER_PRIOR, TAU_OTHER_SPREAD, pooling)
+        with numpyro.plate("language", x.n_groups):
+            tau_other = _per_language("tau_other", *loc_scale, 0.0)
+        terms.update(D_other=x.D_other, U_other=x.U_other, tau_other=tau_other[x.group])
+    return terms
