@@ -31,6 +31,7 @@ from atlas_bayes import __version__
 from atlas_bayes.diagnostics import ConvergenceWarning, Diagnostics, check_convergence
 from atlas_bayes.law_inputs import GroupInfo, Scales, build_group_inputs, build_inputs
 from atlas_bayes.models import get_law
+from atlas_bayes.models.hierarchical import centredness
 from atlas_bayes.runs import read_runs
 
 
@@ -83,6 +84,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         inputs, info, log_loss = build_group_inputs(runs, transfer_languages=transfer_languages,
                                                     centre=centre)
         runs = runs.reset_index(drop=True)
+        options["centring"] = centredness(inputs, options.get("centring", "auto"))
     else:
         runs = select_language(runs, language)
         inputs, info, log_loss = build_inputs(runs, transfer_languages=transfer_languages,
@@ -245,6 +247,48 @@ def _to_tree(model, inputs, log_loss, latents, draws, log_lik, stats, info) -> x
     if "diverging" not in stats:
         tree.attrs.update({k: float(v) for k, v in stats.items()})
     return tree
+
+
+def predict(tree: xr.DataTree, runs: pd.DataFrame, *, seed: int = 0) -> xr.Dataset:
+    """Posterior predictions of a fitted law for new rows (e.g. held-out runs, planned runs).
+
+    Returns `log_loss` (posterior predictive draws, with noise) and `log_loss_mean` (the
+    law's prediction, without noise), each (chain, draw, obs). Inputs are built with the
+    fit's reference scales, transfer languages and terms, so the fitted coefficients keep
+    their meaning; `loss` may be absent from `runs`.
+    """
+    spec = get_law(tree.attrs["law"])
+    options = json.loads(tree.attrs.get("options", "{}"))
+    scales = Scales(**json.loads(tree.attrs["scales"]))
+    languages = json.loads(tree.attrs["languages"])
+    transfer = json.loads(tree.attrs["transfer_languages"])
+    has_other = bool(tree.attrs["has_other"])
+    runs = runs.reset_index(drop=True)
+    if spec.hierarchical:
+        given = {t: [s for s in slots if s] for t, slots in zip(languages, transfer)}
+        inputs, info, _ = build_group_inputs(runs, transfer_languages=given, scales=scales,
+                                             has_other=has_other, groups=languages)
+        # keep the fit's padding width even when the new rows need fewer slots
+        width = len(transfer[0]) if transfer else 0
+        pad = width - inputs.D_transfer.shape[1]
+        inputs = inputs._replace(
+            D_transfer=np.pad(inputs.D_transfer, ((0, 0), (0, pad))),
+            U_transfer=np.pad(inputs.U_transfer, ((0, 0), (0, pad)), constant_values=np.inf))
+    else:
+        other = sorted(set(runs["language"].astype(str)) - set(languages))
+        if other:
+            raise ValueError(f"this fit is for target language {languages[0]!r}; the rows "
+                             f"evaluate {other}")
+        inputs, info, _ = build_inputs(runs, transfer_languages=transfer, scales=scales,
+                                       has_other=has_other)
+    model = spec.bind(nu=float(tree.attrs["student_t_nu"]), **options)
+    names = json.loads(tree.attrs["latent_sites"])
+    latents = {name: tree.posterior[name].values for name in names}
+    draws = posterior_predictive(model, inputs, latents, jax.random.PRNGKey(seed), mean=True)
+    sample = {"chain": tree.posterior["chain"].values, "draw": tree.posterior["draw"].values,
+              "obs": info.obs_labels}
+    return xr.Dataset({name: (("chain", "draw", "obs"), np.asarray(draws[name]))
+                       for name in ("log_loss", "log_loss_mean")}, coords=sample)
 
 
 def select_language(runs: pd.DataFrame, language: str | None) -> pd.DataFrame:

@@ -36,11 +36,12 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
                  predict_mean=False):
     """ATLAS (or Chinchilla, `saturate=False`) with per-language parameters.
 
-    `centring` says how each language's value is written: "noncentred" (value = mu + sd z),
-    "centred" (value ~ Normal(mu, sd)), or "auto": centred for languages with at least
-    `CENTRED_MIN_OBS` rows, whose own data pin them down, non-centred for the rest.
+    `centring` says how each language's E, A and B are written: "noncentred" (value = mu +
+    sd z), "centred" (value ~ Normal(mu, sd)), "auto" (see `centredness`), or an explicit
+    0/1 per language. Fits resolve it once from the training data (the latent z means
+    something different under each), and predictions reuse that choice.
     """
-    c = _centredness(x, centring)
+    c = jnp.asarray(centredness(x, centring), dtype=jnp.float32)
     term_loc = jnp.log(TERM_SHARE * x.loss_median)
     population = {
         "log_alpha": _population("log_alpha", ALPHA_PRIOR, EXPONENT_SPREAD, pooling),
@@ -83,13 +84,22 @@ def _population(name, prior, spread, pooling):
     return loc, scale
 
 
-def _centredness(x, centring):
-    """Per-language centredness c (1 centred, 0 non-centred) as a constant array."""
+def centredness(x, centring="auto") -> list[float]:
+    """Per-language centredness (1 centred, 0 non-centred).
+
+    "auto": centred for languages with at least `CENTRED_MIN_OBS` rows, whose own data pin
+    their parameters down (non-centring them would leave a narrow, curved posterior in z);
+    non-centred for the rest, whose values come mostly from the population.
+    """
+    if not isinstance(centring, str):
+        if len(centring) != x.n_groups:
+            raise ValueError(f"centring has {len(centring)} entries for {x.n_groups} languages")
+        return [float(v) for v in centring]
     counts = np.bincount(np.asarray(x.group), minlength=x.n_groups)
     if centring == "auto":
-        return jnp.asarray(counts >= CENTRED_MIN_OBS, dtype=jnp.float32)
+        return [float(n >= CENTRED_MIN_OBS) for n in counts]
     if centring in ("centred", "noncentred"):
-        return jnp.full(x.n_groups, float(centring == "centred"))
+        return [float(centring == "centred")] * x.n_groups
     raise ValueError(f"centring must be 'auto', 'centred' or 'noncentred', not {centring!r}")
 
 
