@@ -1,6 +1,8 @@
 """The `atlas-bayes` command line.
 
     atlas-bayes fit RUNS --law {chinchilla,dcsl,atlas,...} [--out DIR] [--chains N] [--draws N] [--json]
+    atlas-bayes compare RUNS --laws csl,dcsl,atlas [--split random,N,D,C,M] [--lang CODE[,CODE]]
+                        [--no-loo] [--out DIR] [--json]
     atlas-bayes adapt {epoch_chinchilla,datablations,datablations_curves,goldfish} PATH --out FILE
 
 Bad input prints one clear message to stderr and exits with status 2 (no traceback).
@@ -58,6 +60,31 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print one JSON object on stdout instead of the readable summary")
     fit.set_defaults(handler=run_fit)
 
+    from atlas_bayes.splits import SPLITS
+    compare = commands.add_parser(
+        "compare", help="compare laws on the paper's held-out splits and by PSIS-LOO",
+        description="Fit each law on each held-out split (the ATLAS paper's R², with posterior "
+                    "intervals and predictive coverage) and on all rows (PSIS-LOO).")
+    compare.add_argument("runs", help="run table file (.csv or .parquet)")
+    compare.add_argument("--laws", default="chinchilla,dcsl,atlas",
+                         help="laws to compare, comma separated (default: chinchilla,dcsl,atlas)")
+    compare.add_argument("--split", default=",".join(SPLITS),
+                         help=f"held-out splits, comma separated (default: {','.join(SPLITS)}); "
+                              "one that cannot be built for the table is reported in its error column")
+    compare.add_argument("--lang", help="target languages, comma separated (default: every "
+                                        "evaluated language)")
+    compare.add_argument("--chains", type=_positive_int, default=4)
+    compare.add_argument("--draws", type=_positive_int, default=1000, help="draws per chain")
+    compare.add_argument("--warmup", type=_positive_int, default=1000, help="warmup steps per chain")
+    compare.add_argument("--seed", type=int, default=0,
+                         help="sampler seed and the random split's seed")
+    compare.add_argument("--no-loo", action="store_true", help="skip the PSIS-LOO comparison")
+    compare.add_argument("--out", type=Path,
+                         help="output folder (default: results/<runs file>-compare)")
+    compare.add_argument("--json", action="store_true",
+                         help="print one JSON object on stdout instead of the readable tables")
+    compare.set_defaults(handler=run_compare)
+
     from atlas_bayes.adapters import ADAPTERS
     adapt = commands.add_parser("adapt", help="convert a public data set into a run table",
                                 description="Convert one of the public data sets (e.g. in "
@@ -89,16 +116,9 @@ def run_fit(args) -> int:
     from atlas_bayes.diagnostics import ConvergenceWarning
     from atlas_bayes.inference import Sampler, fit, save
     from atlas_bayes.plots import plot_fit
-    from atlas_bayes.runs import RunTableError, RunTableWarning, read_runs
     from atlas_bayes.summary import format_summary, summary_dict
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RunTableWarning)
-        try:
-            runs = read_runs(args.runs)
-        except RunTableError as err:
-            raise BadInput(str(err)) from None
-    _echo_warnings(caught)
+    runs = _read_runs_or_fail(args.runs)
 
     out = args.out or Path("results") / f"{Path(args.runs).stem}-{args.law}"
     transfer = args.transfer_languages.split(",") if args.transfer_languages else None
@@ -125,6 +145,67 @@ def run_fit(args) -> int:
         print(format_summary(tree))
         print(f"\nwrote {out / 'posterior.nc'}, {out / 'fit.png'}, {out / 'summary.json'}")
     return 0
+
+
+def run_compare(args) -> int:
+    import time
+
+    from atlas_bayes import comparison
+    from atlas_bayes.inference import Sampler
+
+    try:
+        laws = comparison.law_names(args.laws)
+        splits = comparison.split_names(args.split)
+    except ValueError as err:
+        raise BadInput(str(err)) from None
+    runs = _read_runs_or_fail(args.runs)
+    try:
+        languages = comparison.evaluated_languages(runs, args.lang)
+    except ValueError as err:
+        raise BadInput(f"{args.runs}: {err}") from None
+    sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup, seed=args.seed)
+    progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    start = time.perf_counter()
+    held = comparison.held_out_table(runs, laws, splits, sampler=sampler, languages=languages,
+                                     seed=args.seed, progress=progress)
+    loo = None if args.no_loo else comparison.loo_table(runs, laws, sampler=sampler,
+                                                       languages=languages, progress=progress)
+    seconds = time.perf_counter() - start
+
+    out = args.out or Path("results") / f"{Path(args.runs).stem}-compare"
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "held_out.csv", out / "held_out.png"]
+    held.to_csv(written[0], index=False)
+    comparison.plot_held_out(held, written[1])
+    if loo is not None:
+        written.append(out / "loo.csv")
+        loo.to_csv(written[-1])
+        if loo["elpd"].notna().any():
+            written.append(out / "loo.png")
+            comparison.plot_loo(loo, written[-1])
+    if args.json:
+        print(json.dumps({"laws": laws, "splits": splits,
+                          "held_out": comparison.held_out_records(held),
+                          "loo": comparison.loo_records(loo) if loo is not None else [],
+                          "seconds": seconds}))
+    else:
+        print(comparison.format_comparison(held, loo))
+        print(f"\nwrote {', '.join(map(str, written))}")
+    return 0
+
+
+def _read_runs_or_fail(path):
+    """The validated run table, its warnings echoed to stderr; BadInput when it is invalid."""
+    from atlas_bayes.runs import RunTableError, RunTableWarning, read_runs
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunTableWarning)
+        try:
+            runs = read_runs(path)
+        except RunTableError as err:
+            raise BadInput(str(err)) from None
+    _echo_warnings(caught)
+    return runs
 
 
 def _echo_warnings(caught) -> None:

@@ -76,9 +76,22 @@ def flatten_scalars(result) -> dict[str, float]:
             continue
         stacked = values.stack(_flat=values.dims)
         for i in range(stacked.sizes["_flat"]):
-            label = ",".join(str(stacked[d].values[i]) for d in values.dims)
-            flat[f"{name}[{label}]"] = float(stacked.values[i])
+            label = _label(stacked, values.dims, i)
+            if label is not None:
+                flat[f"{name}[{label}]"] = float(stacked.values[i])
     return flat
+
+
+def _label(stacked, dims, i) -> str | None:
+    """'fr' or 'en,3' for an element; 'fr<-en' for a joint fit's transfer weight (target <- source).
+
+    Empty transfer slots (a target with fewer than three transfer languages) return None:
+    they carry no data, only the prior.
+    """
+    if "transfer_slot" in dims and "transfer_language" in stacked.coords:
+        source = str(stacked["transfer_language"].values[i])
+        return None if source == "" else f"{stacked['language'].values[i]}<-{source}"
+    return ",".join(str(stacked[d].values[i]) for d in dims)
 
 
 def _nan_max(values: dict) -> float:

@@ -24,7 +24,8 @@ import pandas as pd
 import xarray as xr
 from numpyro import handlers, optim
 from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_median
-from numpyro.infer.autoguide import AutoLaplaceApproximation, AutoLowRankMultivariateNormal
+from numpyro.infer.autoguide import (AutoLaplaceApproximation, AutoLowRankMultivariateNormal,
+                                     AutoMultivariateNormal)
 from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
 
 from atlas_bayes import __version__
@@ -49,17 +50,21 @@ class Sampler:
 
 @dataclass(frozen=True)
 class Approximation:
-    """A fast approximate posterior for interactive use (no chains, no R-hat).
+    """A fast approximate posterior for interactive use (one "chain", no R-hat).
 
-    `method="svi"`: a low-rank multivariate normal fitted by stochastic variational
-    inference; `method="laplace"`: a normal at the posterior mode with the inverse Hessian
-    as covariance. Both live in the models' unconstrained space.
+    `method="svi"`: a multivariate normal in the models' unconstrained space fitted by
+    stochastic variational inference (full covariance up to `full_rank_max` latent
+    dimensions, else rank `rank` plus a diagonal); the step size decays 100-fold over the
+    run so the last iterate settles. `method="laplace"`: a normal at the posterior mode with
+    the inverse Hessian as covariance. Both understate posterior spread where the posterior
+    is far from normal; `benchmarks/hierarchical_speed.py` measures how far from NUTS.
     """
     method: str = "svi"
-    steps: int = 5000
+    steps: int = 10000
     learning_rate: float = 0.01
     draws: int = 1000
-    rank: int = 16
+    rank: int = 32
+    full_rank_max: int = 600
     seed: int = 0
 
 
@@ -150,21 +155,39 @@ def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
 
 def _approximate(model, inputs, log_loss, approx: Approximation, key, progress: bool):
     """Latent draws (1 chain, draw, ...) from an SVI or Laplace approximation."""
+    latent = latent_sites(model, inputs)
+    init = init_to_median()
     if approx.method == "svi":
-        guide = AutoLowRankMultivariateNormal(model, rank=approx.rank, init_loc_fn=init_to_median())
+        size = _latent_size(model, inputs)
+        guide = (AutoMultivariateNormal(model, init_loc_fn=init) if size <= approx.full_rank_max
+                 else AutoLowRankMultivariateNormal(model, rank=approx.rank, init_loc_fn=init))
     elif approx.method == "laplace":
-        guide = AutoLaplaceApproximation(model, init_loc_fn=init_to_median())
+        guide = AutoLaplaceApproximation(model, init_loc_fn=init)
     else:
         raise ValueError(f"unknown approximation {approx.method!r}: choose 'svi' or 'laplace'")
-    svi = SVI(model, guide, optim.Adam(approx.learning_rate), Trace_ELBO())
+    decay = 0.01 ** (1.0 / approx.steps)
+    schedule = lambda step: approx.learning_rate * decay ** step  # noqa: E731
+    svi = SVI(model, guide, optim.ClippedAdam(schedule), Trace_ELBO())
     key_fit, key_draw = jax.random.split(key)
     result = svi.run(key_fit, approx.steps, inputs, log_loss, progress_bar=progress)
+    if approx.method == "laplace":
+        scale = np.diag(np.asarray(guide.get_transform(result.params).scale_tril))
+        if not np.all(np.isfinite(scale) & (scale > 0)):
+            raise ValueError("the Laplace approximation failed: the Hessian at the posterior mode "
+                             "is not positive definite (common for hierarchical models, whose "
+                             "spreads make the mode a poor summary); use method='svi' or NUTS")
     draws = guide.sample_posterior(key_draw, result.params, sample_shape=(approx.draws,))
-    latent = latent_sites(model, inputs)
     losses = np.asarray(result.losses)
     tail = losses[-max(len(losses) // 10, 1):]
     stats = {"elbo_final": float(-np.mean(tail)), "elbo_tail_sd": float(np.std(tail))}
     return {k: v[None] for k, v in draws.items() if k in latent}, stats
+
+
+def _latent_size(model, inputs) -> int:
+    """Number of unconstrained latent dimensions."""
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(inputs)
+    return sum(int(np.size(site["value"])) for site in trace.values()
+               if site["type"] == "sample" and not site["is_observed"] and site["name"] != "log_loss")
 
 
 def latent_sites(model, inputs) -> set[str]:

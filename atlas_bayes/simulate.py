@@ -136,7 +136,7 @@ def _joint_sites(params: dict, x, info, sigma: float) -> dict:
               "log_B_ref": np.log(per("B")) - beta * x.log_D_ref}
     if "tau" in params:
         values["tau"] = np.array([[params["tau"].get(t, {}).get(src, 0.0) for src in slots]
-                                  for t, slots in zip(langs, info.transfer_languages)])
+                                  for t, slots in zip(langs, info.transfer_languages)]).T  # (slot, language)
     if "tau_other" in params:
         values["tau_other"] = per("tau_other")
     sites = {"sigma": sigma}
@@ -152,7 +152,7 @@ def _joint_sites(params: dict, x, info, sigma: float) -> dict:
 # medians and log-scale spreads; tau on its own scale).
 POPULATION = {"E": (1.2, 0.2), "A": (350.0, 0.3), "B": (1800.0, 0.3),
               "alpha": (0.33, 0.08), "beta": (0.32, 0.08),
-              "tau": (0.2, 0.12), "tau_other": (0.03, 0.03), "lambda": 0.08}
+              "tau": (0.2, 0.12), "tau_other": (0.04, 0.015), "lambda": 0.08}
 
 
 def language_parameters(languages, transfer: dict[str, list[str]] | None = None, seed: int = 0,

@@ -1,0 +1,131 @@
+"""The joint per-language ATLAS model: inputs, recovery, pooling, predictions, fast paths."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from atlas_bayes.diagnostics import ConvergenceWarning
+from atlas_bayes.inference import Approximation, Sampler, fit, predict
+from atlas_bayes.law_inputs import build_group_inputs, build_inputs
+from atlas_bayes.paper_design import paper_study
+
+LANGS = ["en", "fr", "sw", "hi"]
+SAMPLER = Sampler(chains=4, draws=400, warmup=400)
+FAMILIES = ("E", "A", "B", "alpha", "beta", "tau_other")
+
+
+@pytest.fixture(scope="module")
+def study():
+    return paper_study(eval_languages=LANGS, seed=3)
+
+
+@pytest.fixture(scope="module")
+def pooled_fit(study):
+    runs, _ = study
+    return fit(runs, "atlas-h", sampler=SAMPLER)
+
+
+def test_group_inputs_match_single_language_inputs(study):
+    """Each language's rows get the same arrays as a one-language build with shared scales."""
+    runs, _ = study
+    x, info, log_loss = build_group_inputs(runs)
+    assert info.languages == list(dict.fromkeys(runs["language"]))
+    assert x.n_groups == len(LANGS) and x.D_transfer.shape == (len(runs), 3)
+    for g, lang in enumerate(info.languages):
+        rows = np.flatnonzero(runs["language"].to_numpy() == lang)
+        assert np.all(x.group[rows] == g)
+        one, one_info, y = build_inputs(runs.iloc[rows].reset_index(drop=True),
+                                        transfer_languages=info.transfer_languages[g])
+        scale = np.exp(one.log_D_ref - x.log_D_ref)
+        np.testing.assert_allclose(x.D[rows], one.D * scale, rtol=1e-5)
+        np.testing.assert_allclose(x.D_transfer[rows], one.D_transfer * scale, rtol=1e-5)
+        np.testing.assert_allclose(log_loss[rows], y)
+
+
+def test_transfer_languages_are_per_target_and_overridable(study):
+    runs, _ = study
+    _, info, _ = build_group_inputs(runs, transfer_languages={"sw": ["fr"]})
+    slots = dict(zip(info.languages, info.transfer_languages))
+    assert slots["sw"] == ["fr", "", ""]           # padded to the common width
+    assert "en" in slots["fr"] and "fr" not in slots["fr"]
+
+
+def test_recovers_per_language_parameters(study, pooled_fit):
+    """Converged, and the 90% intervals of every language's parameters cover the truth.
+
+    Measured (seed 3): pooled 90% coverage 0.93 over 28 per-language values.
+    """
+    _, truth = study
+    diag = pooled_fit.attrs["diagnostics"]
+    assert '"divergences": 0' in diag
+    post = pooled_fit.posterior
+    langs = [str(lang) for lang in post["language"].values]
+    assert sorted(langs) == sorted(LANGS)
+    inside = []
+    for name in FAMILIES:
+        lo, hi = (post[name].quantile(q, ("chain", "draw")).values for q in (0.05, 0.95))
+        true = np.array([truth[name][lang] for lang in langs])
+        inside += list((lo <= true) & (true <= hi))
+        lo99, hi99 = (post[name].quantile(q, ("chain", "draw")).values for q in (0.005, 0.995))
+        assert np.all((lo99 <= true) & (true <= hi99)), name
+    assert np.mean(inside) >= 0.75
+    tau = post["tau"]
+    assert tau.sel(language="fr").coords["transfer_language"].values.tolist()[0] != ""
+
+
+def test_tau_is_labelled_by_transfer_language(pooled_fit):
+    from atlas_bayes.summary import parameter_table
+    table = parameter_table(pooled_fit)
+    assert any(label.startswith("tau[fr<-") for label in table.index)
+    assert not any(label.endswith("<-]") for label in table.index)
+
+
+def test_prediction_on_a_subset_equals_prediction_in_context(study, pooled_fit):
+    """Predictions for some rows do not depend on which other rows are predicted with them."""
+    runs, _ = study
+    subset = runs[runs["language"] == "sw"].iloc[:5]
+    alone = predict(pooled_fit, subset)["log_loss_mean"].mean(("chain", "draw")).values
+    together = predict(pooled_fit, runs)["log_loss_mean"].mean(("chain", "draw")).values
+    np.testing.assert_allclose(alone, together[subset.index], rtol=1e-5)
+
+
+def test_a_language_with_few_runs_borrows_strength(study):
+    """With 4 rows left for 'sw', pooling narrows its exponents' intervals and still covers them.
+
+    Languages with many rows barely move between pooled and separate fits.
+    """
+    runs, truth = study
+    keep = (runs["language"] != "sw") | (runs.groupby("language").cumcount() < 4)
+    few = runs[keep].reset_index(drop=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pooled = fit(few, "atlas-h", sampler=SAMPLER, options={"pooling": "partial"})
+        separate = fit(few, "atlas-h", sampler=SAMPLER, options={"pooling": "none"})
+
+    def interval(tree, name, lang):
+        values = tree.posterior[name].sel(language=lang)
+        return values.quantile([0.05, 0.95], ("chain", "draw")).values
+
+    for name in ("alpha", "beta"):
+        lo, hi = interval(pooled, name, "sw")
+        slo, shi = interval(separate, name, "sw")
+        assert hi - lo < 0.6 * (shi - slo), name
+        assert lo <= truth[name]["sw"] <= hi, name
+    for name in ("alpha", "beta", "E"):
+        values = pooled.posterior[name].sel(language="en")
+        shift = abs(float(values.median()) - float(separate.posterior[name].sel(language="en").median()))
+        assert shift < 0.5 * float(values.std()), name
+
+
+def test_laplace_fast_path_is_close_to_nuts(study, pooled_fit):
+    """The Laplace approximation's per-language means sit within 1 NUTS sd, most of the time."""
+    runs, _ = study
+    approx = fit(runs, "atlas-h", sampler=Approximation("laplace"))
+    assert approx.attrs["method"] == "laplace" and approx.posterior.sizes["chain"] == 1
+    gaps = []
+    for name in ("E", "alpha", "beta"):
+        ref = pooled_fit.posterior[name]
+        gap = np.abs(approx.posterior[name].mean(("chain", "draw")) - ref.mean(("chain", "draw")))
+        gaps += list((gap / ref.std(("chain", "draw"))).values)
+    assert np.median(gaps) < 1.0
