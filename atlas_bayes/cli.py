@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="laws to compare, comma separated (default: chinchilla,dcsl,atlas)")
     compare.add_argument("--split", default=",".join(SPLITS),
                          help=f"held-out splits, comma separated (default: {','.join(SPLITS)}); "
-                              "one that cannot be built for the table is reported in its error column")
+                              "one the table cannot give is reported in its error column")
     compare.add_argument("--lang", help="target languages, comma separated (default: every "
                                         "evaluated language)")
     compare.add_argument("--chains", type=_positive_int, default=4)

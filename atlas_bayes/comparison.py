@@ -165,7 +165,8 @@ def held_out_table(runs: pd.DataFrame, laws: Iterable[str], splits: Iterable[str
     R² of the held-out **loss** against the posterior-median mean prediction (the paper
     does not say whether its R² is on loss or log loss; `r2_log` is on log loss);
     `r2_q05`/`r2_q95`: the 90% interval of R² computed for each posterior draw of the mean
-    function; `coverage_50`/`coverage_90`: fraction of held-out losses inside the central
+    function (single draws scatter more than their median, so `r2` may sit near or above
+    `r2_q95`); `coverage_50`/`coverage_90`: fraction of held-out losses inside the central
     50%/90% posterior-predictive intervals; `width_90`: mean width of the 90% interval
     relative to its median; `converged`: every fit passed the diagnostics (R-hat, ESS,
     divergences; their warnings are collected here, not raised); `seconds`: fitting and
@@ -173,10 +174,10 @@ def held_out_table(runs: pd.DataFrame, laws: Iterable[str], splits: Iterable[str
 
     The row with language "all" gives the paper's number: `r2` (and `r2_log`) is the mean
     over languages of the per-language R² (a language whose held-out losses do not vary,
-    e.g. a single row, has no R² and is left out of the mean); `r2_pooled` is R² over all held-out rows at once;
-    coverage and width are pooled over all held-out rows. When a language's fit failed,
-    the overall metrics are NaN (the average would cover other languages than other laws').
-    A split that cannot be built for this table gives one error row per law.
+    e.g. a single row, has no R² and is left out of the mean); `r2_pooled` is R² over all
+    held-out rows at once; coverage and width are pooled over all held-out rows. When a
+    language's fit failed, the overall metrics are NaN (the average would cover other
+    languages than other laws'). A split that cannot be built gives one error row per law.
     """
     laws, splits = law_names(laws), split_names(splits)
     languages = evaluated_languages(runs, languages)
@@ -191,6 +192,7 @@ def held_out_table(runs: pd.DataFrame, laws: Iterable[str], splits: Iterable[str
         targets = [lang for lang in languages if lang in set(test["language"].astype(str))]
         if not targets:
             message = f"split {split!r} holds out no rows of {', '.join(languages)}"
+            _say(progress, f"{split}: {message}")
             rows += [_error_row(law, split, message) for law in laws]
             continue
         for law in laws:
@@ -209,18 +211,15 @@ def _fit_split(train, test, law, targets, sampler, seed, progress) -> list[_Fit]
 
 
 def _fit_predict(train, test, law, language, targets, sampler, seed, progress) -> _Fit:
-    """Fit `law` (to `language`'s rows, or all rows when None) and predict `targets`' held-out rows."""
+    """Fit `law` to `language`'s training rows (all when None); predict `targets`' test rows."""
     result = _Fit(languages=targets)
     start = time.perf_counter()
     try:
         tree, messages = fit_quietly(train, law, language=language, sampler=sampler)
         result.n_train, result.converged = int(tree.attrs["n_obs"]), not messages
         for lang in targets:
-            rows = test[test["language"].astype(str) == lang].reset_index(drop=True)
-            draws = predict(tree, rows, seed=seed)
-            result.held[lang] = HeldOut(rows["loss"].to_numpy(float),
-                                        _flat_draws(draws["log_loss_mean"]),
-                                        _flat_draws(draws["log_loss"]))
+            result.held[lang] = predict_rows(tree, test[test["language"].astype(str) == lang],
+                                             seed=seed)
     except ValueError as err:
         result.error = str(err)
     result.seconds = time.perf_counter() - start
@@ -243,6 +242,14 @@ def fit_quietly(runs: pd.DataFrame, law: str, **kw) -> tuple[xr.DataTree, list[s
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return tree, messages
+
+
+def predict_rows(tree: xr.DataTree, rows: pd.DataFrame, seed: int = 0) -> HeldOut:
+    """A fit's draws for `rows` (with their `loss`), ready for `scores` (e.g. in-sample R²)."""
+    rows = rows.reset_index(drop=True)
+    draws = predict(tree, rows, seed=seed)
+    return HeldOut(rows["loss"].to_numpy(float), _flat_draws(draws["log_loss_mean"]),
+                   _flat_draws(draws["log_loss"]))
 
 
 def _flat_draws(log_values: xr.DataArray) -> np.ndarray:
@@ -294,7 +301,7 @@ def _say(progress: Progress, line: str) -> None:
 # --- names --------------------------------------------------------------------------------
 
 def law_names(laws: Iterable[str] | str) -> list[str]:
-    """The laws as given (lower case), duplicates of one law removed; ValueError for unknown names."""
+    """The laws as given (lower case), repeats of a law dropped; ValueError for unknown names."""
     laws = _names(laws)
     chosen = {}
     for name in laws:
@@ -461,7 +468,8 @@ def format_comparison(held: pd.DataFrame, loo: pd.DataFrame | None = None) -> st
     overall = held[held["language"] == ALL].copy()
     overall["cell"] = [_r2_cell(r) for r in overall.itertuples()]
     overall["cov"] = [f"{c:.2f}" if np.isfinite(c) else "-" for c in overall["coverage_90"]]
-    order = dict(law=list(dict.fromkeys(overall["law"])), split=list(dict.fromkeys(overall["split"])))
+    order = {"law": list(dict.fromkeys(overall["law"])),
+             "split": list(dict.fromkeys(overall["split"]))}
     lines = ["Held-out R² (mean over target languages) and its 90% posterior interval:",
              _pivot(overall, "cell", order), "",
              "Coverage of the 90% posterior-predictive interval (nominal 0.90):",
