@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -53,16 +55,27 @@ def points_per_language(tree: xr.DataTree) -> pd.Series:
     return seen.reindex(languages, fill_value=0).astype(int)
 
 
-def split_largest(runs: pd.DataFrame, min_points: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, test): the test set is each language's largest-data run, for languages with at
-    least `min_points` runs (ties: the larger model). Every other run trains, so every language
-    keeps at least one training run and its parameters.
+def split_largest(runs: pd.DataFrame, min_points: int = 3,
+                  keep: Sequence[int | None] = (None,)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test): the test set is each language's largest-data run (most unique tokens,
+    ties: more tokens, then the larger model), for languages with at least `min_points` runs.
+    The other runs train, so every language keeps a training run and its parameters.
+
+    `keep` thins the held-out languages' training runs to fewer points: the held-out languages,
+    in code order, take the caps of `keep` in turn and keep that many smallest-data runs
+    (None: all). E.g. (1, 2, None) leaves every third language one training run.
     """
     runs = runs.reset_index(drop=True)
     counts = runs.groupby("language")["run_id"].transform("size")
     order = runs[counts >= min_points].sort_values(["unique_tokens", "n_tokens", "n_params"])
     test = order.groupby("language").tail(1).index
-    return runs.drop(index=test).reset_index(drop=True), runs.loc[test].reset_index(drop=True)
+    rest = order.drop(index=test)
+    held = sorted(map(str, rest["language"].unique()))
+    caps = dict(zip(held, itertools.cycle(np.inf if k is None else k for k in keep)))
+    cap = np.array([caps[lang] for lang in rest["language"].astype(str)])
+    trimmed = rest.index[rest.groupby("language").cumcount().to_numpy() >= cap]
+    train = runs.drop(index=test.union(trimmed))
+    return train.reset_index(drop=True), runs.loc[test].reset_index(drop=True)
 
 
 def heldout_errors(tree: xr.DataTree, test: pd.DataFrame, prob: float = PROB) -> pd.DataFrame:
@@ -99,15 +112,15 @@ def summarise_errors(points: pd.DataFrame, max_group: int = 4) -> pd.DataFrame:
 
 
 def pooling_study(runs: pd.DataFrame, *, sampler: Sampler | Approximation,
-                  law: str = "chinchilla-h", min_points: int = 3, prob: float = PROB,
-                  ) -> pd.DataFrame:
+                  law: str = "chinchilla-h", min_points: int = 3,
+                  keep: Sequence[int | None] = (None,), prob: float = PROB) -> pd.DataFrame:
     """Held-out error of partial pooling vs no pooling (separate fits), by training runs.
 
     Rule: for every language with at least `min_points` runs, its largest-data run is held
-    out (`split_largest`); both fits see the same training runs. The table's attrs hold each
-    fit's seconds and diagnostics, and the per-run errors (`attrs["points"]`, as records).
+    out (`split_largest`, with `keep`); both fits see the same training runs. The table's
+    attrs hold each fit's seconds and diagnostics, and the per-run errors (`attrs["points"]`).
     """
-    train, test = split_largest(runs, min_points)
+    train, test = split_largest(runs, min_points, keep)
     points, seconds, diagnostics = [], {}, {}
     for pooling in POOLINGS:
         tree = fit(train, law, sampler=sampler, options={"pooling": pooling}, warn=False)
@@ -117,7 +130,7 @@ def pooling_study(runs: pd.DataFrame, *, sampler: Sampler | Approximation,
     points = pd.concat(points, ignore_index=True)
     table = summarise_errors(points)
     table.attrs.update(seconds=seconds, diagnostics=diagnostics, law=law, min_points=min_points,
-                       n_train=len(train), n_test=len(test),
+                       keep=list(keep), n_train=len(train), n_test=len(test),
                        points=points.to_dict(orient="records"))
     return table
 
