@@ -48,6 +48,16 @@ def per_language_exponents(tree: xr.DataTree, parameters=PARAMETERS,
     return table.reset_index()
 
 
+def population_summary(tree: xr.DataTree, name: str = "beta", prob: float = PROB) -> dict:
+    """A partially pooled parameter's population: median and `prob` interval of its typical
+    value exp(mu), and the median spread sd (on the log scale, so ~ relative spread)."""
+    tail = (1 - prob) / 2
+    typical = np.exp(tree.posterior[f"log_{name}_mu"].values.ravel())
+    low, median, high = np.quantile(typical, [tail, 0.5, 1 - tail])
+    spread = float(np.median(tree.posterior[f"log_{name}_sd"].values))
+    return {"median": float(median), "low": float(low), "high": float(high), "log_sd": spread}
+
+
 def points_per_language(tree: xr.DataTree) -> pd.Series:
     """How many runs of each fitted language the fit saw (0 for a language with none)."""
     languages = json.loads(tree.attrs["languages"])
@@ -79,9 +89,9 @@ def split_largest(runs: pd.DataFrame, min_points: int = 3,
 
 
 def heldout_errors(tree: xr.DataTree, test: pd.DataFrame, prob: float = PROB) -> pd.DataFrame:
-    """Per held-out run: the training runs of its language, the errors of the posterior median
-    prediction (of log loss, and of loss in the data's units) and whether the `prob`
-    posterior-predictive interval covers the observed loss.
+    """Per held-out run: the training runs of its language, the error of the posterior median
+    prediction (signed and absolute on log loss, absolute on loss in the data's units) and
+    whether the `prob` posterior-predictive interval covers the observed loss.
     """
     draws = predict(tree, test)
     mean = draws["log_loss_mean"].stack(sample=("chain", "draw")).values
@@ -93,6 +103,7 @@ def heldout_errors(tree: xr.DataTree, test: pd.DataFrame, prob: float = PROB) ->
     return pd.DataFrame({
         "language": test["language"].to_numpy(str),
         "n_train": trained.reindex(test["language"]).to_numpy(int),
+        "log_error": predicted - observed,
         "abs_log_error": np.abs(predicted - observed),
         "abs_error": np.abs(np.exp(predicted) - np.exp(observed)),
         "covered": (observed >= low) & (observed <= high),
@@ -107,23 +118,27 @@ def summarise_errors(points: pd.DataFrame, max_group: int = 4) -> pd.DataFrame:
             .groupby(["n_train", "pooling"], sort=True)
             .agg(n_languages=("language", "size"), mean_abs_log_error=("abs_log_error", "mean"),
                  median_abs_log_error=("abs_log_error", "median"),
+                 mean_log_error=("log_error", "mean"),
                  mean_abs_error=("abs_error", "mean"), coverage=("covered", "mean"))
             .reset_index())
 
 
 def pooling_study(runs: pd.DataFrame, *, sampler: Sampler | Approximation,
                   law: str = "chinchilla-h", min_points: int = 3,
-                  keep: Sequence[int | None] = (None,), prob: float = PROB) -> pd.DataFrame:
+                  keep: Sequence[int | None] = (None,), prob: float = PROB,
+                  nu: float = 4.0, options: dict | None = None) -> pd.DataFrame:
     """Held-out error of partial pooling vs no pooling (separate fits), by training runs.
 
     Rule: for every language with at least `min_points` runs, its largest-data run is held
     out (`split_largest`, with `keep`); both fits see the same training runs. The table's
     attrs hold each fit's seconds and diagnostics, and the per-run errors (`attrs["points"]`).
+    `nu` and `options` (model options besides pooling, e.g. centring) go to `fit`.
     """
     train, test = split_largest(runs, min_points, keep)
     points, seconds, diagnostics = [], {}, {}
     for pooling in POOLINGS:
-        tree = fit(train, law, sampler=sampler, options={"pooling": pooling}, warn=False)
+        model_options = {**(options or {}), "pooling": pooling}
+        tree = fit(train, law, sampler=sampler, nu=nu, options=model_options, warn=False)
         points.append(heldout_errors(tree, test, prob).assign(pooling=pooling))
         seconds[pooling] = float(tree.attrs["seconds"])
         diagnostics[pooling] = json.loads(tree.attrs["diagnostics"])
@@ -136,30 +151,39 @@ def pooling_study(runs: pd.DataFrame, *, sampler: Sampler | Approximation,
 
 
 def plot_pooling(exponents: pd.DataFrame, study: pd.DataFrame, path: str | Path | None = None,
-                 parameter: str = "beta"):
-    """Left: each language's `parameter` interval, sorted by median; right: held-out |log
-    error| by training runs, pooled vs separate. Returns the figure (saved when `path` given).
+                 parameter: str = "beta", separate: pd.DataFrame | None = None):
+    """Left: each language's `parameter` interval, sorted by median (`separate`: another fit's
+    intervals, e.g. without pooling, drawn behind in grey); right: held-out |log error| by
+    training runs, pooled vs separate. Returns the figure (saved when `path` is given).
     """
     rows = exponents.sort_values(f"{parameter}_median").reset_index(drop=True)
     fig, (forest, bars) = plt.subplots(
         1, 2, figsize=(12, max(6, 0.09 * len(rows))), width_ratios=(2, 1), constrained_layout=True)
     y = np.arange(len(rows))
     low, high = (c for c in rows.columns if c.startswith(f"{parameter}_q"))
-    forest.hlines(y, rows[low], rows[high], color="steelblue", linewidth=1)
+    if separate is not None:
+        behind = separate.set_index("language").reindex(rows["language"])
+        forest.hlines(y, behind[low], behind[high], color="lightgrey", linewidth=2,
+                      label="no pooling")
+    forest.hlines(y, rows[low], rows[high], color="steelblue", linewidth=1, label="partial pooling")
     forest.plot(rows[f"{parameter}_median"], y, "o", color="black", markersize=2)
-    forest.set_yticks(y, rows["language"], fontsize=4)
+    forest.set_yticks(y, rows["language"], fontsize=min(8, max(3, 500 / len(rows))))
     forest.set(ylim=(-1, len(rows)), xlabel=f"{parameter} (median, {low}-{high})",
                title=f"per-language {parameter}, {len(rows)} languages")
+    forest.legend(fontsize=8, loc="lower right")
 
-    wide = study.pivot(index="n_train", columns="pooling", values="mean_abs_log_error")
-    width = 0.8 / len(wide.columns)
-    for i, pooling in enumerate(wide.columns):
-        x = np.arange(len(wide)) + (i - (len(wide.columns) - 1) / 2) * width
+    wide = study.pivot(index="n_train", columns="pooling",
+                       values=["mean_abs_log_error", "coverage"])
+    poolings = wide["coverage"].columns
+    width = 0.8 / len(poolings)
+    for i, pooling in enumerate(poolings):
+        x = np.arange(len(wide)) + (i - (len(poolings) - 1) / 2) * width
         label = {"partial": "partial pooling", "none": "separate (no pooling)"}.get(pooling, pooling)
-        bars.bar(x, wide[pooling], width, label=label)
+        drawn = bars.bar(x, wide["mean_abs_log_error", pooling], width, label=label)
+        bars.bar_label(drawn, [f"{c:.0%}" for c in wide["coverage", pooling]], fontsize=7)
     bars.set_xticks(np.arange(len(wide)), wide.index)
     bars.set(xlabel="training runs of the language", ylabel="mean |log loss error| (held out)",
-             title="held-out error: pooled vs separate")
+             title=f"held-out error (labels: {PROB:.0%} coverage)")
     bars.legend(fontsize=8)
     if path is not None:
         fig.savefig(path, dpi=150)
