@@ -1,9 +1,9 @@
 """Goldfish (202 FLORES languages, 2 to 4 runs each): per-language exponents from one joint
 fit, and how much partial pooling helps languages with few runs on held-out runs.
 
-    .venv/bin/python benchmarks/goldfish_pooling.py [--shared ../shared/data]
+    .venv/bin/python benchmarks/pooling_goldfish.py [--shared ../shared/data]
         [--chains 4 --warmup 500 --draws 500 --target-accept 0.9 --dense]
-        [--nu 4 --centring centred] [--keep 1,2,all] [--png results/goldfish_pooling.png]
+        [--nu 4 --centring centred] [--keep 1,2,all] [--png results/pooling_goldfish.png]
 
 Law `chinchilla-h`: every Goldfish model trains 10 epochs, so D = 10 U in every run; the
 repetition term of ATLAS then multiplies D by one constant, which B absorbs (lambda would be
@@ -104,7 +104,7 @@ def main():
                         help="centred (fewer leapfrog steps here), auto or noncentred")
     parser.add_argument("--keep", type=parse_keep, default=(1, 2, None),
                         help="thinned split: training-run caps cycled over held-out languages")
-    parser.add_argument("--png", type=Path, default=Path("results/goldfish_pooling.png"))
+    parser.add_argument("--png", type=Path, default=Path("results/pooling_goldfish.png"))
     args = parser.parse_args()
     print("command: " + " ".join(shlex.quote(a) for a in [sys.executable] + sys.argv))
 

@@ -6,7 +6,7 @@ absorbs: Chinchilla's form is the law. Small settings keep the file near 3 minut
 (measured 180 s: joint fit 59 s, the two held-out fits 117 s): 2 chains of 200 + 200 draws,
 diagonal mass matrix, E, A and B written centred (with the default dense mass and
 non-centred values every draw hits NUTS's 1023-step limit; see
-benchmarks/goldfish_pooling.py). Fits are cached, so each is sampled once.
+benchmarks/pooling_goldfish.py). Fits are cached, so each is sampled once.
 """
 
 import functools
