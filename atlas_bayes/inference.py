@@ -94,6 +94,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         runs = select_language(runs, language)
         inputs, info, log_loss = build_inputs(runs, transfer_languages=transfer_languages,
                                               centre=centre)
+    _check_repetition_data(spec.name, inputs, runs)
     model = spec.bind(nu=nu, **options)
     start = time.perf_counter()
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(sampler.seed))
@@ -133,6 +134,15 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         for message in diagnostics.messages:
             warnings.warn(message, ConvergenceWarning, stacklevel=2)
     return tree
+
+
+def _check_repetition_data(law: str, inputs, runs: pd.DataFrame) -> None:
+    """DCSL without any unique-token counts would silently become Chinchilla: refuse it."""
+    if law == "dcsl" and not np.any(np.isfinite(inputs.U)):
+        source = runs.attrs.get("source") or "the run table"
+        raise ValueError(f"{source}: law 'dcsl' needs unique tokens, but column 'unique_tokens' "
+                         "(or unique_tokens_<lang> for the target) is absent or empty in every "
+                         "row; add it, or fit 'chinchilla'")
 
 
 def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):

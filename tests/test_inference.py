@@ -85,3 +85,11 @@ def test_bundled_example_is_the_simulator_output():
     assert len(shipped) == len(made) == 81
     np.testing.assert_allclose(shipped["loss"], made["loss"], rtol=1e-6)
     assert shipped["source"].str.startswith("simulated").all()
+
+
+def test_dcsl_without_unique_tokens_is_refused():
+    """Without unique tokens DCSL would quietly be Chinchilla with prior-only decay constants."""
+    runs = simulate(monolingual_design("en"), "chinchilla",
+                    {"E": 1.2, "A": 350.0, "B": 1800.0, "alpha": 0.33, "beta": 0.34})
+    with pytest.raises(ValueError, match="'dcsl' needs unique tokens.*'unique_tokens'"):
+        fit(runs, "dcsl")
