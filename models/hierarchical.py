@@ -17,9 +17,9 @@ import numpyro
 import numpyro.distributions as dist
 
 from atlas_bayes import laws
-from atlas_bayes.models.scaling import ALPHA_PRIOR, TERM_SHARE, _likelihood
+from atlas_bayes.models.scaling import ALPHA_PRIOR, TERM_SHARE, likelihood
 
-# Prior (loc, scale) of each population mean, and the half-normal scale of its spread
+# Prior (loc, scale) of each population mean, and the mean of the Gamma(2) prior on its spread
 # across languages, for the per-language parameters on the log scale.
 EXPONENT_SPREAD = 0.25
 LOG_E_SPREAD = 0.5
@@ -68,7 +68,7 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
         D_eff = laws.effective_data(x.D, x.U, lam, **_mixture_terms(x, transfer, other, pooling))
     mu = laws.log_chinchilla(x.N, D_eff, E[g], jnp.exp(p["log_A_ref"])[g],
                              jnp.exp(p["log_B_ref"])[g], alpha[g], beta[g])
-    _likelihood(mu, x, log_loss, nu, predict_mean)
+    likelihood(mu, x, log_loss, nu, predict_mean)
 
 
 def _population(name, prior, spread, pooling):

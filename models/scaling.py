@@ -26,7 +26,7 @@ def chinchilla(x, log_loss=None, nu=4.0, predict_mean=False):
     """Chinchilla: L = E + A / N^alpha + B / D^beta, D the target-language tokens."""
     p = _core_parameters(x)
     mu = laws.log_chinchilla(x.N, x.D, p["E"], p["A_ref"], p["B_ref"], p["alpha"], p["beta"])
-    _likelihood(mu, x, log_loss, nu, predict_mean)
+    likelihood(mu, x, log_loss, nu, predict_mean)
 
 
 def dcsl(x, log_loss=None, nu=4.0, predict_mean=False):
@@ -36,7 +36,7 @@ def dcsl(x, log_loss=None, nu=4.0, predict_mean=False):
     R_N_star = numpyro.sample("R_N_star", dist.LogNormal(jnp.log(5.0), 0.75))
     mu = laws.log_dcsl(x.N, x.D, x.U, p["E"], p["A_ref"], p["B_ref"], p["alpha"], p["beta"],
                        R_D_star, R_N_star)
-    _likelihood(mu, x, log_loss, nu, predict_mean)
+    likelihood(mu, x, log_loss, nu, predict_mean)
 
 
 def msl(x, log_loss=None, nu=4.0, predict_mean=False):
@@ -45,7 +45,7 @@ def msl(x, log_loss=None, nu=4.0, predict_mean=False):
     gamma = numpyro.sample("gamma", dist.Normal(0.0, 0.25))
     mu = laws.log_msl(x.N, x.D_total, x.p_family, p["E"], p["A_ref"], p["B_ref"],
                       p["alpha"], p["beta"], gamma)
-    _likelihood(mu, x, log_loss, nu, predict_mean)
+    likelihood(mu, x, log_loss, nu, predict_mean)
 
 
 def atlas(x, log_loss=None, nu=4.0, transfer=True, other=True, predict_mean=False):
@@ -68,7 +68,7 @@ def atlas(x, log_loss=None, nu=4.0, transfer=True, other=True, predict_mean=Fals
         terms.update(D_other=x.D_other, U_other=x.U_other, tau_other=tau_other)
     D_eff = laws.effective_data(x.D, x.U, lam, **terms)
     mu = laws.log_atlas(x.N, D_eff, p["E"], p["A_ref"], p["B_ref"], p["alpha"], p["beta"])
-    _likelihood(mu, x, log_loss, nu, predict_mean)
+    likelihood(mu, x, log_loss, nu, predict_mean)
 
 
 def _core_parameters(x):
@@ -95,7 +95,7 @@ def _term_prior(x, offset):
     return dist.Normal(loc, 1.5 + 0.5 * jnp.abs(offset))
 
 
-def _likelihood(mu, x, log_loss, nu, predict_mean=False):
+def likelihood(mu, x, log_loss, nu, predict_mean=False):
     """Student-t on log loss; `predict_mean` also records the law's mean (for predictions)."""
     if predict_mean:
         numpyro.deterministic("log_loss_mean", mu)
