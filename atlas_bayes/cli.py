@@ -1,6 +1,7 @@
 """The `atlas-bayes` command line.
 
-    atlas-bayes fit RUNS --law {chinchilla,dcsl,atlas,...} [--out DIR] [--chains N] [--draws N] [--json]
+    atlas-bayes fit RUNS --law {chinchilla,dcsl,atlas,atlas-h,...} [--out DIR] [--chains N] [--draws N]
+                    [--approx svi|laplace] [--shared A,alpha] [--transfer-languages fr=en,es] [--json]
     atlas-bayes compare RUNS --laws csl,dcsl,atlas [--split random,N,D,C,M] [--lang CODE[,CODE]]
                         [--no-loo] [--out DIR] [--json]
     atlas-bayes adapt {epoch_chinchilla,datablations,datablations_curves,goldfish} PATH --out FILE
@@ -48,7 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--lang", help="evaluated language to fit when the table has several")
     fit.add_argument("--transfer-languages",
                      help="ATLAS transfer languages K_t, comma separated (default: the three "
-                          "languages most often co-sampled with the target)")
+                          "languages most often co-sampled with the target); for joint laws "
+                          "per target as 'fr=en,es;sw=en' (targets not named keep the default)")
+    fit.add_argument("--approx", choices=("svi", "laplace"),
+                     help="fast approximate posterior instead of NUTS (interactive use; "
+                          "narrower than NUTS, see benchmarks/hierarchical_speed.py)")
+    fit.add_argument("--shared",
+                     help="joint laws: parameters common to every language, comma separated "
+                          "(E,A,B,alpha,beta), e.g. A,alpha when sizes are tied to data sizes")
     fit.add_argument("--out", type=Path,
                      help="output folder (default: results/<runs file>-<law>)")
     fit.add_argument("--chains", type=_positive_int, default=4)
@@ -114,21 +122,25 @@ def run_adapt(args) -> int:
 
 def run_fit(args) -> int:
     from atlas_bayes.diagnostics import ConvergenceWarning
-    from atlas_bayes.inference import Sampler, fit, save
+    from atlas_bayes.inference import Approximation, Sampler, fit, save
     from atlas_bayes.plots import plot_fit
     from atlas_bayes.summary import format_summary, summary_dict
 
     runs = _read_runs_or_fail(args.runs)
 
     out = args.out or Path("results") / f"{Path(args.runs).stem}-{args.law}"
-    transfer = args.transfer_languages.split(",") if args.transfer_languages else None
-    sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup, seed=args.seed,
-                      target_accept=args.target_accept)
+    transfer = _transfer_option(args.transfer_languages)
+    if args.approx:
+        sampler = Approximation(args.approx, seed=args.seed)
+    else:
+        sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup,
+                          seed=args.seed, target_accept=args.target_accept)
+    options = {"shared": args.shared.split(",")} if args.shared else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         try:
             tree = fit(runs, args.law, language=args.lang, transfer_languages=transfer,
-                       sampler=sampler, progress=not args.json)
+                       sampler=sampler, options=options, progress=not args.json)
         except ValueError as err:
             raise BadInput(f"{args.runs}: {err}") from None
     _echo_warnings(caught)
@@ -192,6 +204,21 @@ def run_compare(args) -> int:
         print(comparison.format_comparison(held, loo))
         print(f"\nwrote {', '.join(map(str, written))}")
     return 0
+
+
+def _transfer_option(text: str | None):
+    """'en,es' -> a list; 'fr=en,es;sw=en' -> {target: list} (joint laws)."""
+    if not text:
+        return None
+    if "=" not in text:
+        return text.split(",")
+    chosen = {}
+    for part in filter(None, text.split(";")):
+        target, _, sources = part.partition("=")
+        if not target.strip() or not sources.strip():
+            raise BadInput(f"--transfer-languages: expected TARGET=LANG[,LANG] in {part!r}")
+        chosen[target.strip()] = [s.strip() for s in sources.split(",")]
+    return chosen
 
 
 def _read_runs_or_fail(path):

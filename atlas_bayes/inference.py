@@ -10,6 +10,7 @@ a hash of the data and the diagnostics.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 import warnings
@@ -32,19 +33,27 @@ from atlas_bayes import __version__
 from atlas_bayes.diagnostics import ConvergenceWarning, Diagnostics, check_convergence
 from atlas_bayes.law_inputs import GroupInfo, Scales, build_group_inputs, build_inputs
 from atlas_bayes.models import get_law
-from atlas_bayes.models.hierarchical import centredness
+from atlas_bayes.models.hierarchical import centredness, group_centres
 from atlas_bayes.runs import read_runs
+
+
+DENSE_MAX = 200
 
 
 @dataclass(frozen=True)
 class Sampler:
-    """NUTS settings. Chains run vectorised in one process (jax.vmap)."""
+    """NUTS settings. Chains run vectorised in one process (jax.vmap).
+
+    `dense_mass="auto"` learns a dense mass matrix up to `DENSE_MAX` latent dimensions and a
+    diagonal one above: a joint fit over 48 languages has ~450, too many to estimate densely
+    in a normal warmup (measured: ~965 leapfrog steps per draw dense, ~255 diagonal).
+    """
     chains: int = 4
     draws: int = 1000
     warmup: int = 1000
     seed: int = 0
     target_accept: float = 0.9
-    dense_mass: bool = True
+    dense_mass: bool | str = "auto"
     chain_method: str = "vectorized"
 
 
@@ -60,8 +69,9 @@ class Approximation:
     is far from normal; `benchmarks/hierarchical_speed.py` measures how far from NUTS.
     """
     method: str = "svi"
-    steps: int = 10000
+    steps: int = 30000
     learning_rate: float = 0.01
+    init_scale: float = 0.01
     draws: int = 1000
     rank: int = 32
     full_rank_max: int = 600
@@ -85,11 +95,17 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         runs = read_runs(runs)
     spec = get_law(law)
     options = dict(options or {})
+    unknown = sorted(set(options) - set(inspect.signature(spec.model).parameters))
+    if unknown:
+        raise ValueError(f"law {spec.name!r} has no option(s) {unknown}"
+                         + ("; 'shared' and 'pooling' apply to joint laws (*-h)"
+                            if not spec.hierarchical else ""))
     if spec.hierarchical:
         inputs, info, log_loss = build_group_inputs(runs, transfer_languages=transfer_languages,
                                                     centre=centre)
         runs = runs.reset_index(drop=True)
         options["centring"] = centredness(inputs, options.get("centring", "auto"))
+        options["centres"] = options.get("centres") or group_centres(inputs)
     else:
         runs = select_language(runs, language)
         inputs, info, log_loss = build_inputs(runs, transfer_languages=transfer_languages,
@@ -147,7 +163,10 @@ def _check_repetition_data(law: str, inputs, runs: pd.DataFrame) -> None:
 
 def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
     """Latent draws (chain, draw, ...) and sample statistics from vectorised NUTS."""
-    kernel = NUTS(model, target_accept_prob=sampler.target_accept, dense_mass=sampler.dense_mass,
+    dense = sampler.dense_mass
+    if dense == "auto":
+        dense = _latent_size(model, inputs) <= DENSE_MAX
+    kernel = NUTS(model, target_accept_prob=sampler.target_accept, dense_mass=bool(dense),
                   init_strategy=init_to_median())
     mcmc = MCMC(kernel, num_warmup=sampler.warmup, num_samples=sampler.draws,
                 num_chains=sampler.chains, chain_method=sampler.chain_method,
@@ -169,8 +188,12 @@ def _approximate(model, inputs, log_loss, approx: Approximation, key, progress: 
     init = init_to_median()
     if approx.method == "svi":
         size = _latent_size(model, inputs)
-        guide = (AutoMultivariateNormal(model, init_loc_fn=init) if size <= approx.full_rank_max
-                 else AutoLowRankMultivariateNormal(model, rank=approx.rank, init_loc_fn=init))
+        # a small initial scale matters: at NumPyro's default (0.1) the joint 48-language fit
+        # ended 3-5 posterior sds from NUTS after 10,000 steps (benchmarks/hierarchical_speed.py)
+        guide = (AutoMultivariateNormal(model, init_loc_fn=init, init_scale=approx.init_scale)
+                 if size <= approx.full_rank_max else
+                 AutoLowRankMultivariateNormal(model, rank=approx.rank, init_loc_fn=init,
+                                               init_scale=approx.init_scale))
     elif approx.method == "laplace":
         guide = AutoLaplaceApproximation(model, init_loc_fn=init)
     else:

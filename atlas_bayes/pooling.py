@@ -54,7 +54,8 @@ def population_summary(tree: xr.DataTree, name: str = "beta", prob: float = PROB
     tail = (1 - prob) / 2
     typical = np.exp(tree.posterior[f"log_{name}_mu"].values.ravel())
     low, median, high = np.quantile(typical, [tail, 0.5, 1 - tail])
-    spread = float(np.median(tree.posterior[f"log_{name}_sd"].values))
+    sd = tree.posterior.get(f"log_{name}_sd")   # absent when the parameter is shared
+    spread = 0.0 if sd is None else float(np.median(sd.values))
     return {"median": float(median), "low": float(low), "high": float(high), "log_sd": spread}
 
 

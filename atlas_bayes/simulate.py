@@ -18,6 +18,7 @@ from numpyro.infer import Predictive
 
 from atlas_bayes.law_inputs import build_group_inputs, build_inputs
 from atlas_bayes.models import get_law
+from atlas_bayes.models.hierarchical import group_centres
 
 # Table B.3 of the ATLAS paper (scales 0-34 of S_full), parameters including embeddings.
 PAPER_MODEL_SIZES = (9_044_352, 17_662_848, 24_847_776, 66_588_672, 106_830_080, 146_155_520,
@@ -131,14 +132,15 @@ def _joint_sites(params: dict, x, info, sigma: float) -> dict:
     langs = info.languages
     per = lambda name: np.array([params[name][lang] for lang in langs], dtype=float)  # noqa: E731
     alpha, beta = per("alpha"), per("beta")
+    log_N_c, log_D_c = (np.asarray(v) for v in group_centres(x))
     values = {"log_alpha": np.log(alpha), "log_beta": np.log(beta), "log_E": np.log(per("E")),
-              "log_A_ref": np.log(per("A")) - alpha * x.log_N_ref,
-              "log_B_ref": np.log(per("B")) - beta * x.log_D_ref}
+              "log_A_c": np.log(per("A")) - alpha * (x.log_N_ref + log_N_c),
+              "log_B_c": np.log(per("B")) - beta * (x.log_D_ref + log_D_c)}
     if "tau" in params:
         values["tau"] = np.array([[params["tau"].get(t, {}).get(src, 0.0) for src in slots]
                                   for t, slots in zip(langs, info.transfer_languages)]).T  # (slot, language)
     if "tau_other" in params:
-        values["tau_other"] = per("tau_other")
+        values["log_tau_other"] = np.log(per("tau_other"))
     sites = {"sigma": sigma}
     for name, value in values.items():
         # mu = 0 and sd = 1 make value = z whatever the centring
@@ -152,7 +154,7 @@ def _joint_sites(params: dict, x, info, sigma: float) -> dict:
 # medians and log-scale spreads; tau on its own scale).
 POPULATION = {"E": (1.2, 0.2), "A": (350.0, 0.3), "B": (1800.0, 0.3),
               "alpha": (0.33, 0.08), "beta": (0.32, 0.08),
-              "tau": (0.2, 0.12), "tau_other": (0.04, 0.015), "lambda": 0.08}
+              "tau": (0.2, 0.12), "tau_other": (0.04, 0.35), "lambda": 0.08}
 
 
 def language_parameters(languages, transfer: dict[str, list[str]] | None = None, seed: int = 0,
@@ -164,8 +166,9 @@ def language_parameters(languages, transfer: dict[str, list[str]] | None = None,
         median, spread = population[name]
         params[name] = {lang: float(median * np.exp(spread * rng.standard_normal()))
                         for lang in languages}
-    loc, spread = population["tau_other"]
-    params["tau_other"] = {lang: float(loc + spread * rng.standard_normal()) for lang in languages}
+    median, spread = population["tau_other"]
+    params["tau_other"] = {lang: float(median * np.exp(spread * rng.standard_normal()))
+                           for lang in languages}
     loc, spread = population["tau"]
     params["tau"] = {t: {src: float(loc + spread * rng.standard_normal()) for src in sources}
                      for t, sources in (transfer or {}).items()}

@@ -29,19 +29,28 @@ def main():
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--law", default="atlas-h")
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--scales", default="compact", choices=("compact", "paper"))
+    parser.add_argument("--methods", default="nuts,laplace,svi")
     args = parser.parse_args()
 
-    runs, truth = paper_study(seed=0)
+    runs, truth = paper_study(seed=0, scales=args.scales)
     print(f"study: {len(runs)} rows, {runs['run_id'].nunique()} runs, "
           f"{runs['language'].nunique()} evaluated languages")
     print(summarise_design(runs).to_string())
     fits = {}
-    for name, sampler in [("nuts", Sampler(draws=args.draws, warmup=args.warmup)),
-                          ("laplace", Approximation("laplace")), ("svi", Approximation("svi"))]:
+    samplers = {"nuts": Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup),
+                "laplace": Approximation("laplace"), "svi": Approximation("svi")}
+    for name in args.methods.split(","):
+        sampler = samplers[name]
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fits[name] = fit(runs, args.law, sampler=sampler)
+            try:
+                fits[name] = fit(runs, args.law, sampler=sampler)
+            except ValueError as error:   # Laplace refuses a non-positive-definite Hessian
+                print(f"{name}: failed after {time.perf_counter() - start:.1f} s: {error}")
+                continue
         print(f"{name}: {time.perf_counter() - start:.1f} s wall "
               f"(sampling {fits[name].attrs['seconds']:.1f} s)  diagnostics "
               f"{fits[name].attrs['diagnostics']}", flush=True)

@@ -20,6 +20,7 @@ from atlas_bayes import laws
 
 ALPHA_PRIOR = (jnp.log(0.35), 0.5)     # LogNormal over exponents: 90% in (0.15, 0.80)
 TERM_SHARE = 0.25                      # prior centre of each reducible term, as a share of loss
+TAU_OTHER_LOG_PRIOR = (jnp.log(0.05), 1.5)  # LogNormal weight of "other" tokens: 90% in (0.004, 0.6)
 
 
 def chinchilla(x, log_loss=None, nu=4.0, predict_mean=False):
@@ -64,7 +65,9 @@ def atlas(x, log_loss=None, nu=4.0, transfer=True, other=True, predict_mean=Fals
             tau = numpyro.sample("tau", dist.Normal(0.0, 0.5))
         terms.update(D_transfer=x.D_transfer, U_transfer=x.U_transfer, tau=tau)
     if other and x.has_other:
-        tau_other = numpyro.sample("tau_other", dist.Normal(0.0, 0.25))
+        # non-negative: the "other" bucket can hold 100x the target's tokens, and a negative
+        # aggregate weight would drive D_eff to its floor (a spurious mode with a flat law)
+        tau_other = numpyro.sample("tau_other", dist.LogNormal(*TAU_OTHER_LOG_PRIOR))
         terms.update(D_other=x.D_other, U_other=x.U_other, tau_other=tau_other)
     D_eff = laws.effective_data(x.D, x.U, lam, **terms)
     mu = laws.log_atlas(x.N, D_eff, p["E"], p["A_ref"], p["B_ref"], p["alpha"], p["beta"])

@@ -68,6 +68,21 @@ def test_fit_prints_a_readable_summary(runs_csv, tmp_path):
     assert "wrote" in result.stdout
 
 
+def test_fit_approx_gives_a_one_chain_svi_posterior(runs_csv, tmp_path):
+    result = cli("fit", runs_csv, "--law", "chinchilla", "--approx", "svi", "--out", tmp_path,
+                 "--json")
+    assert result.returncode == 0, result.stderr
+    tree = xr.open_datatree(tmp_path / "posterior.nc")
+    assert tree.attrs["method"] == "svi" and tree.posterior.sizes["chain"] == 1
+
+
+def test_fit_options_that_do_not_apply_exit_2(runs_csv, tmp_path):
+    result = cli("fit", runs_csv, "--law", "atlas", "--shared", "alpha", "--out", tmp_path)
+    assert result.returncode == 2 and "joint laws" in result.stderr, result.stderr
+    result = cli("fit", runs_csv, "--law", "atlas", "--transfer-languages", "fr=", "--out", tmp_path)
+    assert result.returncode == 2 and "TARGET=LANG" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("content, expected", [
     ("n_params,n_tokens,loss\n1e8,2e9,3.1\n1e8,abc,3.0\n", ["row 2 (line 3)", "'n_tokens'", "'abc'"]),
     ("n_params,n_tokens,loss\n1e8,2e9,-3.1\n", ["row 1 (line 2)", "'loss'", "positive"]),

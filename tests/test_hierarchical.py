@@ -130,3 +130,22 @@ def test_svi_fast_path_lands_near_the_truth():
     for name in ("alpha", "beta"):
         mean = float(approx.posterior[name].mean())
         assert abs(mean - EXAMPLE_TRUTH[name]) < 0.1 * EXAMPLE_TRUTH[name], name
+
+
+def test_shared_parameters_are_one_value_for_every_language(study):
+    """`shared` holds a parameter common to all languages (one latent, no population)."""
+    from numpyro import handlers
+
+    from atlas_bayes.models import get_law
+    runs, _ = study
+    x, _, y = build_group_inputs(runs)
+    model = get_law("atlas-h").bind(shared=("A", "alpha"))
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(x, y)
+    assert "log_alpha_mu" in trace and "log_alpha_z" not in trace and "log_alpha_sd" not in trace
+    assert "log_A_c_z" not in trace and "log_beta_z" in trace
+    for name in ("A", "alpha"):
+        values = np.asarray(trace[name]["value"])
+        assert values.shape == (len(LANGS),) and np.allclose(values, values[0]), name
+    assert np.unique(np.asarray(trace["beta"]["value"])).size == len(LANGS)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        handlers.seed(get_law("atlas-h").bind(shared=("gamma",)), 0)(x, y)

@@ -24,7 +24,7 @@ from atlas_bayes.pooling import per_language_exponents, pooling_study
 
 LAW = "chinchilla-h"
 SAMPLER = Sampler(chains=2, warmup=200, draws=200, dense_mass=False)
-OPTIONS = {"centring": "centred"}
+OPTIONS = {"centring": "centred", "shared": ["A", "alpha"]}
 # Held-out languages, in code order, keep 1, 2 or all of their training runs (split_largest).
 KEEP = (1, 2, None)
 
@@ -48,11 +48,12 @@ def study(shared_data: Path):
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "model problem: with two model sizes per language, each tied to its data size, a "
-    "language's E, A and alpha are not identified; the population can carry the languages' "
-    "loss levels in E or in A, and NUTS chains settle in either (measured: max R-hat 1.17 "
-    "and 1.28 at these settings, seeds 0 and 1; up to 1.94 on E with 4 chains of 1000 + "
-    "1000, non-centred; beta agrees across the modes)"))
+    "model problem: each language has 2 to 4 runs and only two model sizes, each tied to its "
+    "data size, so E, A and alpha are not identified per language. Sharing A and alpha "
+    "(OPTIONS) leaves a collective direction (A-term up, every language's E down) that NUTS "
+    "crosses slowly: measured max R-hat 1.29 (200 warmup) and 1.12 (400 warmup) on the shared "
+    "A, 2 chains; with E and B non-centred one language (mni_Beng) is bimodal in E vs B "
+    "(R-hat 1.83). Before sharing: 1.17 to 1.94."))
 def test_joint_fit_converges(shared_data):
     diag = json.loads(joint_fit(shared_data).attrs["diagnostics"])
     assert diag["divergences"] == 0, diag
