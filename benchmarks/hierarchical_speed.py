@@ -1,6 +1,7 @@
 """Time to a converged joint ATLAS posterior on a paper-scale simulated study, NUTS vs fast paths.
 
-    .venv/bin/python benchmarks/hierarchical_speed.py [--draws 500 --warmup 500]
+    .venv/bin/python benchmarks/hierarchical_speed.py [--draws 500 --warmup 500 --chains 4]
+                     [--scales compact|paper] [--methods nuts,laplace,svi]
 
 The study is `paper_design()` (48 evaluation languages; monolingual, bilingual, capacity,
 Unimax and finetune runs with learning-curve checkpoints) filled by `paper_study()` from
@@ -9,6 +10,10 @@ every bulk ESS >= 400 and no divergences over the reported parameters. The fast 
 (Laplace, SVI) are timed on the same data, and their distance from NUTS is printed per
 parameter family: |mean difference| in NUTS posterior sds, the ratio of their sds, and the
 90% interval coverage of the truth for each method.
+
+Measured on 2 CPU cores (defaults, compact scales: 401 runs, 3,160 rows): NUTS 258 s,
+converged (max R-hat 1.009, min bulk ESS 875, no divergences, 255 leapfrog steps per draw);
+Laplace 21 s; SVI 40 s. The README's "One joint fit" section has the distance table.
 """
 
 import argparse

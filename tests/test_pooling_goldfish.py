@@ -2,10 +2,11 @@
 whether partial pooling predicts held-out runs better than separate fits (`pooling="none"`).
 
 Every Goldfish model trains 10 epochs (D = 10 U), so repetition is a constant factor that B
-absorbs: Chinchilla's form is the law. Small settings keep the file near 3 minutes on 2 cores
-(measured 180 s: joint fit 59 s, the two held-out fits 117 s): 2 chains of 200 + 200 draws,
-diagonal mass matrix, E, A and B written centred (with the default dense mass and
-non-centred values every draw hits NUTS's 1023-step limit; see
+absorbs: Chinchilla's form is the law. A and alpha are shared by all languages: with two
+model sizes, each tied to one data size, a language's own A and alpha are not identified.
+Small settings keep the file near 2 minutes on 2 cores (measured: joint fit 36 s, the two
+held-out fits 82 s): 2 chains of 200 + 200 draws, diagonal mass matrix (automatic at this
+size), E and B written centred (non-centred, every draw hits NUTS's 1023-step limit; see
 benchmarks/pooling_goldfish.py). Fits are cached, so each is sampled once.
 """
 
@@ -23,7 +24,7 @@ from atlas_bayes.inference import Sampler, fit
 from atlas_bayes.pooling import per_language_exponents, pooling_study
 
 LAW = "chinchilla-h"
-SAMPLER = Sampler(chains=2, warmup=200, draws=200, dense_mass=False)
+SAMPLER = Sampler(chains=2, warmup=200, draws=200)
 OPTIONS = {"centring": "centred", "shared": ["A", "alpha"]}
 # Held-out languages, in code order, keep 1, 2 or all of their training runs (split_largest).
 KEEP = (1, 2, None)
@@ -64,9 +65,9 @@ def test_joint_fit_converges(shared_data):
 def test_every_language_gets_a_finite_exponent_interval(shared_data):
     """One row per language with its runs fitted, and finite, ordered 90% intervals.
 
-    Measured (seeds 0, 1): beta medians 0.185 to 0.190, median 90% width 0.023 to 0.024. One
-    language's 2 to 4 runs barely pin its own beta (separate fits: medians 0.125 to 0.419,
-    median width 0.141), so partial pooling shrinks every beta to the population's ~0.187.
+    Measured (seed 0): beta medians 0.204 to 0.217, median 90% width 0.034; population beta
+    0.209 (90% 0.202-0.218). One language's 2 to 4 runs barely pin its own beta, so partial
+    pooling shrinks every beta towards the population's.
     """
     runs = goldfish(shared_data)
     table = per_language_exponents(joint_fit(shared_data)).set_index("language")
@@ -83,10 +84,10 @@ def test_every_language_gets_a_finite_exponent_interval(shared_data):
 def test_pooling_beats_separate_fits_for_languages_with_fewest_runs(shared_data):
     """Held-out (largest-data) runs of languages left with one training run.
 
-    Measured at these settings (seeds 0, 1), partial vs none, mean |log loss error|: 0.061
-    vs 0.113 and 0.056 vs 0.102 (ratio 0.54, 0.55); mean |loss error| in bits: 6.2 vs 12.8
-    and 5.1 vs 11.7 (0.49, 0.44). With 2 training runs 0.045 vs 0.081, with 3 about equal
-    (0.041 vs 0.043). Asserted: pooling below 0.75x separate.
+    Measured at these settings (seed 0), partial vs none, mean |log loss error|: 0.060 vs
+    0.180 (1 training run, 65 languages), 0.038 vs 0.092 (2 runs), 0.050 vs 0.059 (3 runs);
+    mean |loss error| in bits with 1 run: 5.7 vs 18.2. Share of held-out losses inside the
+    pooled 90% interval: 0.78, 0.59, 0.30. Asserted: pooling below 0.75x separate.
     """
     table = study(shared_data).set_index(["n_train", "pooling"])
     fewest = min(table.index.get_level_values("n_train"))
