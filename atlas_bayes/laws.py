@@ -113,6 +113,13 @@ def msl(N, D, p_family, E, A, B, alpha, beta, gamma):
     return jnp.exp(log_msl(N, D, p_family, E, A, B, alpha, beta, gamma))
 
 
+def log_curse(K, N, D_t, E, A, B, alpha, beta, phi, psi):
+    """log L for the curse of multilinguality (ATLAS section 5), K languages sampled uniformly:
+    L = E + A K^phi / N^alpha + B K^psi / D_t^beta, D_t the tokens per language."""
+    return _log_sum3(jnp.log(E), jnp.log(A) + phi * jnp.log(K) - alpha * jnp.log(N),
+                     jnp.log(B) + psi * jnp.log(K) - beta * jnp.log(D_t))
+
+
 def _log_sum3(a, b, c):
     a, b, c = jnp.broadcast_arrays(a, b, c)
     return logsumexp(jnp.stack([a, b, c]), axis=0)
