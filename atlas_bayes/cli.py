@@ -4,6 +4,8 @@
                     [--approx svi|laplace] [--shared A,alpha] [--transfer-languages fr=en,es] [--json]
     atlas-bayes compare RUNS --laws csl,dcsl,atlas [--split random,N,D,C,M] [--lang CODE[,CODE]]
                         [--no-loo] [--out DIR] [--json]
+    atlas-bayes curse RUNS --from-k 8 --to-k 16 [--n-params N --tokens D] [--per-language]
+                        [--lang CODE] [--out DIR] [--json]
     atlas-bayes adapt {epoch_chinchilla,datablations,datablations_curves,goldfish} PATH --out FILE
 
 Bad input prints one clear message to stderr and exits with status 2 (no traceback).
@@ -92,6 +94,34 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", action="store_true",
                          help="print one JSON object on stdout instead of the readable tables")
     compare.set_defaults(handler=run_compare)
+
+    curse = commands.add_parser(
+        "curse", help="iso-loss scaling when adding languages (curse of multilinguality)",
+        description="Fit the curse-of-multilinguality law and report, with credible intervals, "
+                    "how model size, tokens and compute must grow to keep the loss when going "
+                    "from --from-k to --to-k languages.")
+    curse.add_argument("runs", help="run table file (.csv or .parquet) with mix_<lang> columns")
+    curse.add_argument("--from-k", type=_positive_float, required=True)
+    curse.add_argument("--to-k", type=_positive_float, required=True)
+    curse.add_argument("--n-params", type=_positive_float,
+                       help="starting model size (with --tokens); default: a compute-optimal start")
+    curse.add_argument("--tokens", type=_positive_float,
+                       help="starting total training tokens at --from-k languages")
+    curse.add_argument("--lang", help="language to report for a --per-language fit")
+    curse.add_argument("--per-language", action="store_true",
+                       help="per-language parameters pooled across languages (law curse-h) "
+                            "instead of one pooled law")
+    curse.add_argument("--chains", type=_positive_int, default=4)
+    curse.add_argument("--draws", type=_positive_int, default=1000, help="draws per chain")
+    curse.add_argument("--warmup", type=_positive_int, default=1000, help="warmup steps per chain")
+    curse.add_argument("--seed", type=int, default=0)
+    curse.add_argument("--target-accept", type=float, default=0.95,
+                       help="NUTS target acceptance (default 0.95: E, B and beta form a curved "
+                            "ridge when beta is small)")
+    curse.add_argument("--out", type=Path, help="output folder (default: results/<file>-curse)")
+    curse.add_argument("--json", action="store_true",
+                       help="print one JSON object on stdout instead of the readable table")
+    curse.set_defaults(handler=run_curse)
 
     from atlas_bayes.adapters import ADAPTERS
     adapt = commands.add_parser("adapt", help="convert a public data set into a run table",
@@ -206,6 +236,52 @@ def run_compare(args) -> int:
     return 0
 
 
+def run_curse(args) -> int:
+    from atlas_bayes.curse import iso_loss, plot_iso_loss
+    from atlas_bayes.diagnostics import ConvergenceWarning
+    from atlas_bayes.inference import Sampler, fit, save
+    from atlas_bayes.summary import summary_dict
+
+    if (args.n_params is None) != (args.tokens is None):
+        raise BadInput("give both --n-params and --tokens for a starting run, or neither "
+                       "(a compute-optimal start)")
+    runs = _read_runs_or_fail(args.runs)
+    law = "curse-h" if args.per_language else "curse"
+    sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup, seed=args.seed,
+                      target_accept=args.target_accept)
+    start = {"n_params": args.n_params, "n_tokens": args.tokens}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        try:
+            tree = fit(runs, law, sampler=sampler, progress=not args.json)
+            table = iso_loss(tree, args.from_k, args.to_k, language=args.lang, **start)
+        except ValueError as err:
+            raise BadInput(f"{args.runs}: {err}") from None
+    _echo_warnings(caught)
+    language = args.lang or str(tree.posterior["language"].values[0])
+
+    out = args.out or Path("results") / f"{Path(args.runs).stem}-curse"
+    out.mkdir(parents=True, exist_ok=True)
+    save(tree, out / "posterior.nc")
+    plot_iso_loss(tree, args.from_k, args.to_k, out / "iso_loss.png", language=language, **start)
+    summary = summary_dict(tree)
+    result = {"law": law, "from_k": args.from_k, "to_k": args.to_k,
+              "language": language if args.per_language else "pooled",
+              "start": start if args.n_params else "compute-optimal",
+              "multipliers": {name: dict(row) for name, row in table.iterrows()},
+              "parameters": summary["parameters"], "diagnostics": summary["diagnostics"]}
+    (out / "iso_loss.json").write_text(json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"Going from {args.from_k:g} to {args.to_k:g} languages at the same loss "
+              f"({result['start'] if isinstance(result['start'], str) else 'from the given run'} "
+              f"start; {law}, median and 90% interval):")
+        print(table.round(3).to_string())
+        print(f"\nwrote {out / 'posterior.nc'}, {out / 'iso_loss.png'}, {out / 'iso_loss.json'}")
+    return 0
+
+
 def _transfer_option(text: str | None):
     """'en,es' -> a list; 'fr=en,es;sw=en' -> {target: list} (joint laws)."""
     if not text:
@@ -244,6 +320,16 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
 
 

@@ -15,11 +15,18 @@ two terms' shares of the reducible loss at the starting point. Minimising comput
 beta / (alpha + beta)). From a compute-optimal start (w_N = beta / (alpha + beta)) these are the
 paper's closed forms s = r^(phi/alpha), t = r^(psi/beta). Every function takes arrays of
 posterior draws and returns arrays of the same shape, so intervals come for free.
+
+`capacity_design` and `simulate_curse` build simulated capacity studies with known truths.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+
+from atlas_bayes.law_inputs import effective_languages
+from atlas_bayes.runs import mixture_fractions
+from atlas_bayes.simulate import mixture_design
 
 
 def term_shares(K, N, D_t, A, B, alpha, beta, phi, psi):
@@ -61,3 +68,133 @@ def parameters_for_tokens(r, t, w_N, alpha, beta, phi, psi) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(rest > 0, (r ** phi * w_N / rest) ** (1.0 / alpha), np.nan)
 
+
+
+# Languages the simulated capacity mixtures draw from, in order (the paper's evaluation set).
+POOL = ("en", "fr", "ru", "zh", "hi", "sw", "es", "de", "ja", "it", "pt", "pl", "nl", "vi",
+        "tr", "id", "ar", "ko", "sv", "fa", "uk", "ro", "el", "th", "no", "he", "hr", "ca",
+        "ms", "bn", "fil", "ur")
+
+
+def capacity_design(targets=("en", "fr", "ru", "zh"), ks=(1, 2, 4, 8, 16, 32),
+                    n_params=(3e7, 1e8, 3e8, 1e9), tokens_per_param=(10.0, 40.0),
+                    checkpoints=(0.5, 1.0)) -> pd.DataFrame:
+    """Capacity runs like the paper's (section 5): for each target, uniform mixtures of K
+    languages that contain it, at several model sizes, each run to every `tokens_per_param`
+    x N total tokens with learning-curve checkpoints (two budgets per size keep the model
+    and data terms apart)."""
+    pieces = []
+    for target in targets:
+        others = [lang for lang in POOL if lang != target]
+        if max(ks) - 1 > len(others):
+            raise ValueError(f"K up to {max(ks)} needs {max(ks)} languages; the pool has {len(POOL)}")
+        mixtures = {f"{target}-K{k}": {lang: 1.0 / k for lang in [target, *others[:k - 1]]}
+                    for k in ks}
+        for n in n_params:
+            pieces.append(mixture_design(target, mixtures, [n],
+                                         [ratio * n for ratio in tokens_per_param],
+                                         checkpoints=checkpoints))
+    runs = pd.concat(pieces, ignore_index=True).fillna({c: 0.0 for c in _mix_columns(pieces)})
+    return runs
+
+
+def simulate_curse(design: pd.DataFrame, truth: dict, sigma: float = 0.01, seed: int = 0
+                   ) -> pd.DataFrame:
+    """Fill a design with losses from the curse law at `truth` (each value a number, or a
+    {language: number} dict for per-language truths), log-normal noise of sd `sigma`."""
+    fractions = mixture_fractions(design)
+    K = effective_languages(fractions)
+    share = fractions.to_numpy()[np.arange(len(design)), fractions.columns.get_indexer(design["language"])]
+    D_t = share * design["n_tokens"].to_numpy(float)
+    p = {name: (design["language"].map(value).to_numpy(float) if isinstance(value, dict)
+                else np.full(len(design), float(value)))
+         for name, value in truth.items()}
+    loss = (p["E"] + p["A"] * K ** p["phi"] / design["n_params"].to_numpy(float) ** p["alpha"]
+            + p["B"] * K ** p["psi"] / D_t ** p["beta"])
+    noise = np.random.default_rng(seed).normal(0.0, sigma, len(design))
+    return design.assign(loss=loss * np.exp(noise),
+                         source=f"simulated: curse law, seed={seed}, sigma={sigma}")
+
+
+def _mix_columns(frames) -> list[str]:
+    return sorted({c for frame in frames for c in frame.columns if c.startswith("mix_")})
+
+
+def iso_loss(tree, from_k: float, to_k: float, *, n_params: float | None = None,
+             n_tokens: float | None = None, language: str | None = None,
+             prob: float = 0.9) -> pd.DataFrame:
+    """Posterior multipliers for going from `from_k` to `to_k` languages at the same loss.
+
+    Without a starting point, the start is compute-optimal and the multipliers are the paper's
+    closed forms. With `n_params` and `n_tokens` (total tokens at `from_k` languages) the
+    start is that run, and the move is the least-compute one from it. Rows: N, D_t (tokens
+    per language), D_tot and C; columns: median and the `prob` interval; `language` picks
+    one language of a per-language fit (default: the first; pooled fits share one set).
+    """
+    post = tree.posterior
+    lang = language if language is not None else str(post["language"].values[0])
+    if lang not in [str(v) for v in post["language"].values]:
+        raise ValueError(f"language {lang!r} was not fitted; fitted: "
+                         f"{', '.join(map(str, post['language'].values))}")
+    p = {k: post[k].sel(language=lang).values.ravel() for k in
+         ("A", "B", "alpha", "beta", "phi", "psi")}
+    r = float(to_k) / float(from_k)
+    exps = {k: p[k] for k in ("alpha", "beta", "phi", "psi")}
+    if (n_params is None) != (n_tokens is None):
+        raise ValueError("give both n_params and n_tokens for a starting run, or neither")
+    if n_params is None:
+        move = paper_multipliers(r, **exps)
+    else:
+        w_N, _ = term_shares(from_k, n_params, n_tokens / from_k, p["A"], p["B"], **exps)
+        move = compute_optimal_move(r, w_N, **exps)
+    tail = (1 - prob) / 2
+    rows = {name: {"median": np.median(v), f"q{100 * tail:02.0f}": np.quantile(v, tail),
+                   f"q{100 * (1 - tail):02.0f}": np.quantile(v, 1 - tail)}
+            for name, v in move.items()}
+    table = pd.DataFrame(rows).T
+    table.index.name = "multiplier"
+    return table
+
+
+def plot_iso_loss(tree, from_k: float, to_k: float, path, *, n_params: float | None = None,
+                  n_tokens: float | None = None, language: str | None = None) -> None:
+    """The iso-loss frontier at `to_k` languages: total-token multiplier needed for each
+    parameter multiplier (median and 90% band over posterior draws), with the least-compute
+    point marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    post = tree.posterior
+    lang = language if language is not None else str(post["language"].values[0])
+    p = {k: post[k].sel(language=lang).values.ravel() for k in
+         ("A", "B", "alpha", "beta", "phi", "psi")}
+    exps = {k: p[k] for k in ("alpha", "beta", "phi", "psi")}
+    r = float(to_k) / float(from_k)
+    if n_params is None:
+        w_N = p["beta"] / (p["alpha"] + p["beta"])
+    else:
+        w_N, _ = term_shares(from_k, n_params, n_tokens / from_k, p["A"], p["B"], **exps)
+    s = np.geomspace(0.5, 8.0, 200)
+    tokens = r * tokens_for_parameters(r, s[:, None], w_N[None, :], **exps)
+    low, mid, high = np.nanquantile(tokens, [0.05, 0.5, 0.95], axis=1)
+    best = compute_optimal_move(r, w_N, **exps)
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.fill_between(s, low, high, alpha=0.3, label="90% credible band")
+    ax.plot(s, mid, label=f"same loss at {to_k:g} languages (median)")
+    ax.errorbar(np.median(best["N"]), np.median(best["D_tot"]),
+                xerr=[[np.median(best["N"]) - np.quantile(best["N"], 0.05)],
+                      [np.quantile(best["N"], 0.95) - np.median(best["N"])]],
+                yerr=[[np.median(best["D_tot"]) - np.quantile(best["D_tot"], 0.05)],
+                      [np.quantile(best["D_tot"], 0.95) - np.median(best["D_tot"])]],
+                fmt="o", color="C3", label="least compute")
+    ax.axhline(r, color="grey", lw=0.8, ls=":", label=f"{r:g}x tokens (no transfer)")
+    ax.set(xscale="log", yscale="log", xlabel="model size multiplier N'/N",
+           ylabel="total token multiplier D_tot'/D_tot",
+           title=f"Iso-loss: {from_k:g} -> {to_k:g} languages ({lang})")
+    ax.set_ylim(max(np.nanmin(low), 0.5), min(np.nanmax(high), 100 * r))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -38,6 +38,8 @@ class LawInputs(NamedTuple):
     has_other: bool
     group: np.ndarray | None = None   # (n,) index of each row's evaluated language (joint fits)
     n_groups: int = 1
+    K: np.ndarray | None = None       # (n,) languages in the mixture: 1 / sum(share^2), exact
+                                      # for uniform mixtures (the curse law's K)
 
 
 class Scales(NamedTuple):
@@ -126,9 +128,20 @@ def build_inputs(runs: pd.DataFrame, *, transfer_languages=None, centre: bool = 
         U_transfer=f32(U_transfer / d_scale), D_other=f32(D_other / d_scale),
         U_other=f32(U_other / d_scale), p_family=f32(p_family), **scales._asdict(),
         has_other=bool(np.any(D_other > 0)) if has_other is None else has_other,
+        K=f32(effective_languages(fractions)),
     )
     labels = [f"{r}@{t:.4g}" for r, t in zip(runs["run_id"], runs["n_tokens"])]
     return inputs, InputInfo(target, list(transfer_languages), labels), f32(np.log(loss))
+
+
+def effective_languages(fractions: pd.DataFrame) -> np.ndarray:
+    """Per row, the number of languages a mixture is worth: (sum of shares)^2 / sum of squares.
+
+    K for K languages sampled uniformly; between 1 and K for skewed mixtures (the inverse
+    Simpson index), so the curse law's K stays defined on Unimax or bilingual 90/10 runs.
+    """
+    f = fractions.to_numpy(float)
+    return f.sum(axis=1) ** 2 / (f ** 2).sum(axis=1)
 
 
 def co_sampled_languages(runs: pd.DataFrame, target: str) -> list[str]:
@@ -188,7 +201,8 @@ def build_group_inputs(runs: pd.DataFrame, *, transfer_languages: dict | None = 
         pieces.append((rows, x, y))
     n = len(runs)
     fields = {}
-    for name in ("N", "D", "U", "D_total", "D_transfer", "U_transfer", "D_other", "U_other", "p_family"):
+    for name in ("N", "D", "U", "D_total", "D_transfer", "U_transfer", "D_other", "U_other",
+                 "p_family", "K"):
         first = getattr(pieces[0][1], name)
         out = np.zeros((n,) + first.shape[1:], dtype=np.float32)
         for rows, x, _ in pieces:

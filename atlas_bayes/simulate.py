@@ -132,7 +132,7 @@ def _joint_sites(params: dict, x, info, sigma: float) -> dict:
     langs = info.languages
     per = lambda name: np.array([params[name][lang] for lang in langs], dtype=float)  # noqa: E731
     alpha, beta = per("alpha"), per("beta")
-    log_N_c, log_D_c = (np.asarray(v) for v in group_centres(x))
+    log_N_c, log_D_c = (np.asarray(v) for v in group_centres(x)[:2])
     values = {"log_alpha": np.log(alpha), "log_beta": np.log(beta), "log_E": np.log(per("E")),
               "log_A_c": np.log(per("A")) - alpha * (x.log_N_ref + log_N_c),
               "log_B_c": np.log(per("B")) - beta * (x.log_D_ref + log_D_c)}

@@ -1,14 +1,16 @@
 """NumPyro models of the scaling-law family, and the registry that names them.
 
 `LAWS[name]` gives the model function, its fixed options, and the natural-scale parameters a
-summary reports. The models themselves live side by side in `models/scaling.py`.
+summary reports. The single-language laws live side by side in `models/scaling.py`, the joint
+per-language ATLAS in `models/hierarchical.py`, the curse-of-multilinguality law in
+`models/curse.py`.
 """
 
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
-from atlas_bayes.models import hierarchical, scaling
+from atlas_bayes.models import curse, hierarchical, scaling
 
 CORE = ("E", "A", "B", "alpha", "beta")
 
@@ -54,6 +56,12 @@ LAWS = {
         Law("atlas-h", hierarchical.hierarchical, CORE + ("lambda", "tau", "tau_other"),
             "ATLAS with per-language parameters (E, A, B, alpha, beta, tau) pooled across languages",
             {}, hierarchical=True),
+        Law("curse", curse.curse, CORE + ("phi", "psi"),
+            "Curse of multilinguality: E + A K^phi/N^alpha + B K^psi/D_t^beta, pooled over languages",
+            {"pooling": "complete"}, hierarchical=True),
+        Law("curse-h", curse.curse, CORE + ("phi", "psi"),
+            "Curse of multilinguality with per-language parameters pooled across languages",
+            {"pooling": "partial"}, hierarchical=True),
     ]
 }
 ALIASES = {"csl": "chinchilla"}

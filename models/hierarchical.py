@@ -50,7 +50,7 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
     """
     c = jnp.asarray(centredness(x, centring), dtype=jnp.float32)
     log_N_c, log_D_c = (jnp.asarray(v, dtype=jnp.float32) for v in
-                        (group_centres(x) if centres is None else centres))
+                        (group_centres(x) if centres is None else centres)[:2])
     common = _shared_sites(shared)
     term_loc = jnp.log(TERM_SHARE * x.loss_median)
     priors = {
@@ -110,11 +110,13 @@ def _population(name, prior, spread, pooling):
 
 
 def group_centres(x) -> list[list[float]]:
-    """Each language's mean log N and mean log D (target tokens), relative to the references."""
+    """Each language's mean log N, mean log D (target tokens) and, when the inputs carry it,
+    mean log K (languages in the mixture); N and D relative to the references."""
     g, n = np.asarray(x.group), x.n_groups
     counts = np.maximum(np.bincount(g, minlength=n), 1)
+    arrays = (x.N, x.D) if x.K is None else (x.N, x.D, x.K)
     return [(np.bincount(g, np.log(np.asarray(v, dtype=float)), minlength=n) / counts).tolist()
-            for v in (x.N, x.D)]
+            for v in arrays]
 
 
 def centredness(x, centring="auto") -> list[float]:
