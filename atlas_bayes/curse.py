@@ -116,6 +116,19 @@ def simulate_curse(design: pd.DataFrame, truth: dict, sigma: float = 0.01, seed:
                          source=f"simulated: curse law, seed={seed}, sigma={sigma}")
 
 
+def _draws(tree, language: str | None) -> tuple[dict, dict]:
+    """One language's posterior draws (flattened): coefficients and exponents, and the
+    exponents alone (the keyword arguments of the multiplier functions)."""
+    post = tree.posterior
+    fitted = [str(v) for v in post["language"].values]
+    lang = language if language is not None else fitted[0]
+    if lang not in fitted:
+        raise ValueError(f"language {lang!r} was not fitted; fitted: {', '.join(fitted)}")
+    p = {k: post[k].sel(language=lang).values.ravel() for k in
+         ("A", "B", "alpha", "beta", "phi", "psi")}
+    return p, {k: p[k] for k in ("alpha", "beta", "phi", "psi")}
+
+
 def _mix_columns(frames) -> list[str]:
     return sorted({c for frame in frames for c in frame.columns if c.startswith("mix_")})
 
@@ -131,15 +144,8 @@ def iso_loss(tree, from_k: float, to_k: float, *, n_params: float | None = None,
     per language), D_tot and C; columns: median and the `prob` interval; `language` picks
     one language of a per-language fit (default: the first; pooled fits share one set).
     """
-    post = tree.posterior
-    lang = language if language is not None else str(post["language"].values[0])
-    if lang not in [str(v) for v in post["language"].values]:
-        raise ValueError(f"language {lang!r} was not fitted; fitted: "
-                         f"{', '.join(map(str, post['language'].values))}")
-    p = {k: post[k].sel(language=lang).values.ravel() for k in
-         ("A", "B", "alpha", "beta", "phi", "psi")}
+    p, exps = _draws(tree, language)
     r = float(to_k) / float(from_k)
-    exps = {k: p[k] for k in ("alpha", "beta", "phi", "psi")}
     if (n_params is None) != (n_tokens is None):
         raise ValueError("give both n_params and n_tokens for a starting run, or neither")
     if n_params is None:
@@ -165,11 +171,8 @@ def plot_iso_loss(tree, from_k: float, to_k: float, path, *, n_params: float | N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    post = tree.posterior
-    lang = language if language is not None else str(post["language"].values[0])
-    p = {k: post[k].sel(language=lang).values.ravel() for k in
-         ("A", "B", "alpha", "beta", "phi", "psi")}
-    exps = {k: p[k] for k in ("alpha", "beta", "phi", "psi")}
+    p, exps = _draws(tree, language)
+    lang = language if language is not None else str(tree.posterior["language"].values[0])
     r = float(to_k) / float(from_k)
     if n_params is None:
         w_N = p["beta"] / (p["alpha"] + p["beta"])
