@@ -20,8 +20,8 @@ import numpyro.distributions as dist
 
 from atlas_bayes import laws
 from atlas_bayes.models.hierarchical import (EXPONENT_SPREAD, LOG_E_SPREAD, TERM_SPREAD,
-                                             _per_language, _population, centredness,
-                                             group_centres)
+                                             _shared_sites, centredness, group_centres,
+                                             per_language_values)
 from atlas_bayes.models.scaling import ALPHA_PRIOR, TERM_SHARE, likelihood
 
 K_EXPONENT_PRIOR, K_EXPONENT_SPREAD = (0.0, 0.3), 0.05
@@ -40,10 +40,7 @@ def curse(x, log_loss=None, nu=4.0, pooling="complete", centring="auto", centres
         raise ValueError("the curse law needs K (languages per mixture); build the inputs "
                          "with atlas_bayes.law_inputs")
     complete = pooling == "complete"
-    unknown = sorted(set(shared) - set(SHAREABLE))
-    if unknown:
-        raise ValueError(f"shared: unknown parameter(s) {unknown}; choose from {sorted(SHAREABLE)}")
-    common = {SHAREABLE[name] for name in shared}
+    common = set(SHAREABLE.values()) if complete else _shared_sites(shared, SHAREABLE)
     c = jnp.asarray(centredness(x, centring), dtype=jnp.float32)
     cN, cD, cK = (jnp.asarray(v, dtype=jnp.float32) for v in
                   (group_centres(x) if centres is None else centres))
@@ -56,21 +53,15 @@ def curse(x, log_loss=None, nu=4.0, pooling="complete", centring="auto", centres
         "log_A_c": ((term_loc, 1.5), TERM_SPREAD), "log_B_c": ((term_loc, 1.5), TERM_SPREAD),
         "phi": (K_EXPONENT_PRIOR, K_EXPONENT_SPREAD), "psi": (K_EXPONENT_PRIOR, K_EXPONENT_SPREAD),
     }
-    population = {name: _population(name, prior, spread,
-                                    "shared" if complete or name in common else pooling)
-                  for name, (prior, spread) in priors.items()}
+    p = per_language_values(priors, pooling, common, c, x.n_groups, EXPONENTS)
+    alpha, beta, E, phi, psi = (p[k] for k in ("alpha", "beta", "E", "phi", "psi"))
     with numpyro.plate("language", x.n_groups):
-        # exponents (alpha, beta, phi, psi) non-centred, as in models/hierarchical.py
-        p = {name: _per_language(name, *loc_scale, 0.0 if name in EXPONENTS else c, x.n_groups)
-             for name, loc_scale in population.items()}
-        alpha = numpyro.deterministic("alpha", jnp.exp(p["log_alpha"]))
-        beta = numpyro.deterministic("beta", jnp.exp(p["log_beta"]))
-        E = numpyro.deterministic("E", jnp.exp(p["log_E"]))
-        phi, psi = p["phi"], p["psi"]
         # coefficients at K = 1 and the shared N, D references
         # (a coefficient shared under partial pooling is one value at the shared reference)
-        log_A = p["log_A_c"] + (0.0 if "log_A_c" in common else alpha * cN - phi * cK)
-        log_B = p["log_B_c"] + (0.0 if "log_B_c" in common else beta * cD - psi * cK)
+        # (complete pooling keeps them at the overall centre set above)
+        at_centre = {name: complete or name not in common for name in ("log_A_c", "log_B_c")}
+        log_A = p["log_A_c"] + (alpha * cN - phi * cK if at_centre["log_A_c"] else 0.0)
+        log_B = p["log_B_c"] + (beta * cD - psi * cK if at_centre["log_B_c"] else 0.0)
         numpyro.deterministic("A", jnp.exp(log_A + alpha * x.log_N_ref))
         numpyro.deterministic("B", jnp.exp(log_B + beta * x.log_D_ref))
     g = x.group

@@ -60,16 +60,9 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
         "log_A_c": ((term_loc, 1.5), TERM_SPREAD),
         "log_B_c": ((term_loc, 1.5), TERM_SPREAD),
     }
-    population = {name: _population(name, prior, spread, "shared" if name in common else pooling)
-                  for name, (prior, spread) in priors.items()}
+    p = per_language_values(priors, pooling, common, c, x.n_groups, EXPONENTS)
+    alpha, beta, E = p["alpha"], p["beta"], p["E"]
     with numpyro.plate("language", x.n_groups):
-        # Exponents are strongly pooled (their spread across languages is comparable to each
-        # language's own uncertainty), so they stay non-centred; see `centring`.
-        p = {name: _per_language(name, *loc_scale, 0.0 if name in EXPONENTS else c, x.n_groups)
-             for name, loc_scale in population.items()}
-        alpha = numpyro.deterministic("alpha", jnp.exp(p["log_alpha"]))
-        beta = numpyro.deterministic("beta", jnp.exp(p["log_beta"]))
-        E = numpyro.deterministic("E", jnp.exp(p["log_E"]))
         # a shared coefficient is one value at the shared reference, not at each centre
         log_A_ref = p["log_A_c"] + (0.0 if "log_A_c" in common else alpha * log_N_c)
         log_B_ref = p["log_B_c"] + (0.0 if "log_B_c" in common else beta * log_D_c)
@@ -86,11 +79,30 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
     likelihood(mu, x, log_loss, nu, predict_mean)
 
 
-def _shared_sites(shared) -> set[str]:
-    unknown = sorted(set(shared) - set(SHAREABLE))
+def per_language_values(priors: dict, pooling: str, common: set, c, n_groups: int,
+                        exponents) -> dict:
+    """Every per-language value of `priors` ({site: ((loc, scale), spread)}), drawn from its
+    population (or shared when in `common`), plus natural-scale alpha, beta and E.
+
+    Exponents are strongly pooled (their spread across languages is comparable to each
+    language's own uncertainty), so they stay non-centred; the rest follow `c`.
+    """
+    population = {name: _population(name, prior, spread, "shared" if name in common else pooling)
+                  for name, (prior, spread) in priors.items()}
+    with numpyro.plate("language", n_groups):
+        p = {name: _per_language(name, *loc_scale, 0.0 if name in exponents else c, n_groups)
+             for name, loc_scale in population.items()}
+        p["alpha"] = numpyro.deterministic("alpha", jnp.exp(p["log_alpha"]))
+        p["beta"] = numpyro.deterministic("beta", jnp.exp(p["log_beta"]))
+        p["E"] = numpyro.deterministic("E", jnp.exp(p["log_E"]))
+    return p
+
+
+def _shared_sites(shared, shareable=SHAREABLE) -> set[str]:
+    unknown = sorted(set(shared) - set(shareable))
     if unknown:
-        raise ValueError(f"shared: unknown parameter(s) {unknown}; choose from {sorted(SHAREABLE)}")
-    return {SHAREABLE[name] for name in shared}
+        raise ValueError(f"shared: unknown parameter(s) {unknown}; choose from {sorted(shareable)}")
+    return {shareable[name] for name in shared}
 
 
 def _population(name, prior, spread, pooling):
