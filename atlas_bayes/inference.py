@@ -111,6 +111,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         inputs, info, log_loss = build_inputs(runs, transfer_languages=transfer_languages,
                                               centre=centre)
     _check_repetition_data(spec.name, inputs, runs)
+    _check_curse_data(spec.name, inputs, runs)
     model = spec.bind(nu=nu, **options)
     start = time.perf_counter()
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(sampler.seed))
@@ -159,6 +160,15 @@ def _check_repetition_data(law: str, inputs, runs: pd.DataFrame) -> None:
         raise ValueError(f"{source}: law 'dcsl' needs unique tokens, but column 'unique_tokens' "
                          "(or unique_tokens_<lang> for the target) is absent or empty in every "
                          "row; add it, or fit 'chinchilla'")
+
+
+def _check_curse_data(law: str, inputs, runs: pd.DataFrame) -> None:
+    """The curse law needs runs whose mixtures hold different numbers of languages."""
+    if law.startswith("curse") and np.ptp(np.asarray(inputs.K)) < 1e-6:
+        source = runs.attrs.get("source") or "the run table"
+        raise ValueError(f"{source}: law {law!r} needs runs with different numbers of "
+                         f"languages, but every row's mixture (the mix_<lang> columns) holds "
+                         f"K = {float(np.asarray(inputs.K)[0]):.3g}; add capacity runs")
 
 
 def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):

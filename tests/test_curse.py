@@ -193,6 +193,12 @@ def test_per_language_law_recovers_each_languages_exponents():
     assert float((post.sel(language="en") < post.sel(language="ru")).mean()) > 0.95
 
 
+def test_a_table_with_one_mixture_size_is_refused():
+    runs = simulate_curse(capacity_design(ks=(4,)), SIM_TRUE)
+    with pytest.raises(ValueError, match="different numbers of languages"):
+        fit(runs, "curse", sampler=CURSE_SAMPLER)
+
+
 def test_cli_curse_prints_one_json_object(tmp_path):
     import subprocess
     import sys
