@@ -6,6 +6,8 @@
                         [--no-loo] [--out DIR] [--json]
     atlas-bayes curse RUNS --from-k 8 --to-k 16 [--n-params N --tokens D] [--per-language]
                         [--lang CODE] [--out DIR] [--json]
+    atlas-bayes transfer RUNS --target ca[,fr] [--n-params N] [--horizon D] [--languages CODES]
+                         [--tau-priors-for 3] [--out DIR] [--json]
     atlas-bayes adapt {epoch_chinchilla,datablations,datablations_curves,goldfish} PATH --out FILE
 
 Bad input prints one clear message to stderr and exits with status 2 (no traceback).
@@ -59,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--shared",
                      help="joint laws: parameters common to every language, comma separated "
                           "(E,A,B,alpha,beta), e.g. A,alpha when sizes are tied to data sizes")
+    fit.add_argument("--tau-prior", type=Path,
+                     help="ATLAS laws: JSON file of priors for tau, {target: {source: [mean, sd]}} "
+                          "(written by 'atlas-bayes transfer' as tau_priors.json)")
     fit.add_argument("--out", type=Path,
                      help="output folder (default: results/<runs file>-<law>)")
     fit.add_argument("--chains", type=_positive_int, default=4)
@@ -123,6 +128,35 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print one JSON object on stdout instead of the readable table")
     curse.set_defaults(handler=run_curse)
 
+    transfer = commands.add_parser(
+        "transfer", help="bilingual transfer scores and the transfer matrix; rank sources for a target",
+        description="Compute the bilingual transfer score (BTS) of every measured pair from its "
+                    "monolingual and 50/50 bilingual learning curves, fit the transfer matrix "
+                    "over all pairs (measured or not), and rank transfer languages for targets.")
+    transfer.add_argument("runs", help="run table with monolingual and 50/50 bilingual runs "
+                                       "(mix_<lang> columns, learning-curve checkpoints)")
+    transfer.add_argument("--target", required=True,
+                          help="target language(s) to rank sources for, comma separated")
+    transfer.add_argument("--n-params", type=_positive_float,
+                          help="model size to use when the table has several")
+    transfer.add_argument("--horizon", type=_positive_float,
+                          help="reference horizon d_mono in tokens (default: a quarter of the "
+                               "shortest run's final tokens)")
+    transfer.add_argument("--languages",
+                          help="extra languages to include in the matrix, comma separated "
+                               "(their pairs are predicted from language metadata)")
+    transfer.add_argument("--tau-priors-for", type=_positive_int, default=3, metavar="K",
+                          help="write ATLAS tau priors for each target's K best sources "
+                               "(tau_priors.json, for 'fit --tau-prior'; default 3)")
+    transfer.add_argument("--chains", type=_positive_int, default=4)
+    transfer.add_argument("--draws", type=_positive_int, default=500, help="draws per chain")
+    transfer.add_argument("--warmup", type=_positive_int, default=500, help="warmup steps per chain")
+    transfer.add_argument("--seed", type=int, default=0)
+    transfer.add_argument("--out", type=Path, help="output folder (default: results/<file>-transfer)")
+    transfer.add_argument("--json", action="store_true",
+                          help="print one JSON object on stdout instead of the readable tables")
+    transfer.set_defaults(handler=run_transfer)
+
     from atlas_bayes.adapters import ADAPTERS
     adapt = commands.add_parser("adapt", help="convert a public data set into a run table",
                                 description="Convert one of the public data sets (e.g. in "
@@ -165,7 +199,9 @@ def run_fit(args) -> int:
     else:
         sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup,
                           seed=args.seed, target_accept=args.target_accept)
-    options = {"shared": args.shared.split(",")} if args.shared else None
+    options = {"shared": args.shared.split(",")} if args.shared else {}
+    if args.tau_prior:
+        options["tau_prior"] = _read_json_or_fail(args.tau_prior, "--tau-prior")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         try:
@@ -282,6 +318,64 @@ def run_curse(args) -> int:
     return 0
 
 
+def run_transfer(args) -> int:
+    from atlas_bayes.bts import bts_table, fit_bts
+    from atlas_bayes.diagnostics import ConvergenceWarning
+    from atlas_bayes.inference import Sampler, save
+    from atlas_bayes.transfer import (fit_transfer_matrix, plot_source_ranking,
+                                      plot_transfer_matrix, rank_sources, tau_priors)
+
+    runs = _read_runs_or_fail(args.runs)
+    targets = [t.strip() for t in args.target.split(",") if t.strip()]
+    extra = [t.strip() for t in (args.languages or "").split(",") if t.strip()]
+    sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup, seed=args.seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            curves = fit_bts(runs, n_params=args.n_params, horizon=args.horizon, sampler=sampler,
+                             progress=not args.json)
+            measured = bts_table(curves)
+            tree = fit_transfer_matrix(measured, languages=targets + extra, sampler=sampler,
+                                       progress=not args.json)
+            rankings = {t: rank_sources(tree, t) for t in targets}
+        except ValueError as err:
+            raise BadInput(f"{args.runs}: {err}") from None
+    _echo_warnings([w for w in caught if issubclass(w.category, (UserWarning, ConvergenceWarning))])
+
+    out = args.out or Path("results") / f"{Path(args.runs).stem}-transfer"
+    out.mkdir(parents=True, exist_ok=True)
+    save(curves, out / "bts_curves.nc")
+    save(tree, out / "matrix.nc")
+    measured.to_csv(out / "bts.csv", index=False)
+    plot_transfer_matrix(tree, out / "matrix.png")
+    priors = tau_priors(tree, {t: list(r["source"].head(args.tau_priors_for)) for t, r in rankings.items()})
+    (out / "tau_priors.json").write_text(json.dumps(priors, indent=2))
+    for target, table in rankings.items():
+        table.to_csv(out / f"ranking_{target}.csv", index=False)
+        plot_source_ranking(tree, target, out / f"ranking_{target}.png")
+    result = {"targets": targets, "n_measured_pairs": int(len(measured)),
+              "languages": json.loads(tree.attrs["languages"]),
+              "diagnostics": {"curves": json.loads(curves.attrs["diagnostics"]),
+                              "matrix": json.loads(tree.attrs["diagnostics"])},
+              "measured": measured.to_dict(orient="records"),
+              "rankings": {t: r.to_dict(orient="records") for t, r in rankings.items()},
+              "tau_priors": priors}
+    (out / "transfer.json").write_text(json.dumps(result, indent=2, default=str))
+    if args.json:
+        print(json.dumps(result, default=str))
+        return 0
+    print(f"{len(measured)} measured pairs (BTS at the reference horizon, median and 90% interval):")
+    print(measured[["source", "target", "bts_median", "bts_q05", "bts_q95", "p_positive"]]
+          .round(3).to_string(index=False))
+    for target, table in rankings.items():
+        print(f"\nTransfer languages for {target}, best first (tau = exp(g) - 1; * = measured):")
+        shown = table.assign(source=[s + (" *" if m else "") for s, m in zip(table.source, table.measured)])
+        print(shown.drop(columns="measured").round(3).to_string(index=False))
+    print(f"\nwrote {out}/: matrix.png, ranking_<target>.png/.csv, bts.csv, tau_priors.json, "
+          "matrix.nc, bts_curves.nc, transfer.json")
+    return 0
+
+
 def _transfer_option(text: str | None):
     """'en,es' -> a list; 'fr=en,es;sw=en' -> {target: list} (joint laws)."""
     if not text:
@@ -295,6 +389,13 @@ def _transfer_option(text: str | None):
             raise BadInput(f"--transfer-languages: expected TARGET=LANG[,LANG] in {part!r}")
         chosen[target.strip()] = [s.strip() for s in sources.split(",")]
     return chosen
+
+
+def _read_json_or_fail(path: Path, flag: str):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise BadInput(f"{flag} {path}: cannot be read as JSON: {err}") from None
 
 
 def _read_runs_or_fail(path):

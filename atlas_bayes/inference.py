@@ -110,6 +110,8 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         runs = select_language(runs, language)
         inputs, info, log_loss = build_inputs(runs, transfer_languages=transfer_languages,
                                               centre=centre)
+    if options.get("tau_prior") is not None:
+        options["tau_prior"] = resolve_tau_prior(options["tau_prior"], info, spec.hierarchical)
     _check_repetition_data(spec.name, inputs, runs)
     _check_curse_data(spec.name, inputs, runs)
     model = spec.bind(nu=nu, **options)
@@ -153,6 +155,39 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
     return tree
 
 
+def resolve_tau_prior(given: dict, info, hierarchical: bool) -> dict:
+    """Map tau priors named by language ({target: {source: [mean, sd]}}, or {source: [mean,
+    sd]} for a single-language fit) onto the fit's transfer slots: {"loc", "scale"} arrays
+    (scale 0 where a slot keeps the default prior). Already-resolved priors pass through."""
+    if "loc" in given and "scale" in given:
+        return given
+    targets = info.languages if hierarchical else [info.target]
+    slots = info.transfer_languages if hierarchical else [info.transfer_languages]
+    if not hierarchical and not any(isinstance(v, dict) for v in given.values()):
+        given = {info.target: given}
+    unknown = sorted(set(given) - set(targets))
+    if unknown:
+        raise ValueError(f"tau_prior names target(s) {unknown} that the fit does not evaluate "
+                         f"({', '.join(targets)})")
+    loc, scale = np.zeros((len(targets), len(slots[0]))), np.zeros((len(targets), len(slots[0])))
+    for i, (target, sources) in enumerate(zip(targets, slots)):
+        priors = given.get(target, {})
+        outside = sorted(set(priors) - set(sources))
+        if outside:
+            raise ValueError(f"tau_prior for {target!r} names {outside}, which are not its "
+                             f"transfer languages {list(sources)}; pass transfer_languages to "
+                             "choose them")
+        for k, source in enumerate(sources):
+            if source in priors:
+                mean, sd = (float(v) for v in priors[source])
+                if not sd > 0:
+                    raise ValueError(f"tau_prior[{target!r}][{source!r}]: sd must be positive, got {sd}")
+                loc[i, k], scale[i, k] = mean, sd
+    if not hierarchical:
+        loc, scale = loc[0], scale[0]
+    return {"loc": loc.tolist(), "scale": scale.tolist()}
+
+
 def _check_repetition_data(law: str, inputs, runs: pd.DataFrame) -> None:
     """DCSL without any unique-token counts would silently become Chinchilla: refuse it."""
     if law == "dcsl" and not np.any(np.isfinite(inputs.U)):
@@ -190,6 +225,23 @@ def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
     latent = latent_sites(model, inputs)
     samples = mcmc.get_samples(group_by_chain=True)
     return {k: v for k, v in samples.items() if k in latent}, stats
+
+
+def sample_posterior(model, inputs, observed, sampler: Sampler, *, progress: bool = False):
+    """NUTS on any model `model(inputs, observed)`: draws of every latent and deterministic site.
+
+    Returns (posterior, stats), numpy arrays with leading (chain, draw) axes; for models that
+    are not scaling laws fitted to a run table (learning curves, the transfer matrix).
+    """
+    key_fit, key_det = jax.random.split(jax.random.PRNGKey(sampler.seed))
+    latents, stats = _nuts(model, inputs, observed, sampler, key_fit, progress)
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(inputs)
+    sites = [name for name, site in trace.items() if site["type"] == "deterministic"]
+    derived = jax.jit(lambda key, latents: Predictive(
+        model, posterior_samples=latents, batch_ndims=2, return_sites=sites)(key, inputs))(
+        key_det, latents) if sites else {}
+    posterior = {k: np.asarray(v) for k, v in {**latents, **derived}.items()}
+    return posterior, {k: np.asarray(v) for k, v in stats.items()}
 
 
 def _approximate(model, inputs, log_loss, approx: Approximation, key, progress: bool):

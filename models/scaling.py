@@ -21,6 +21,7 @@ from atlas_bayes import laws
 ALPHA_PRIOR = (jnp.log(0.35), 0.5)     # LogNormal over exponents: 90% in (0.15, 0.80)
 TERM_SHARE = 0.25                      # prior centre of each reducible term, as a share of loss
 TAU_OTHER_LOG_PRIOR = (jnp.log(0.05), 1.5)  # LogNormal weight of "other" tokens: 90% in (0.004, 0.6)
+TAU_PRIOR = (0.0, 0.5)                 # Normal weight of each transfer language's tokens
 
 
 def chinchilla(x, log_loss=None, nu=4.0, predict_mean=False):
@@ -49,20 +50,24 @@ def msl(x, log_loss=None, nu=4.0, predict_mean=False):
     likelihood(mu, x, log_loss, nu, predict_mean)
 
 
-def atlas(x, log_loss=None, nu=4.0, transfer=True, other=True, predict_mean=False):
+def atlas(x, log_loss=None, nu=4.0, transfer=True, other=True, tau_prior=None,
+          predict_mean=False):
     """ATLAS: Chinchilla on the effective data of Eq. 2, with repetition saturation.
 
     `transfer` adds one weight tau per transfer language (the columns of x.D_transfer);
     `other` adds tau_other for the rest of the mixture. Both are skipped when the inputs
-    carry no such tokens (monolingual data).
+    carry no such tokens (monolingual data). `tau_prior` = {"loc": [...], "scale": [...]}
+    per transfer language (scale 0: the default prior) replaces tau's Normal(0, 0.5), e.g.
+    with priors from the transfer matrix (`atlas_bayes.transfer.tau_priors`).
     """
     p = _core_parameters(x)
     lam = numpyro.sample("lambda", dist.LogNormal(jnp.log(0.1), 1.0))
     numpyro.deterministic("R_D_star", 1.0 / lam)
     terms = {}
     if transfer and x.D_transfer.shape[-1] > 0:
+        loc, scale = tau_prior_arrays(tau_prior, (x.D_transfer.shape[-1],))
         with numpyro.plate("transfer_language", x.D_transfer.shape[-1]):
-            tau = numpyro.sample("tau", dist.Normal(0.0, 0.5))
+            tau = numpyro.sample("tau", dist.Normal(loc, scale))
         terms.update(D_transfer=x.D_transfer, U_transfer=x.U_transfer, tau=tau)
     if other and x.has_other:
         # non-negative: the "other" bucket can hold 100x the target's tokens, and a negative
@@ -72,6 +77,18 @@ def atlas(x, log_loss=None, nu=4.0, transfer=True, other=True, predict_mean=Fals
     D_eff = laws.effective_data(x.D, x.U, lam, **terms)
     mu = laws.log_atlas(x.N, D_eff, p["E"], p["A_ref"], p["B_ref"], p["alpha"], p["beta"])
     likelihood(mu, x, log_loss, nu, predict_mean)
+
+
+def tau_prior_arrays(tau_prior, shape):
+    """(loc, scale) of tau per transfer slot: the given prior where its scale is positive,
+    else the default Normal(TAU_PRIOR)."""
+    loc, scale = jnp.full(shape, TAU_PRIOR[0]), jnp.full(shape, TAU_PRIOR[1])
+    if tau_prior is None:
+        return loc, scale
+    given_loc = jnp.asarray(tau_prior["loc"], dtype=jnp.float32).reshape(shape)
+    given_scale = jnp.asarray(tau_prior["scale"], dtype=jnp.float32).reshape(shape)
+    has = given_scale > 0
+    return jnp.where(has, given_loc, loc), jnp.where(has, given_scale, scale)
 
 
 def _core_parameters(x):
