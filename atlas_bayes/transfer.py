@@ -182,6 +182,14 @@ def transfer_draws(tree: xr.DataTree, scale: str = "bts") -> xr.DataArray:
     raise ValueError(f"scale must be 'g', 'bts' or 'tau', not {scale!r}")
 
 
+def transfer_quantiles(tree: xr.DataTree, qs, scale: str = "bts") -> list[xr.DataArray]:
+    """Posterior quantiles of every pair (target x source; NaN on the diagonal)."""
+    draws = transfer_draws(tree, scale)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # the all-NaN diagonal
+        return [draws.quantile(q, ("chain", "draw")).drop_vars("quantile") for q in qs]
+
+
 def measured_pairs(tree: xr.DataTree) -> set[tuple[str, str]]:
     """(source, target) pairs with a measurement in the fit."""
     obs = tree["observed"].to_dataset()
@@ -241,10 +249,8 @@ def tau_priors(tree: xr.DataTree, transfer_languages: dict[str, list[str]],
 def plot_transfer_matrix(tree: xr.DataTree, path: str | Path | None = None, prob: float = 0.9,
                          scale: str = "bts"):
     """Heatmaps of the posterior median and of the interval width; dots mark measured pairs."""
-    draws = transfer_draws(tree, scale)
-    median = draws.median(("chain", "draw")).to_numpy()
-    width = (draws.quantile((1 + prob) / 2, ("chain", "draw"))
-             - draws.quantile((1 - prob) / 2, ("chain", "draw"))).to_numpy()
+    low, median, high = transfer_quantiles(tree, ((1 - prob) / 2, 0.5, (1 + prob) / 2), scale)
+    median, width = median.to_numpy(), (high - low).to_numpy()
     langs = list(tree.posterior["target"].to_numpy().astype(str))
     n = len(langs)
     measured = measured_pairs(tree)
