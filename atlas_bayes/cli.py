@@ -8,6 +8,8 @@
                         [--lang CODE] [--out DIR] [--json]
     atlas-bayes transfer RUNS --target ca[,fr] [--n-params N] [--horizon D] [--languages CODES]
                          [--tau-priors-for 3] [--out DIR] [--json]
+    atlas-bayes optimal RUNS --lang CODE --compute C [--law atlas] [--unique-tokens U]
+                        [--out DIR] [--json]
     atlas-bayes adapt {epoch_chinchilla,datablations,datablations_curves,goldfish} PATH --out FILE
 
 Bad input prints one clear message to stderr and exits with status 2 (no traceback).
@@ -156,6 +158,34 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--json", action="store_true",
                           help="print one JSON object on stdout instead of the readable tables")
     transfer.set_defaults(handler=run_transfer)
+
+    optimal = commands.add_parser(
+        "optimal", help="compute-optimal model size and tokens for a language and budget",
+        description="Fit a law (or read a saved posterior.nc) and report the posterior of the "
+                    "compute-optimal N*, D* and predicted loss at compute C = 6ND, repetition-"
+                    "aware when the language's unique tokens are finite, with a trajectory plot.")
+    optimal.add_argument("runs", help="run table file (.csv or .parquet), or a posterior.nc "
+                                      "written by 'fit' / 'optimal' (then no fit is run)")
+    optimal.add_argument("--lang", help="language to allocate for (default: the fit's first)")
+    optimal.add_argument("--compute", type=_positive_float, required=True,
+                         help="compute budget in FLOPs (C = 6 N D)")
+    optimal.add_argument("--law", default="atlas",
+                         choices=sorted(["chinchilla", "csl", "dcsl", "atlas", "atlas-dt",
+                                         "atlas-other", "chinchilla-h", "atlas-h", "atlas-dt-h",
+                                         "atlas-other-h"]),
+                         help="law to fit (default: atlas; ignored for a posterior.nc)")
+    optimal.add_argument("--unique-tokens", type=_positive_float,
+                         help="unique tokens U of the language (default: from the run table; "
+                              "none recorded means never repeated)")
+    optimal.add_argument("--chains", type=_positive_int, default=4)
+    optimal.add_argument("--draws", type=_positive_int, default=1000, help="draws per chain")
+    optimal.add_argument("--warmup", type=_positive_int, default=1000, help="warmup steps per chain")
+    optimal.add_argument("--seed", type=int, default=0)
+    optimal.add_argument("--target-accept", type=float, default=0.9)
+    optimal.add_argument("--out", type=Path, help="output folder (default: results/<file>-optimal)")
+    optimal.add_argument("--json", action="store_true",
+                         help="print one JSON object on stdout instead of the readable table")
+    optimal.set_defaults(handler=run_optimal)
 
     from atlas_bayes.adapters import ADAPTERS
     adapt = commands.add_parser("adapt", help="convert a public data set into a run table",
@@ -374,6 +404,81 @@ def run_transfer(args) -> int:
     print(f"\nwrote {out}/: matrix.png, ranking_<target>.png/.csv, bts.csv, tau_priors.json, "
           "matrix.nc, bts_curves.nc, transfer.json")
     return 0
+
+
+def run_optimal(args) -> int:
+    import numpy as np
+
+    from atlas_bayes.diagnostics import ConvergenceWarning
+    from atlas_bayes.inference import Sampler, fit, load, save
+    from atlas_bayes.optimal import (MIN_PARAMS, MIN_TOKENS, optimal, plot_trajectories,
+                                     trajectories)
+
+    smallest = 6.0 * MIN_PARAMS * MIN_TOKENS
+    if args.compute < smallest:
+        raise BadInput(f"--compute {args.compute:g} is too small: C = 6 N D needs at least 6 x "
+                       f"{MIN_PARAMS:g} parameters x {MIN_TOKENS:g} tokens = {smallest:g} FLOPs")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        try:
+            if Path(args.runs).suffix == ".nc":
+                if not Path(args.runs).is_file():
+                    raise BadInput(f"{args.runs}: file not found")
+                tree = load(args.runs)
+            else:
+                runs = _read_runs_or_fail(args.runs)
+                sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup,
+                                  seed=args.seed, target_accept=args.target_accept)
+                hierarchical = args.law.endswith("-h")
+                tree = fit(runs, args.law, language=None if hierarchical else args.lang,
+                           sampler=sampler, progress=not args.json)
+            result = optimal(tree, args.compute, language=args.lang,
+                             unique_tokens=args.unique_tokens)
+            budgets = args.compute * np.geomspace(1e-3, 1e3, 13)
+            budgets = budgets[budgets >= smallest]
+            track = trajectories({result.draws.language: (tree, result.draws.language)}, budgets,
+                                 unique_tokens={result.draws.language: result.draws.unique_tokens})
+        except ValueError as err:
+            raise BadInput(f"{args.runs}: {err}") from None
+    _echo_warnings(caught)
+
+    out = args.out or Path("results") / f"{Path(args.runs).stem}-optimal"
+    out.mkdir(parents=True, exist_ok=True)
+    save(tree, out / "posterior.nc")
+    plot_trajectories(track, out / "trajectory.png",
+                      title=f"Compute-optimal trajectory ({result.draws.language}, {tree.attrs['law']})")
+    summary = _finite({**result.as_dict(), "diagnostics": json.loads(tree.attrs["diagnostics"]),
+                       "trajectory": track.drop(columns=["label"]).to_dict(orient="records")})
+    (out / "optimal.json").write_text(json.dumps(summary, indent=2))
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    d = result.draws
+    U = f"{d.unique_tokens:.3g} ({d.unique_tokens_source})" if np.isfinite(d.unique_tokens) \
+        else "not limited (never repeated)"
+    print(f"Compute-optimal allocation for {d.language} at C = {args.compute:.3g} FLOPs "
+          f"({tree.attrs['law']}; unique tokens {U}; median and 90% interval):")
+    print(result.table().to_string(float_format=lambda v: f"{v:.4g}"))
+    print(f"\nP(the optimum repeats data) = {summary['p_repeated']:.2f}; "
+          f"P(more parameters than Chinchilla's closed form) = "
+          f"{summary['p_more_params_than_chinchilla']:.2f}")
+    print(f"wrote {out / 'posterior.nc'}, {out / 'optimal.json'}, {out / 'trajectory.png'}")
+    return 0
+
+
+def _finite(value):
+    """Plain JSON values: numpy scalars as Python numbers, non-finite numbers as null."""
+    import math
+
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _transfer_option(text: str | None):
