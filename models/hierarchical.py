@@ -14,6 +14,7 @@ model sizes, each tied to one data size (Goldfish).
 Inputs are a `LawInputs` from `build_group_inputs` (row -> language index in `x.group`).
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -31,6 +32,7 @@ TAU_PRIOR, TAU_SPREAD = (0.0, 0.5), 0.25
 TAU_OTHER_SPREAD = 0.5   # of log tau_other
 LAMBDA_PRIOR = (jnp.log(0.1), 1.0)
 CENTRED_MIN_OBS = 20
+E_SOFT = 0.02             # width, as a share of the median loss, of E's soft floor in `_aligned`
 EXPONENTS = ("log_alpha", "log_beta")
 SHAREABLE = {"E": "log_E", "A": "log_A_c", "B": "log_B_c", "alpha": "log_alpha",
              "beta": "log_beta"}
@@ -46,7 +48,9 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
     0/1 per language. The A and B terms are parameterised at each language's own data centre
     (`centres`: mean log N and log D per language, relative to the shared references), where
     the data pin them and they barely correlate with the exponents. Fits resolve both once
-    from the training data and predictions reuse them.
+    from the training data and predictions reuse them. With A or B shared (and E per
+    language), E and the B-term are sampled through each language's loss and slope at its
+    centre instead (`_aligned`; same model, `centring` does not apply to them).
     """
     c = jnp.asarray(centredness(x, centring), dtype=jnp.float32)
     log_N_c, log_D_c = (jnp.asarray(v, dtype=jnp.float32) for v in
@@ -60,12 +64,21 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
         "log_A_c": ((term_loc, 1.5), TERM_SPREAD),
         "log_B_c": ((term_loc, 1.5), TERM_SPREAD),
     }
+    # a shared term with per-language E: E and B are written through what the data pin
+    aligned = "log_E" not in common and bool(common & {"log_A_c", "log_B_c"})
+    own = {name: priors.pop(name) for name in ("log_E", "log_B_c") if aligned and name not in common}
     p = per_language_values(priors, pooling, common, c, x.n_groups, EXPONENTS)
-    alpha, beta, E = p["alpha"], p["beta"], p["E"]
+    alpha, beta = p["alpha"], p["beta"]
+    # log of each term at the language's own centre; a shared coefficient is one value at the
+    # shared reference, not at each centre
+    log_A_c = p["log_A_c"] - (alpha * log_N_c if "log_A_c" in common else 0.0)
+    log_B_c = p["log_B_c"] - beta * log_D_c if "log_B_c" in common else p.get("log_B_c")
+    if aligned:
+        log_B_c, E = _aligned(own, pooling, log_A_c, log_B_c, p["log_beta"], x, log_loss)
+    else:
+        E = p["E"]
     with numpyro.plate("language", x.n_groups):
-        # a shared coefficient is one value at the shared reference, not at each centre
-        log_A_ref = p["log_A_c"] + (0.0 if "log_A_c" in common else alpha * log_N_c)
-        log_B_ref = p["log_B_c"] + (0.0 if "log_B_c" in common else beta * log_D_c)
+        log_A_ref, log_B_ref = log_A_c + alpha * log_N_c, log_B_c + beta * log_D_c
         numpyro.deterministic("A", jnp.exp(log_A_ref + alpha * x.log_N_ref))
         numpyro.deterministic("B", jnp.exp(log_B_ref + beta * x.log_D_ref))
 
@@ -94,8 +107,73 @@ def per_language_values(priors: dict, pooling: str, common: set, c, n_groups: in
              for name, loc_scale in population.items()}
         p["alpha"] = numpyro.deterministic("alpha", jnp.exp(p["log_alpha"]))
         p["beta"] = numpyro.deterministic("beta", jnp.exp(p["log_beta"]))
-        p["E"] = numpyro.deterministic("E", jnp.exp(p["log_E"]))
+        if "log_E" in p:
+            p["E"] = numpyro.deterministic("E", jnp.exp(p["log_E"]))
     return p
+
+
+def _aligned(own, pooling, log_A_c, log_B_c, log_beta, x, log_loss=None):
+    """Per-language log B-term at the centre and E, sampled through quantities the data pin.
+
+    When A (or B) is shared, moving the shared term drags every language's E the other way
+    (and moving the population's beta drags every language's B-term), a ridge through all
+    languages that NUTS crosses slowly. So each language samples instead its loss at its
+    own data centre, L_c = E + A-term + B-term there (`L_c`, in units of the data's median
+    loss), and, with B per language, the loss's slope in log D there, beta * B-term
+    (`log_B_slope_c`); then B-term = slope / beta and E = L_c - A-term - B-term. So that E
+    stays positive without a wall (languages whose E is loosely pinned near zero put
+    posterior mass there, and a hard bound gave divergences), E is that difference passed
+    through a softplus of width `E_SOFT` times the median loss: E = w softplus((L_c - terms)
+    / w), equal to the difference once it exceeds a few w, about w exp(difference / w)
+    below. This is a one-to-one change of variables, so the model is unchanged: the priors
+    (pooled as usual) still apply to log E and log B-term, with the Jacobian
+    d log E / d L_c = sigmoid((L_c - terms) / w) / E (that of log B-term given beta is 1).
+    `own` holds the ((loc, scale), spread) prior of "log_E" and, unless B is shared, of
+    "log_B_c".
+
+    Each sampled quantity gets a base measure that the density cancels: it only places the
+    initial value (init_to_median). L_c starts at the language's observed loss (geometric
+    mean of its runs, when fitting) and E at the population's typical E, the B-term taking
+    the rest: started at the typical B-term instead, a language whose loss lies far above
+    the others' (mni_Beng in Goldfish) reaches a minor mode (E high, B-term typical) and
+    stays there.
+    """
+    population = {name: _population(name, prior, spread, pooling)
+                  for name, (prior, spread) in own.items()}
+    E_typical, terms = jnp.exp(population["log_E"][0]), jnp.exp(log_A_c)
+    if log_loss is None:
+        L_start = E_typical + terms + (jnp.exp(log_B_c) if "log_B_c" not in own else
+                                       jnp.exp(population["log_B_c"][0]))
+    else:
+        counts = jnp.maximum(jnp.bincount(x.group, length=x.n_groups), 1)
+        L_start = jnp.exp(jnp.bincount(x.group, log_loss, length=x.n_groups) / counts)
+    with numpyro.plate("language", x.n_groups):
+        if "log_B_c" in own:
+            loc, scale = population["log_B_c"]
+            rest = L_start - terms - E_typical
+            base = dist.Normal(jnp.where(rest > 0.1 * L_start, jnp.log(jnp.abs(rest)), loc)
+                               + log_beta, 0.1)
+            log_slope = numpyro.sample("log_B_slope_c", base)
+            log_B_c = numpyro.deterministic("log_B_c", log_slope - log_beta)
+            numpyro.factor("log_B_c_prior", dist.Normal(loc, scale).log_prob(log_B_c)
+                           - base.log_prob(log_slope))
+        loc, scale = population["log_E"]
+        terms = terms + jnp.exp(log_B_c)
+        # L_c in units of the data's median loss (fixed by the fit, reused by predictions)
+        unit, width = x.loss_median, E_SOFT * x.loss_median
+        base = dist.Normal(L_start / unit, 0.01)
+        L_c = numpyro.sample("L_c", base)
+        gap = (unit * L_c - terms) / width
+        log_E = numpyro.deterministic("log_E", jnp.log(width) + _log_softplus(gap))
+        numpyro.factor("log_E_prior", dist.Normal(loc, scale).log_prob(log_E) - log_E
+                       + jnp.log(unit) + jax.nn.log_sigmoid(gap) - base.log_prob(L_c))
+        E = numpyro.deterministic("E", jnp.exp(log_E))
+    return log_B_c, E
+
+
+def _log_softplus(z):
+    """log(log(1 + e^z)), finite for very negative z (where it is z)."""
+    return jnp.where(z < -15.0, z, jnp.log(jax.nn.softplus(jnp.maximum(z, -15.0))))
 
 
 def _shared_sites(shared, shareable=SHAREABLE) -> set[str]:
