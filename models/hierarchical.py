@@ -21,7 +21,8 @@ import numpyro
 import numpyro.distributions as dist
 
 from atlas_bayes import laws
-from atlas_bayes.models.scaling import ALPHA_PRIOR, TAU_OTHER_LOG_PRIOR, TERM_SHARE, likelihood
+from atlas_bayes.models.scaling import (ALPHA_PRIOR, TAU_OTHER_LOG_PRIOR, TERM_SHARE, likelihood,
+                                        tau_prior_arrays)
 
 # Prior (loc, scale) of each population mean, and the mean of the Gamma(2) prior on its spread
 # across languages, for the per-language parameters on the log scale.
@@ -40,7 +41,7 @@ SHAREABLE = {"E": "log_E", "A": "log_A_c", "B": "log_B_c", "alpha": "log_alpha",
 
 def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=True,
                  lambda_per_language=False, pooling="partial", centring="auto", shared=(),
-                 centres=None, predict_mean=False):
+                 centres=None, tau_prior=None, predict_mean=False):
     """ATLAS (or Chinchilla, `saturate=False`) with per-language parameters.
 
     `centring` says how each language's parameters are written: "noncentred" (value = mu +
@@ -86,7 +87,8 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
     D_eff = x.D
     if saturate:
         lam = _lambda(x, lambda_per_language, pooling, c)
-        D_eff = laws.effective_data(x.D, x.U, lam, **_mixture_terms(x, transfer, other, pooling, c))
+        D_eff = laws.effective_data(x.D, x.U, lam, **_mixture_terms(x, transfer, other, pooling, c,
+                                                                         tau_prior))
     mu = laws.log_chinchilla(x.N, D_eff, E[g], jnp.exp(log_A_ref)[g], jnp.exp(log_B_ref)[g],
                              alpha[g], beta[g])
     likelihood(mu, x, log_loss, nu, predict_mean)
@@ -254,15 +256,19 @@ def _lambda(x, per_language, pooling, c):
     return lam[x.group]
 
 
-def _mixture_terms(x, transfer, other, pooling, c):
+def _mixture_terms(x, transfer, other, pooling, c, tau_prior=None):
     """Transfer-language and 'other' terms of the effective data, per row."""
     terms = {}
     width = x.D_transfer.shape[-1]
     if transfer and width > 0:
-        loc_scale = _population("tau", TAU_PRIOR, TAU_SPREAD, pooling)
+        loc, scale = _population("tau", TAU_PRIOR, TAU_SPREAD, pooling)
+        if tau_prior is not None:   # (language, slot) in the prior; (slot, language) here
+            given_loc, given_scale = (a.T for a in tau_prior_arrays(tau_prior, (x.n_groups, width)))
+            has = jnp.asarray(tau_prior["scale"]).T > 0
+            loc, scale = jnp.where(has, given_loc, loc), jnp.where(has, given_scale, scale)
         # language stays the rightmost plate everywhere (autoguides need consistent plates)
         with numpyro.plate("transfer_slot", width, dim=-2), numpyro.plate("language", x.n_groups):
-            tau = _per_language("tau", *loc_scale, c)
+            tau = _per_language("tau", loc, scale, c)
         terms.update(D_transfer=x.D_transfer, U_transfer=x.U_transfer, tau=tau.T[x.group])
     if other and x.has_other:
         loc_scale = _population("log_tau_other", TAU_OTHER_LOG_PRIOR, TAU_OTHER_SPREAD, pooling)

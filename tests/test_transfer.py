@@ -246,3 +246,27 @@ def test_transfer_command_writes_rankings_matrix_and_tau_priors(tmp_path):
     assert set(priors["es"]) <= {"en", "pt", "ca"}
     assert main(["transfer", str(tmp_path / "bilingual.csv"), "--target", "es", "--n-params", "7",
                  "--out", str(out)]) == 2
+
+
+def test_tau_prior_reaches_the_joint_model_slot_by_slot():
+    """The joint ATLAS model gives a slot with a matrix prior that prior (not the population's);
+    the other slots keep the pooled prior."""
+    from numpyro.infer import Predictive
+
+    from atlas_bayes.inference import resolve_tau_prior
+    from atlas_bayes.law_inputs import build_group_inputs
+    from atlas_bayes.models import get_law
+    from atlas_bayes.paper_design import paper_study
+    runs, _ = paper_study(eval_languages=["en", "fr", "sw"], seed=3)
+    x, info, _ = build_group_inputs(runs)
+    fr = info.languages.index("fr")
+    source = info.transfer_languages[fr][0]
+    resolved = resolve_tau_prior({"fr": {source: [0.3, 0.01]}}, info, hierarchical=True)
+    assert resolved["scale"][fr][0] == 0.01 and sum(map(sum, resolved["scale"])) == 0.01
+    model = get_law("atlas-h").bind(tau_prior=resolved)
+    tau = np.asarray(Predictive(model, num_samples=4000)(jax.random.PRNGKey(0), x)["tau"])
+    assert tau.shape[1:] == (len(info.transfer_languages[0]), len(info.languages))
+    assert abs(tau[:, 0, fr].mean() - 0.3) < 0.005 and abs(tau[:, 0, fr].std() - 0.01) < 0.002
+    assert tau[:, 1, fr].std() > 0.2 and tau[:, 0, info.languages.index("en")].std() > 0.2
+    with pytest.raises(ValueError, match=r"target\(s\) \['xx'\]"):
+        resolve_tau_prior({"xx": {"en": [0.1, 0.1]}}, info, hierarchical=True)
