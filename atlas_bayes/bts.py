@@ -156,7 +156,7 @@ def efficiency_from_bts(bts):
 
 
 def fit_bts(runs: pd.DataFrame | str, *, n_params: float | None = None,
-            horizon: float | None = None, sampler: Sampler = Sampler(chains=4, warmup=500, draws=500),
+            horizon: float | None = None, sampler: Sampler = Sampler(chains=4, warmup=500, draws=1000),
             progress: bool = False, warn: bool = True) -> xr.DataTree:
     """Posterior BTS for every measurable ordered pair of a run table (see `bilingual_pairs`).
 

@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write ATLAS tau priors for each target's K best sources "
                                "(tau_priors.json, for 'fit --tau-prior'; default 3)")
     transfer.add_argument("--chains", type=_positive_int, default=4)
-    transfer.add_argument("--draws", type=_positive_int, default=500, help="draws per chain")
+    transfer.add_argument("--draws", type=_positive_int, default=1000, help="draws per chain")
     transfer.add_argument("--warmup", type=_positive_int, default=500, help="warmup steps per chain")
     transfer.add_argument("--seed", type=int, default=0)
     transfer.add_argument("--out", type=Path, help="output folder (default: results/<file>-transfer)")

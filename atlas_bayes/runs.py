@@ -21,7 +21,7 @@ REQUIRED = ("n_params", "n_tokens", "loss")
 POSITIVE = ("n_params", "n_tokens", "loss", "unique_tokens")
 TEXT = ("run_id", "language", "init", "mixture", "source", "notes")
 COLUMNS = ("run_id", "language", "n_params", "n_tokens", "loss", "unique_tokens",
-           "n_languages", "init", "mixture", "source", "notes")
+           "n_languages", "init", "init_tokens", "mixture", "source", "notes")
 MIX_PREFIX = "mix_"                 # mix_<lang>: share of the run's training tokens in <lang>
 UNIQUE_PREFIX = "unique_tokens_"    # unique_tokens_<lang>: unique tokens available in <lang>
 DEFAULT_LANGUAGE = "und"            # ISO 639 "undetermined"
@@ -101,7 +101,7 @@ def validate_runs(raw: pd.DataFrame, source: str = "<run table>", csv: bool = Fa
     if len(raw) == 0:
         raise RunTableError(source, ["the table has no rows"])
 
-    numeric = [c for c in raw.columns if c in POSITIVE or c == "n_languages"
+    numeric = [c for c in raw.columns if c in POSITIVE or c in ("n_languages", "init_tokens")
                or c.startswith(MIX_PREFIX) or c.startswith(UNIQUE_PREFIX)]
     parsed = {}
     for column in numeric:
@@ -123,6 +123,7 @@ def validate_runs(raw: pd.DataFrame, source: str = "<run table>", csv: bool = Fa
         runs[column] = _fill_blank(runs.get(column), "")
 
     problems += _check_mixtures(runs, where)
+    problems += _check_init_tokens(runs, where)
     problems += _check_duplicates(runs, where)
     if problems:
         raise RunTableError(source, problems)
@@ -222,6 +223,9 @@ def _check_range(column: str, values: pd.Series, where) -> list[str]:
     if column in POSITIVE or column.startswith(UNIQUE_PREFIX):
         problems += [f"{where(i)}, column '{column}': expected a positive number, got {v:g}"
                      for i, v in finite[finite <= 0].items()]
+    elif column == "init_tokens":
+        problems += [f"{where(i)}, column 'init_tokens': expected a number >= 0, got {v:g}"
+                     for i, v in finite[finite < 0].items()]
     elif column == "n_languages":
         bad = finite[(finite < 1) | (finite != np.round(finite))]
         problems += [f"{where(i)}, column 'n_languages': expected a whole number >= 1, got {v:g}"
@@ -255,6 +259,16 @@ def _check_mixtures(runs: pd.DataFrame, where) -> list[str]:
                             f"languages but the row has no {MIX_PREFIX}* values, so it is read "
                             "as monolingual (give the mixture in mix_<lang> columns)")
     return problems
+
+
+def _check_init_tokens(runs: pd.DataFrame, where) -> list[str]:
+    """A continued run's checkpoint tokens are part of n_tokens, so they cannot exceed it."""
+    if "init_tokens" not in runs.columns:
+        return []
+    over = runs.index[runs["init_tokens"].notna() & (runs["init_tokens"] >= runs["n_tokens"])]
+    return [f"{where(i)}, column 'init_tokens': {runs.at[i, 'init_tokens']:g} is not below "
+            f"n_tokens {runs.at[i, 'n_tokens']:g} (n_tokens counts the checkpoint's tokens too)"
+            for i in over]
 
 
 def _check_duplicates(runs: pd.DataFrame, where) -> list[str]:
