@@ -6,6 +6,7 @@
                         [--no-loo] [--out DIR] [--json]
     atlas-bayes curse RUNS --from-k 8 --to-k 16 [--n-params N --tokens D] [--per-language]
                         [--lang CODE] [--out DIR] [--json]
+    atlas-bayes crossover RUNS --lang sw [--n-params 2e9] [--budget TOKENS] [--out DIR] [--json]
     atlas-bayes transfer RUNS --target ca[,fr] [--n-params N] [--horizon D] [--languages CODES]
                          [--tau-priors-for 3] [--out DIR] [--json]
     atlas-bayes optimal RUNS --lang CODE --compute C [--law atlas] [--unique-tokens U]
@@ -20,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+import numpy as np
 import warnings
 from pathlib import Path
 
@@ -129,6 +132,27 @@ def build_parser() -> argparse.ArgumentParser:
     curse.add_argument("--json", action="store_true",
                        help="print one JSON object on stdout instead of the readable table")
     curse.set_defaults(handler=run_curse)
+
+    cross = commands.add_parser(
+        "crossover", help="when pretraining from scratch beats finetuning a multilingual checkpoint",
+        description="Fit scratch and finetune learning curves per (language, model size) and "
+                    "report the crossover tokens and compute with credible intervals; at a size "
+                    "without runs, predict from the power law C = k N^gamma.")
+    cross.add_argument("runs", help="run table with scratch runs and runs continued from a "
+                                    "checkpoint (init not 'scratch', with init_tokens)")
+    cross.add_argument("--lang", required=True, help="target language")
+    cross.add_argument("--n-params", type=_positive_float,
+                       help="model size (required when the language has several)")
+    cross.add_argument("--budget", type=_positive_float,
+                       help="token budget of the planned run: P(no crossover within it)")
+    cross.add_argument("--chains", type=_positive_int, default=4)
+    cross.add_argument("--draws", type=_positive_int, default=1000, help="draws per chain")
+    cross.add_argument("--warmup", type=_positive_int, default=500, help="warmup steps per chain")
+    cross.add_argument("--seed", type=int, default=0)
+    cross.add_argument("--out", type=Path, help="output folder (default: results/<file>-crossover)")
+    cross.add_argument("--json", action="store_true",
+                       help="print one JSON object on stdout instead of the readable summary")
+    cross.set_defaults(handler=run_crossover)
 
     transfer = commands.add_parser(
         "transfer", help="bilingual transfer scores and the transfer matrix; rank sources for a target",
@@ -345,6 +369,62 @@ def run_curse(args) -> int:
               f"start; {law}, median and 90% interval):")
         print(table.round(3).to_string())
         print(f"\nwrote {out / 'posterior.nc'}, {out / 'iso_loss.png'}, {out / 'iso_loss.json'}")
+    return 0
+
+
+def run_crossover(args) -> int:
+    from atlas_bayes.crossover import (crossover_summary, fit_crossover, fit_power_law,
+                                       plot_crossover, predict_crossover, summarise_draws)
+    from atlas_bayes.diagnostics import ConvergenceWarning
+    from atlas_bayes.inference import Sampler, save
+
+    runs = _read_runs_or_fail(args.runs)
+    sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup, seed=args.seed)
+    out = args.out or Path("results") / f"{Path(args.runs).stem}-crossover"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            tree = fit_crossover(runs, sampler=sampler, progress=not args.json)
+            post = tree.posterior
+            sizes = post["n_params"].values[post["language"].values == args.lang]
+            measured = args.n_params is None or np.isclose(sizes, args.n_params, rtol=1e-3).any()
+            if measured:
+                result = crossover_summary(tree, args.lang, args.n_params, args.budget)
+                result["source"] = "measured cell"
+            else:
+                law = fit_power_law(tree, sampler=Sampler(chains=args.chains, draws=args.draws,
+                                                          warmup=args.warmup, seed=args.seed,
+                                                          target_accept=0.95))
+                draws = predict_crossover(law, args.lang, args.n_params, seed=args.seed)
+                result = {"language": args.lang, **summarise_draws(draws, args.n_params, args.budget),
+                          "source": "power law C = k N^gamma over the measured cells",
+                          "gamma": [float(q) for q in law.posterior["gamma"].quantile([0.05, 0.5, 0.95])],
+                          "k": {str(lang): [float(q) for q in np.exp(law.posterior["log_k"].sel(language=lang)
+                                                                      .quantile([0.05, 0.5, 0.95]))]
+                                for lang in law.posterior["language"].values}}
+        except ValueError as err:
+            raise BadInput(f"{args.runs}: {err}") from None
+    _echo_warnings([w for w in caught if issubclass(w.category, (UserWarning, ConvergenceWarning))])
+    out.mkdir(parents=True, exist_ok=True)
+    save(tree, out / "posterior.nc")
+    if measured:
+        plot_crossover(tree, args.lang, args.n_params, out / "crossover.png")
+    else:
+        save(law, out / "power_law.nc")
+    result["diagnostics"] = json.loads(tree.attrs["diagnostics"])
+    (out / "crossover.json").write_text(json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    t, c = result["tokens"], result["compute"]
+    print(f"{args.lang} at N = {result['n_params']:.3g} ({result['source']}): crossover after "
+          f"{t['median']:.3g} tokens ({t['q_lo']:.3g} - {t['q_hi']:.3g}, 90%), compute "
+          f"{c['median']:.3g} FLOPs ({c['q_lo']:.3g} - {c['q_hi']:.3g}); P(no crossover at all) "
+          f"{result['p_no_crossover']:.2f}")
+    if args.budget:
+        print(f"P(no crossover within {args.budget:.3g} tokens): {result['p_no_crossover_within_budget']:.2f}")
+    print(f"Recommendation: {result['recommendation']}")
+    print(f"wrote {out}/: posterior.nc, crossover.json, " + ("crossover.png" if measured else "power_law.nc"))
     return 0
 
 
