@@ -145,13 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="model size (required when the language has several)")
     cross.add_argument("--budget", type=_positive_float,
                        help="token budget of the planned run: P(no crossover within it)")
-    cross.add_argument("--chains", type=_positive_int, default=4)
-    cross.add_argument("--draws", type=_positive_int, default=1000, help="draws per chain")
-    cross.add_argument("--warmup", type=_positive_int, default=500, help="warmup steps per chain")
-    cross.add_argument("--seed", type=int, default=0)
-    cross.add_argument("--out", type=Path, help="output folder (default: results/<file>-crossover)")
-    cross.add_argument("--json", action="store_true",
-                       help="print one JSON object on stdout instead of the readable summary")
+    _sampler_and_output_options(cross, "crossover", warmup=500)
     cross.set_defaults(handler=run_crossover)
 
     transfer = commands.add_parser(
@@ -174,13 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--tau-priors-for", type=_positive_int, default=3, metavar="K",
                           help="write ATLAS tau priors for each target's K best sources "
                                "(tau_priors.json, for 'fit --tau-prior'; default 3)")
-    transfer.add_argument("--chains", type=_positive_int, default=4)
-    transfer.add_argument("--draws", type=_positive_int, default=1000, help="draws per chain")
-    transfer.add_argument("--warmup", type=_positive_int, default=500, help="warmup steps per chain")
-    transfer.add_argument("--seed", type=int, default=0)
-    transfer.add_argument("--out", type=Path, help="output folder (default: results/<file>-transfer)")
-    transfer.add_argument("--json", action="store_true",
-                          help="print one JSON object on stdout instead of the readable tables")
+    _sampler_and_output_options(transfer, "transfer", warmup=500)
     transfer.set_defaults(handler=run_transfer)
 
     optimal = commands.add_parser(
@@ -574,6 +562,17 @@ def _transfer_option(text: str | None):
             raise BadInput(f"--transfer-languages: expected TARGET=LANG[,LANG] in {part!r}")
         chosen[target.strip()] = [s.strip() for s in sources.split(",")]
     return chosen
+
+
+def _sampler_and_output_options(parser, name: str, draws: int = 1000, warmup: int = 1000) -> None:
+    """--chains, --draws, --warmup, --seed, --out and --json, shared by the analysis commands."""
+    parser.add_argument("--chains", type=_positive_int, default=4)
+    parser.add_argument("--draws", type=_positive_int, default=draws, help="draws per chain")
+    parser.add_argument("--warmup", type=_positive_int, default=warmup, help="warmup steps per chain")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help=f"output folder (default: results/<file>-{name})")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object on stdout instead of the readable output")
 
 
 def _read_json_or_fail(path: Path, flag: str):
