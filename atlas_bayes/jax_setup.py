@@ -5,12 +5,19 @@ compilation cache keeps compiled samplers on disk, so a second fit of the same l
 shape (another CLI call, the next test) starts in a fraction of the time. Set
 ATLAS_BAYES_JAX_CACHE=0 to leave JAX's configuration alone, or to a folder to choose where
 the cache lives; a cache folder you configured yourself is always respected.
+
+The cache is size-capped (`CACHE_BYTES`, least recently used entries evicted) because only
+then does JAX take a file lock around reads and writes: without it an entry is written
+non-atomically, and a second process reading it at that moment (parallel fits, a test run
+beside a benchmark) crashed with a segmentation fault inside JAX's cache read (measured).
 """
 
 import os
 from pathlib import Path
 
 import jax
+
+CACHE_BYTES = 4 * 1024 ** 3
 
 
 def enable_compilation_cache() -> None:
@@ -23,6 +30,7 @@ def enable_compilation_cache() -> None:
         folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "atlas_bayes" / "jax"
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_compilation_cache_max_size", CACHE_BYTES)   # enables the file lock
 
 
 enable_compilation_cache()
