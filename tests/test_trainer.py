@@ -223,3 +223,24 @@ def test_two_devices_give_the_single_device_curve(corpus_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     losses = json.loads(done.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(losses, rows["loss"].to_numpy(), rtol=2e-3)
+
+
+def test_cli_trains_a_config_and_a_plan(corpus_dir, tmp_path, capsys):
+    from atlas_bayes.cli import main
+    from atlas_bayes.runs import read_runs
+
+    config = tiny(corpus_dir, run_id="cli", tokens=32 * 4 * 8, eval_every=4)
+    (tmp_path / "run.json").write_text(json.dumps(config))
+    assert main(["train", "--config", str(tmp_path / "run.json"), "--out", str(tmp_path / "out"),
+                 "--no-progress"]) == 0
+    assert "cli [en]:" in capsys.readouterr().out
+    plan = [tiny(corpus_dir, run_id=f"plan-{lang}", mixture=lang, tokens=32 * 4 * 4, eval_every=4)
+            for lang in ("en", "fr")]
+    (tmp_path / "plan.jsonl").write_text("\n".join(json.dumps(c) for c in plan))
+    assert main(["train", "--plan", str(tmp_path / "plan.jsonl"), "--out", str(tmp_path / "out")]) == 0
+    table = read_runs(tmp_path / "out" / "runs.csv")
+    assert sorted(table["run_id"].unique()) == ["cli", "plan-en", "plan-fr"]
+    assert len(table) == 2 * 2 + 1 + 1
+    (tmp_path / "bad.json").write_text(json.dumps({**config, "lr_peak": 1}))
+    assert main(["train", "--config", str(tmp_path / "bad.json"), "--out", str(tmp_path / "out")]) == 2
+    assert "unknown config keys" in capsys.readouterr().err
