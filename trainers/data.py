@@ -177,6 +177,8 @@ def folder_corpus(path: str | Path, languages: list[str] | None = None,
         stem = name if entry.is_dir() else name.rsplit(".", 1)[0]
         if not entry.is_dir() and entry.suffix not in (".txt", ".jsonl", ".parquet"):
             continue
+        if entry.is_dir() and not any(f.suffix in (".txt", ".jsonl", ".parquet") for f in entry.iterdir()):
+            continue                                   # not a language folder (e.g. run outputs)
         if stem.endswith(".eval"):
             held[stem[:-5]] = entry
         else:
@@ -195,6 +197,8 @@ def folder_corpus(path: str | Path, languages: list[str] | None = None,
             train = [d for i, d in enumerate(docs) if i % eval_every != eval_every - 1]
             evaluation = [d for i, d in enumerate(docs) if i % eval_every == eval_every - 1]
         corpus[lang] = LanguageText(_encode(train), _encode(evaluation), f"folder {root / found[lang].name}")
+        if corpus[lang].unique_tokens == 0:
+            raise CorpusError(f"{root / found[lang].name}: no training text for {lang!r}")
     return corpus
 
 
@@ -277,10 +281,12 @@ class Stream:
                 for lang, c, d in zip(self.languages, self._counts, self.data)}
 
 
-def eval_windows(data: np.ndarray, seq_len: int, max_bytes: int) -> np.ndarray:
+def eval_windows(data: np.ndarray, seq_len: int, max_bytes: int, lang: str = "") -> np.ndarray:
     """Non-overlapping windows (n x (T+1)) over the first `max_bytes` held-out bytes."""
     n = min((data.size - 1) // seq_len, max(1, max_bytes // seq_len))
     if n < 1:
-        raise CorpusError(f"held-out text is shorter than one sequence ({seq_len + 1} bytes)")
+        raise CorpusError(f"held-out text{f' for {lang!r}' if lang else ''} has {data.size} bytes, "
+                          f"less than one sequence ({seq_len + 1} bytes): give more text, a "
+                          "<lang>.eval file, or a smaller seq_len")
     idx = np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)[None, :]
     return data[idx].astype(np.int32)

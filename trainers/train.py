@@ -326,7 +326,7 @@ def train(config: RunConfig | dict, out: str | Path, *, progress: bool = True,
         return record
 
     update_run_table(table_path, config.run_id, [], init_tokens + start * tokens_per_step)
-    windows = {lang: data_lib.eval_windows(corpus[lang].eval, config.seq_len, config.eval_bytes)
+    windows = {lang: data_lib.eval_windows(corpus[lang].eval, config.seq_len, config.eval_bytes, lang)
                for lang in eval_langs}
     eval_step = _eval_step(graphdef)
     train_step = _train_step(graphdef, opt_key, float(config.dropout))
