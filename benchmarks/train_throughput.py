@@ -123,6 +123,8 @@ def main(argv=None) -> None:
               f"{'tokens/s':>12} {'TFLOP/s':>8} {'MFU':>6} {'compile s':>9}")
     for size, batch in zip(sizes, batches):
         attention = None if args.attention == "auto" else args.attention
+        if attention == "cudnn" and args.dtype != "bfloat16":
+            attention = None                       # cuDNN flash attention needs bf16/fp16
         result = measure(size, batch, args.seq_len, args.dtype, attention, args.steps, mesh, peak)
         if args.json:
             print(json.dumps(result))
