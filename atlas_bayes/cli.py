@@ -11,6 +11,9 @@
                          [--tau-priors-for 3] [--out DIR] [--json]
     atlas-bayes optimal RUNS --lang CODE --compute C [--law atlas] [--unique-tokens U]
                         [--out DIR] [--json]
+    atlas-bayes design RUNS|posterior.nc --target loss@N=1e9,D=2e10 [--budget C] [--k 4]
+                       [--shapes s0,s4 | --n-params ... | --candidates FILE] [--plan plan.jsonl]
+                       [--out DIR] [--json]
     atlas-bayes adapt {epoch_chinchilla,datablations,datablations_curves,goldfish} PATH --out FILE
 
 Bad input prints one clear message to stderr and exits with status 2 (no traceback).
@@ -198,6 +201,48 @@ def build_parser() -> argparse.ArgumentParser:
     optimal.add_argument("--json", action="store_true",
                          help="print one JSON object on stdout instead of the readable table")
     optimal.set_defaults(handler=run_optimal)
+
+    design = commands.add_parser(
+        "design", help="choose the next most informative training runs for a budget",
+        description="Fit a law (or read a saved posterior.nc), score candidate runs by the "
+                    "expected information gain about a target per FLOP, and choose a batch of "
+                    "k complementary runs within a budget; optionally write a trainer plan.")
+    design.add_argument("runs", help="run table file (.csv or .parquet), or a posterior.nc")
+    design.add_argument("--law", default="chinchilla",
+                        choices=sorted(["chinchilla", "csl", "dcsl", "atlas", "atlas-dt",
+                                        "atlas-other", "chinchilla-h", "atlas-h", "atlas-dt-h",
+                                        "atlas-other-h"]),
+                        help="law to fit (default: chinchilla; ignored for a posterior.nc)")
+    design.add_argument("--lang", help="language to design for (default: the fit's first)")
+    design.add_argument("--target", default="params",
+                        help="what to learn: params, loss@N=1e9,D=2e10 or nstar@C=1e21 "
+                             "(default: params)")
+    design.add_argument("--budget", type=_positive_float, help="FLOPs for the whole batch")
+    design.add_argument("--k", type=_positive_int, default=4, help="runs to choose (default 4)")
+    grid = design.add_mutually_exclusive_group()
+    grid.add_argument("--candidates", type=Path, help="candidate runs (.csv or .jsonl: n_params, "
+                                                      "n_tokens[, model, language, mixture, cost])")
+    grid.add_argument("--shapes", help="trainer shapes, comma separated (e.g. s0,s2,s4), or 'all'")
+    grid.add_argument("--n-params", help="model sizes, comma separated (default: 10 sizes from "
+                                         "the data's smallest to 10x its largest)")
+    design.add_argument("--tokens", help="token budgets, comma separated")
+    design.add_argument("--tokens-per-param", help="tokens per parameter, comma separated "
+                                                   "(default: 5,10,20,40,80)")
+    design.add_argument("--eval-tokens", type=float, default=0.0,
+                        help="evaluated tokens per run, costed at 2N each (default 0)")
+    design.add_argument("--cost-power", type=float, default=1.0,
+                        help="rank by gain / cost^P (1: per FLOP, default; 0: gain alone)")
+    design.add_argument("--max-draws", type=_positive_int, default=512,
+                        help="posterior draws the estimator uses (default 512)")
+    design.add_argument("--unique-tokens", type=_positive_float,
+                        help="unique tokens U of the language (default: from the run table)")
+    _sampler_and_output_options(design, "design")
+    design.add_argument("--target-accept", type=float, default=0.9)
+    design.add_argument("--plan", type=Path,
+                        help="write the chosen runs as a trainer plan (JSONL) here (needs "
+                             "--shapes or a 'model' column of trainer shape names); "
+                             "'--out FILE.jsonl' does the same, other outputs beside it")
+    design.set_defaults(handler=run_design)
 
     from atlas_bayes.adapters import ADAPTERS
     adapt = commands.add_parser("adapt", help="convert a public data set into a run table",
@@ -580,6 +625,95 @@ def run_optimal(args) -> int:
           f"P(more parameters than Chinchilla's closed form) = "
           f"{summary['p_more_params_than_chinchilla']:.2f}")
     print(f"wrote {out / 'posterior.nc'}, {out / 'optimal.json'}, {out / 'trajectory.png'}")
+    return 0
+
+
+def run_design(args) -> int:
+    from atlas_bayes import design as design_lib
+    from atlas_bayes.diagnostics import ConvergenceWarning
+    from atlas_bayes.inference import Sampler, fit, load, save
+
+    def numbers(text, flag):
+        try:
+            return [float(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise BadInput(f"{flag}: expected numbers separated by commas, got {text!r}") from None
+
+    fitted = Path(args.runs).suffix != ".nc"
+    plan, out = args.plan, args.out
+    if out is not None and out.suffix == ".jsonl":       # --out plan.jsonl, as the issue spells it
+        plan, out = plan or out, out.parent
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        try:
+            target = design_lib.parse_target(args.target)
+            if not fitted:
+                if not Path(args.runs).is_file():
+                    raise BadInput(f"{args.runs}: file not found")
+                tree = load(args.runs)
+            else:
+                runs = _read_runs_or_fail(args.runs)
+                sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup,
+                                  seed=args.seed, target_accept=args.target_accept)
+                hierarchical = args.law.endswith("-h")
+                tree = fit(runs, args.law, language=None if hierarchical else args.lang,
+                           sampler=sampler, progress=not args.json)
+            posterior = design_lib.posterior_from_tree(tree, language=args.lang,
+                                                       unique_tokens=args.unique_tokens,
+                                                       max_draws=args.max_draws)
+            language = posterior.draws.language or "und"
+            if args.candidates:
+                candidates = design_lib.read_candidates(args.candidates,
+                                                        eval_tokens=args.eval_tokens)
+            else:
+                if args.tokens and args.tokens_per_param:
+                    raise BadInput("give either --tokens or --tokens-per-param, not both")
+                amounts = ({"tokens": numbers(args.tokens, "--tokens")} if args.tokens else
+                           {"tokens_per_param": numbers(args.tokens_per_param or "5,10,20,40,80",
+                                                        "--tokens-per-param")})
+                if args.shapes:
+                    sizes = {"shapes": None if args.shapes == "all" else args.shapes.split(",")}
+                elif args.n_params:
+                    sizes = {"n_params": numbers(args.n_params, "--n-params")}
+                else:
+                    seen = tree["fit_data"]["n_params"].values.astype(float)
+                    top = max(10 * seen.max(), target.spec.get("n_params", 0.0))
+                    sizes = {"n_params": np.geomspace(seen.min(), top, 10)}
+                candidates = design_lib.candidate_grid(**sizes, **amounts, language=language,
+                                                       eval_tokens=args.eval_tokens)
+            result = design_lib.choose_batch(posterior, candidates, target, k=args.k,
+                                             budget=args.budget, cost_power=args.cost_power,
+                                             seed=args.seed)
+            configs = design_lib.plan_configs(result.chosen) if plan else None
+        except ValueError as err:
+            raise BadInput(f"{args.runs}: {err}") from None
+    _echo_warnings(caught)
+
+    out = out or Path("results") / f"{Path(args.runs).stem}-design"
+    out.mkdir(parents=True, exist_ok=True)
+    if fitted:
+        save(tree, out / "posterior.nc")
+    result.scores.to_csv(out / "scores.csv", index=False)
+    data = tree["fit_data"].to_dataset().to_dataframe() if "fit_data" in tree.children else None
+    design_lib.plot_design(result, out / "design.png", data=data)
+    summary = _finite({**result.as_dict(), "law": tree.attrs.get("law"), "language": language,
+                       "plan": str(plan) if plan else None})
+    (out / "design.json").write_text(json.dumps(summary, indent=2))
+    if configs is not None:
+        design_lib.write_plan(configs, plan)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"Runs chosen to learn {target.name} ({tree.attrs.get('law')}, {language}; "
+          f"{len(candidates)} candidates, {posterior.n} posterior draws"
+          + (f", budget {args.budget:.3g} FLOPs" if args.budget else "") + "):")
+    shown = result.chosen[["order", "candidate", "n_params", "n_tokens", "cost", "gain",
+                           "cumulative_gain"]]
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"\nexpected gain {result.total_gain:.3g} nats for {summary['total_cost']:.3g} FLOPs"
+          + (f" (stopped: {result.stopped})" if result.stopped else ""))
+    print(f"wrote {out / 'design.json'}, {out / 'scores.csv'}, {out / 'design.png'}"
+          + (f", plan {plan}" if plan else ""))
     return 0
 
 
