@@ -696,11 +696,19 @@ def run_design(args) -> int:
     result.scores.to_csv(out / "scores.csv", index=False)
     data = tree["fit_data"].to_dataset().to_dataframe() if "fit_data" in tree.children else None
     design_lib.plot_design(result, out / "design.png", data=data)
+    outside = []
+    if data is not None and len(result.chosen):
+        lo, hi = data["n_params"].min(), data["n_params"].max()
+        outside = result.chosen["candidate"][(result.chosen["n_params"] < lo / 1.5)
+                                             | (result.chosen["n_params"] > hi * 1.5)].tolist()
     summary = _finite({**result.as_dict(), "law": tree.attrs.get("law"), "language": language,
-                       "plan": str(plan) if plan else None})
+                       "outside_fitted_sizes": outside, "plan": str(plan) if plan else None})
     (out / "design.json").write_text(json.dumps(summary, indent=2))
     if configs is not None:
         design_lib.write_plan(configs, plan)
+    if outside:
+        print(f"atlas-bayes: warning: chosen runs {outside} lie outside the fitted model sizes "
+              f"({lo:.3g}-{hi:.3g}); their value assumes the law holds there", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
         return 0

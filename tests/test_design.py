@@ -138,7 +138,7 @@ def test_reweighting_after_an_outcome_narrows_the_targets_interval():
     w = design.reweight(posterior, n, d, observed)
     before = np.subtract(*design.weighted_interval(q)[::-1])
     after = np.subtract(*design.weighted_interval(q, w)[::-1])
-    assert after < 0.7 * before
+    assert after < 0.75 * before          # measured 0.58-0.60 over three simulated studies
     truth = np.log(predicted_loss(true_law, np.array([TARGET[0]]), np.array([TARGET[1]]))[0])
     lo, hi = design.weighted_interval(q, w, 0.98)
     assert lo <= truth <= hi
