@@ -235,3 +235,13 @@ def test_cli_design_bad_input(tmp_path, capsys):
     assert code == 2 and "trainer shape names" in capsys.readouterr().err
     code = main(["design", str(tmp_path / "missing.nc")])
     assert code == 2 and "file not found" in capsys.readouterr().err
+
+
+def test_compute_optimal_size_plugs_in_as_a_target():
+    _, tree = study()
+    posterior = design.posterior_from_tree(tree, max_draws=200)
+    target = design.parse_target("nstar@C=1e21")
+    q = target.values(posterior)
+    assert q.shape == (200,) and np.var(q) > 0
+    result = design.choose_batch(posterior, grid(), target, k=2, cost_power=0.0)
+    assert np.isfinite(result.scores["gain"]).all() and result.total_gain > 0
