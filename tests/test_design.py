@@ -245,3 +245,19 @@ def test_compute_optimal_size_plugs_in_as_a_target():
     assert q.shape == (200,) and np.var(q) > 0
     result = design.choose_batch(posterior, grid(), target, k=2, cost_power=0.0)
     assert np.isfinite(result.scores["gain"]).all() and result.total_gain > 0
+
+
+def test_scalebench_pools_load_and_reveal_recorded_runs(shared_data):
+    from atlas_bayes.design_scalebench import budget, load_task, reveal, target_r2
+    pool, target = load_task(shared_data / "scalebench", "chinchilla")
+    assert (len(pool), len(target)) == (196, 49)
+    assert np.allclose(pool["cost"], 6 * pool["n_params"] * pool["n_tokens"])
+    assert target["cost"].min() > pool["cost"].max() * 0.99      # the high-cost target region
+    runs = reveal(pool, pool["candidate"][:3])
+    assert list(runs["loss"]) == list(pool["loss"][:3])
+    assert budget(pool, 0.05) == pytest.approx(0.05 * pool["cost"].sum())
+    assert target_r2(target["loss"], target["loss"]) == 1.0
+    pool, _ = load_task(shared_data / "scalebench", "data_constrained")
+    assert "unique_tokens" in reveal(pool, pool["candidate"][:2])
+    with pytest.raises(ValueError, match="unknown ScaleBench task"):
+        load_task(shared_data / "scalebench", "vocab")
