@@ -261,3 +261,12 @@ def test_scalebench_pools_load_and_reveal_recorded_runs(shared_data):
     assert "unique_tokens" in reveal(pool, pool["candidate"][:2])
     with pytest.raises(ValueError, match="unknown ScaleBench task"):
         load_task(shared_data / "scalebench", "vocab")
+
+
+def test_a_retrospective_episode_stays_within_each_budget(shared_data):
+    from atlas_bayes.design_scalebench import load_task, run_episode
+    pool, target = load_task(shared_data / "scalebench", "chinchilla")
+    table = run_episode(pool, target, fractions=(0.01,), k=8, max_draws=100,
+                        sampler=Sampler(chains=2, warmup=150, draws=50))
+    row = table.iloc[0]
+    assert row["n_runs"] >= 13 and row["spent"] <= 0.01 and -1 <= row["r2"] <= 1
