@@ -4,7 +4,9 @@ NumPyro spends most of a small fit compiling the sampler, not sampling. JAX's pe
 compilation cache can keep compiled samplers on disk, so a second fit of the same law and data
 shape starts faster. It is OFF by default: with jaxlib 0.12 on CPU we measured segmentation
 faults inside it, once while serialising an executable to write it and once while reading an
-entry back (two full test runs out of three, on 2026-11-26). Set ATLAS_BAYES_JAX_CACHE=1 to
+entry back (two full test runs out of three on 2026-11-26, each while another process used the
+same cache folder; the test suite therefore uses a folder of its own, tests/conftest.py).
+Set ATLAS_BAYES_JAX_CACHE=1 to
 turn it on in ~/.cache/atlas_bayes/jax, or to a folder to choose where it lives; a cache
 folder you configured in JAX yourself is always respected.
 

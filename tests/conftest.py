@@ -1,9 +1,16 @@
-"""Test set-up: CPU only, fixed seeds, and the location of the shared real data."""
+"""Test set-up: CPU only, fixed seeds, a private compilation cache, and the shared real data.
+
+The suite compiles hundreds of samplers, many of them the same program; JAX's persistent
+cache, in a folder of this test run's own (no other process shares it), halves the run.
+It is off by default for users (atlas_bayes/jax_setup.py says why).
+"""
 
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("ATLAS_BAYES_JAX_CACHE", tempfile.mkdtemp(prefix="atlas-bayes-jax-"))
 
 import pytest  # noqa: E402
 
