@@ -124,16 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     curse.add_argument("--per-language", action="store_true",
                        help="per-language parameters pooled across languages (law curse-h) "
                             "instead of one pooled law")
-    curse.add_argument("--chains", type=_positive_int, default=4)
-    curse.add_argument("--draws", type=_positive_int, default=1000, help="draws per chain")
-    curse.add_argument("--warmup", type=_positive_int, default=1000, help="warmup steps per chain")
-    curse.add_argument("--seed", type=int, default=0)
-    curse.add_argument("--target-accept", type=float, default=0.95,
-                       help="NUTS target acceptance (default 0.95: E, B and beta form a curved "
-                            "ridge when beta is small)")
-    curse.add_argument("--out", type=Path, help="output folder (default: results/<file>-curse)")
-    curse.add_argument("--json", action="store_true",
-                       help="print one JSON object on stdout instead of the readable table")
+    _sampler_and_output_options(curse, "curse", target_accept=0.95,
+                                target_accept_help="NUTS target acceptance (default 0.95: E, B "
+                                                   "and beta form a curved ridge when beta is small)")
     curse.set_defaults(handler=run_curse)
 
     cross = commands.add_parser(
@@ -192,14 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     optimal.add_argument("--unique-tokens", type=_positive_float,
                          help="unique tokens U of the language (default: from the run table; "
                               "none recorded means never repeated)")
-    optimal.add_argument("--chains", type=_positive_int, default=4)
-    optimal.add_argument("--draws", type=_positive_int, default=1000, help="draws per chain")
-    optimal.add_argument("--warmup", type=_positive_int, default=1000, help="warmup steps per chain")
-    optimal.add_argument("--seed", type=int, default=0)
-    optimal.add_argument("--target-accept", type=float, default=0.9)
-    optimal.add_argument("--out", type=Path, help="output folder (default: results/<file>-optimal)")
-    optimal.add_argument("--json", action="store_true",
-                         help="print one JSON object on stdout instead of the readable table")
+    _sampler_and_output_options(optimal, "optimal", target_accept=0.9)
     optimal.set_defaults(handler=run_optimal)
 
     design = commands.add_parser(
@@ -755,12 +741,18 @@ def _transfer_option(text: str | None):
     return chosen
 
 
-def _sampler_and_output_options(parser, name: str, draws: int = 1000, warmup: int = 1000) -> None:
-    """--chains, --draws, --warmup, --seed, --out and --json, shared by the analysis commands."""
+def _sampler_and_output_options(parser, name: str, draws: int = 1000, warmup: int = 1000,
+                                target_accept: float | None = None,
+                                target_accept_help: str | None = None) -> None:
+    """--chains, --draws, --warmup, --seed (and --target-accept when a default is given),
+    --out and --json, shared by the analysis commands."""
     parser.add_argument("--chains", type=_positive_int, default=4)
     parser.add_argument("--draws", type=_positive_int, default=draws, help="draws per chain")
     parser.add_argument("--warmup", type=_positive_int, default=warmup, help="warmup steps per chain")
     parser.add_argument("--seed", type=int, default=0)
+    if target_accept is not None:
+        parser.add_argument("--target-accept", type=float, default=target_accept,
+                            help=target_accept_help or f"NUTS target acceptance (default {target_accept})")
     parser.add_argument("--out", type=Path, help=f"output folder (default: results/<file>-{name})")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object on stdout instead of the readable output")
