@@ -30,6 +30,9 @@ import warnings
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+# laws whose posterior the decision commands (optimal, design) can read
+DECISION_LAWS = sorted(["chinchilla", "csl", "dcsl", "atlas", "atlas-dt", "atlas-other",
+                        "chinchilla-h", "atlas-h", "atlas-dt-h", "atlas-other-h"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,9 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     optimal.add_argument("--compute", type=_positive_float, required=True,
                          help="compute budget in FLOPs (C = 6 N D)")
     optimal.add_argument("--law", default="atlas",
-                         choices=sorted(["chinchilla", "csl", "dcsl", "atlas", "atlas-dt",
-                                         "atlas-other", "chinchilla-h", "atlas-h", "atlas-dt-h",
-                                         "atlas-other-h"]),
+                         choices=DECISION_LAWS,
                          help="law to fit (default: atlas; ignored for a posterior.nc)")
     optimal.add_argument("--unique-tokens", type=_positive_float,
                          help="unique tokens U of the language (default: from the run table; "
@@ -195,9 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "k complementary runs within a budget; optionally write a trainer plan.")
     design.add_argument("runs", help="run table file (.csv or .parquet), or a posterior.nc")
     design.add_argument("--law", default="chinchilla",
-                        choices=sorted(["chinchilla", "csl", "dcsl", "atlas", "atlas-dt",
-                                        "atlas-other", "chinchilla-h", "atlas-h", "atlas-dt-h",
-                                        "atlas-other-h"]),
+                        choices=DECISION_LAWS,
                         help="law to fit (default: chinchilla; ignored for a posterior.nc)")
     design.add_argument("--lang", help="language to design for (default: the fit's first)")
     design.add_argument("--target", default="params",
