@@ -219,6 +219,11 @@ class Posterior:
         D = np.asarray(n_tokens, dtype=float)[None, :]
         return np.log(predicted_loss(self.draws, N, D))
 
+    def candidate_log_mean(self, candidates: pd.DataFrame) -> np.ndarray:
+        """Each draw's predicted log loss (draws, candidates) of the candidate runs. Other
+        posteriors (`design_curves`: crossover and BTS curves) define their own."""
+        return self.log_mean(candidates["n_params"], candidates["n_tokens"])
+
 
 def posterior_from_tree(tree, *, language: str | None = None, unique_tokens: float | None = None,
                         max_draws: int | None = DEFAULT_DRAWS) -> Posterior:
@@ -275,14 +280,19 @@ def optimal_size_target(compute: float) -> Target:
                   {"kind": "nstar", "compute": c})
 
 
-TARGET_FORMS = "'params', 'loss@N=1e9,D=2e10' or 'nstar@C=1e21'"
+TARGET_FORMS = ("'params', 'loss@N=1e9,D=2e10', 'nstar@C=1e21', 'crossover:sw@2e9' or "
+                "'bts:en->sw[@N]'")
 
 
 def parse_target(text: str) -> Target:
-    """A target from its text form: params, loss@N=..,D=.. or nstar@C=.."""
+    """A target from its text form: params, loss@N=..,D=.., nstar@C=.., crossover:LANG@N or
+    bts:SRC->TGT[@N] (the last two read curve fits: `atlas_bayes.design_curves`)."""
     text = str(text).strip()
     if text == "params":
         return parameters_target()
+    if text.startswith(("crossover:", "bts:")):
+        from atlas_bayes.design_curves import parse_curve_target
+        return parse_curve_target(text)
     kind, _, rest = text.partition("@")
     fields = {}
     for part in filter(None, rest.split(",")):
@@ -477,7 +487,7 @@ def choose_batch(posterior: Posterior, candidates: pd.DataFrame, target: Target,
     scored given the fantasised outcomes of the earlier ones (see the module docstring).
     """
     candidates = validate_candidates(candidates)
-    mu = posterior.log_mean(candidates["n_params"], candidates["n_tokens"])
+    mu = posterior.candidate_log_mean(candidates)
     if not np.all(np.isfinite(mu)):
         raise ValueError("the law's prediction is not finite at some candidates")
     q = None if target.is_parameters else np.asarray(target.values(posterior), dtype=float)
