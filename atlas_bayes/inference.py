@@ -30,6 +30,7 @@ from numpyro.infer.autoguide import (AutoLaplaceApproximation, AutoLowRankMultiv
 from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
 
 from atlas_bayes import __version__
+from atlas_bayes.jax_setup import release_compiled_if_crowded
 from atlas_bayes.diagnostics import ConvergenceWarning, Diagnostics, check_convergence
 from atlas_bayes.law_inputs import GroupInfo, Scales, build_group_inputs, build_inputs
 from atlas_bayes.models import get_law
@@ -208,6 +209,7 @@ def _check_curse_data(law: str, inputs, runs: pd.DataFrame) -> None:
 
 def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
     """Latent draws (chain, draw, ...) and sample statistics from vectorised NUTS."""
+    release_compiled_if_crowded()
     dense = sampler.dense_mass
     if dense == "auto":
         dense = _latent_size(model, inputs) <= DENSE_MAX
@@ -246,6 +248,7 @@ def sample_posterior(model, inputs, observed, sampler: Sampler, *, progress: boo
 
 def _approximate(model, inputs, log_loss, approx: Approximation, key, progress: bool):
     """Latent draws (1 chain, draw, ...) from an SVI or Laplace approximation."""
+    release_compiled_if_crowded()
     latent = latent_sites(model, inputs)
     init = init_to_median()
     if approx.method == "svi":

@@ -1,8 +1,8 @@
-"""Test set-up: CPU only, fixed seeds, a private compilation cache, and the shared real data.
+"""Test set-up: CPU only, a private compilation cache, and the shared real data.
 
 The suite compiles hundreds of samplers, many of them the same program; JAX's persistent
-cache, in a folder of this test run's own (no other process shares it), halves the run.
-It is off by default for users (atlas_bayes/jax_setup.py says why).
+cache, in a folder of this test run's own, halves the run (it is opt-in for users:
+atlas_bayes/jax_setup.py says why).
 """
 
 import os

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from atlas_bayes import jax_setup
 from atlas_bayes.diagnostics import ConvergenceWarning
 from atlas_bayes.inference import Sampler, fit, load, save
 from atlas_bayes.runs import read_runs
@@ -93,3 +94,17 @@ def test_dcsl_without_unique_tokens_is_refused():
                     {"E": 1.2, "A": 350.0, "B": 1800.0, "alpha": 0.33, "beta": 0.34})
     with pytest.raises(ValueError, match="'dcsl' needs unique tokens.*'unique_tokens'"):
         fit(runs, "dcsl")
+
+
+@pytest.mark.skipif(jax_setup.memory_maps() is None, reason="memory maps are counted on Linux only")
+def test_compiled_samplers_are_released_before_the_map_limit(two_languages, monkeypatch):
+    """Each fit leaves a compiled sampler holding hundreds of memory maps; near the process
+    limit a fit first drops them (else XLA segfaults after ~70 fits in one process)."""
+    tiny = Sampler(chains=1, warmup=10, draws=10)
+    assert jax_setup.release_compiled_if_crowded(fraction=0.0)   # start from a clean process
+    fit(two_languages, "chinchilla", language="fr", sampler=tiny, warn=False)
+    held, limit = jax_setup.memory_maps()
+    assert not jax_setup.release_compiled_if_crowded()      # far below half the limit
+    monkeypatch.setattr(jax_setup, "MAP_FRACTION", (held - 1) / limit)
+    assert jax_setup.release_compiled_if_crowded()
+    assert jax_setup.memory_maps()[0] < held - 300
