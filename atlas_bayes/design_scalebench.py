@@ -4,20 +4,35 @@ A task's train table is the candidate pool (finished runs; "running" one reveals
 loss) and its test table the high-cost target region. The protocol (budgets as fractions of
 the pool's summed cost, R² on the target region) is described in
 ../shared/data/scalebench/SOURCE.md. `run_episode` plays one episode with our design (EIG
-about the target region's mean log loss, refit with NUTS after each batch) or at random.
+about the target region's mean log loss, refit with NUTS after each batch), V-optimal (the
+paper's baseline, `design_voptimal`) or at random.
+
+Why EIG needs a trust region (measured on the chinchilla task, benchmarks/RESULTS.md): the
+Chinchilla law fitted to the pool's runs with at least one token per parameter has residuals
+of ~0.005 in log loss there, but 0.05-0.30 (10-60 sigma) for runs with D/N < 0.8 (large
+models on a few hundred million tokens). Those runs sit at the edge of the design space, where
+the posterior predictive is widest, so EIG ranks them first, and one of them (N = 6.8e9,
+D = 2.5e8, loss 5.0) bends the fit (beta 0.45 -> 0.74): target R² 0.72 without it, -0.40 with
+it, on the same other 23 runs. EIG trusts the law everywhere; the fix is to buy only runs
+shaped like the target (`shape_trust_region`: tokens per parameter within the target
+region's range, widened by a factor), where the law must hold anyway.
+
 Differences from the paper's protocol: our fit is Bayesian (posterior median predictions),
-not 64-start least squares; random picks only runs that fit the current checkpoint. The
-comparison with V-optimal and the published numbers is still to come (issue 7).
+not 64-start least squares (V-optimal keeps the least-squares fit); every method buys only
+runs that fit the current checkpoint, so the fit at a checkpoint is the last one made.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from atlas_bayes.design import Target, choose_batch, posterior_from_tree, validate_candidates
+from atlas_bayes import design_voptimal as vopt
+from atlas_bayes.design import Posterior, Target, greedy_batch, posterior_from_tree, \
+    validate_candidates
 from atlas_bayes.inference import Sampler, fit, predict
 from atlas_bayes.optimal import predicted_loss
 from atlas_bayes.runs import validate_runs
@@ -28,6 +43,8 @@ TASKS = {
     "data_constrained": ("data_constrained_scaling_law",
                          {"params": "n_params", "tokens": "n_tokens"}),
 }
+TASK_LAWS = {"chinchilla": "chinchilla", "data_constrained": "dcsl"}   # the law we fit per task
+METHODS = ("eig", "voptimal", "random")
 
 
 def load_task(root, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -74,13 +91,38 @@ def target_r2(predicted, observed) -> float:
     return float(np.clip(r2, -1.0, 1.0)) if np.isfinite(r2) else -1.0
 
 
+def log_mean(posterior: Posterior, table: pd.DataFrame) -> np.ndarray:
+    """The law's log loss (draws, rows) at each row's (N, D) and, where the table has the
+    column, its own `unique_tokens` (the fitted draws carry only one U)."""
+    N, D = table["n_params"].to_numpy(float), table["n_tokens"].to_numpy(float)
+    U = table["unique_tokens"].to_numpy(float) if "unique_tokens" in table else None
+    if U is None or posterior.draws.kind == "chinchilla":
+        return np.log(predicted_loss(posterior.draws, N[None, :], D[None, :]))
+    out = np.empty((posterior.n, len(table)))
+    for u in np.unique(U):           # all rows at each U: one shape, one compilation
+        rows = U == u
+        out[:, rows] = np.log(predicted_loss(posterior.draws, N[None, :], D[None, :],
+                                             unique_tokens=float(u)))[:, rows]
+    return out
+
+
 def region_target(target: pd.DataFrame) -> Target:
     """The mean predicted log loss over the target region's runs, as one design target."""
-    N = target["n_params"].to_numpy(float)[None, :]
-    D = target["n_tokens"].to_numpy(float)[None, :]
     return Target(f"mean log loss over {len(target)} target runs",
-                  lambda p: np.log(predicted_loss(p.draws, N, D)).mean(axis=1),
+                  lambda p: log_mean(p, target).mean(axis=1),
                   {"kind": "region", "n_runs": int(len(target))})
+
+
+def shape_trust_region(pool: pd.DataFrame, target: pd.DataFrame, widen: float | None = 2.0):
+    """Mask of pool runs whose tokens per parameter lie within the target region's range,
+    widened by `widen` each way (None: every run). See the module docstring for why."""
+    if widen is None:
+        return np.ones(len(pool), dtype=bool)
+    if not widen >= 1:
+        raise ValueError(f"trust-region widening must be >= 1 (or None), got {widen}")
+    shape = target["n_tokens"] / target["n_params"]
+    ratio = (pool["n_tokens"] / pool["n_params"]).to_numpy(float)
+    return (ratio >= shape.min() / widen) & (ratio <= shape.max() * widen)
 
 
 def initial_design(pool: pd.DataFrame, n_parameters: int = 5, fraction: float = 0.02) -> list:
@@ -95,44 +137,102 @@ def initial_design(pool: pd.DataFrame, n_parameters: int = 5, fraction: float = 
     return chosen
 
 
+def _eig_batch(pool, target, rest, bought, law, sampler, max_draws, k, remaining,
+               cost_power, seed) -> list:
+    """Refit on the bought runs and greedily choose up to k of `rest` by EIG about the target."""
+    tree = fit(reveal(pool, bought), law, sampler=sampler, warn=False)
+    post = posterior_from_tree(tree, max_draws=max_draws)
+    q = np.asarray(region_target(target).values(post), dtype=float)
+    picks, _, _ = greedy_batch(log_mean(post, rest), post.sigma, q, rest["cost"].to_numpy(float),
+                               nu=post.nu, k=k, budget=remaining, cost_power=cost_power,
+                               seed=seed)
+    return list(rest["candidate"].iloc[[p["index"] for p in picks]])
+
+
+class _LeastSquares:
+    """V-optimal's state: the least-squares fit of the bought runs (refit when they change)."""
+
+    def __init__(self, pool, target, law, n_starts, seed):
+        self.law, self.n_starts = vopt.ls_law(law), n_starts
+        self.pool = pool.set_index("candidate")
+        self.X_target = self.law.matrix(target)
+        self.b0 = 2.0 * float(np.var(pool["loss"]))           # the paper's (pool-wide) scale
+        self.rng, self.warm, self.key, self.theta, self.mse = \
+            np.random.default_rng(seed), [], None, None, None
+
+    def fit(self, bought):
+        if self.key != tuple(bought):
+            rows = self.pool.loc[list(bought)]
+            self.theta, self.mse = vopt.fit_least_squares(
+                self.law, self.law.matrix(rows), rows["loss"].to_numpy(float), rng=self.rng,
+                n_starts=self.n_starts, warm=self.warm)
+            self.warm, self.key = (self.warm + [self.theta])[-vopt.MAX_WARM:], tuple(bought)
+        return self.theta
+
+    def pick(self, bought, rest, total_cost) -> str:
+        theta = self.fit(bought)
+        noise = vopt.sigma2(self.mse, len(bought), self.b0)
+        X_obs = self.law.matrix(self.pool.loc[list(bought)])
+        scores = vopt.voptimal_scores(self.law, theta, X_obs, self.law.matrix(rest),
+                                      self.X_target, noise)
+        return rest["candidate"].iloc[vopt.pick(scores, rest["cost"], total_cost)]
+
+    def r2(self, used, target) -> float:
+        return target_r2(vopt.predict(self.law, self.fit(used), self.X_target), target["loss"])
+
+
 def run_episode(pool: pd.DataFrame, target: pd.DataFrame, *, method: str = "eig",
                 fractions=(0.01, 0.05, 0.10), law: str = "chinchilla", k: int = 4,
                 sampler: Sampler = Sampler(chains=2, warmup=300, draws=300),
-                max_draws: int = 256, cost_power: float = 0.4, seed: int = 0) -> pd.DataFrame:
+                max_draws: int = 256, cost_power: float = 0.4, trust: float | None = 2.0,
+                ls_starts: int = 64, seed: int = 0) -> pd.DataFrame:
     """One retrospective episode: buy runs from the pool up to each budget fraction, refit,
-    and score the target region (R², the paper's metric). `method` "eig" (ours: batches of
-    `k`, refit after each) or "random" (uniform among affordable runs, no initial design).
+    and score the target region (R², the paper's metric).
+
+    `method`: "eig" (ours: batches of `k` by EIG / cost^cost_power among runs inside
+    `shape_trust_region(widen=trust)`, NUTS refit after each batch), "voptimal" (the paper's
+    V-opt: one run at a time, least-squares refit with `ls_starts` starts after each, its
+    own cost power 0.3, R² from the least-squares fit) or "random" (uniform among affordable
+    runs, no initial design). EIG and V-opt start with `initial_design`.
 
     Returns one row per fraction: runs bought, share of the pool's cost spent, R².
     The fit reported at a fraction uses the longest prefix of bought runs within it.
     """
-    if method not in ("eig", "random"):
-        raise ValueError(f"method must be 'eig' or 'random', got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     rng = np.random.default_rng(seed)
     cost = pool.set_index("candidate")["cost"]
-    bought = [] if method == "random" else initial_design(pool)
-    total, rows = float(pool["cost"].sum()), []
+    total = float(pool["cost"].sum())
+    n_params = len(vopt.ls_law(law).params) if law in vopt.LS_LAWS else 5
+    bought = [] if method == "random" else initial_design(pool, n_params)
+    allowed = shape_trust_region(pool, target, trust) if method == "eig" else \
+        np.ones(len(pool), dtype=bool)
+    ls = _LeastSquares(pool, target, law, ls_starts, seed) if method == "voptimal" else None
+    sampler = replace(sampler, seed=seed)
+    rows = []
     for fraction in sorted(fractions):
         cap = budget(pool, fraction)
         while True:
             remaining = cap - cost[bought].sum()
-            rest = pool[~pool["candidate"].isin(bought) & (pool["cost"] <= remaining)]
+            rest = pool[allowed & ~pool["candidate"].isin(bought) & (pool["cost"] <= remaining)]
             if rest.empty:
                 break
             if method == "random":
                 bought.append(rest["candidate"].iloc[rng.integers(len(rest))])
-                continue
-            tree = fit(reveal(pool, bought), law, sampler=sampler, warn=False)
-            result = choose_batch(posterior_from_tree(tree, max_draws=max_draws), rest,
-                                  region_target(target), k=k, budget=remaining,
-                                  cost_power=cost_power, seed=seed)
-            if result.chosen.empty:
-                break
-            bought += list(result.chosen["candidate"])
+            elif method == "voptimal":
+                bought.append(ls.pick(bought, rest, total))
+            else:
+                batch = _eig_batch(pool, target, rest, bought, law, sampler, max_draws, k,
+                                   remaining, cost_power, seed)
+                if not batch:
+                    break
+                bought += batch
         within = np.cumsum(cost[bought].to_numpy()) <= cap * (1 + 1e-12)
         used = bought[:int(np.argmin(within)) if not within.all() else len(bought)]
         r2 = -1.0
-        if used:
+        if used and method == "voptimal":
+            r2 = ls.r2(used, target)
+        elif used:
             tree = fit(reveal(pool, used), law, sampler=sampler, warn=False)
             mean = predict(tree, reveal(target, target["candidate"]))["log_loss_mean"]
             r2 = target_r2(np.exp(mean.median(("chain", "draw")).values), target["loss"])

@@ -270,3 +270,53 @@ def test_a_retrospective_episode_stays_within_each_budget(shared_data):
                         sampler=Sampler(chains=2, warmup=150, draws=50))
     row = table.iloc[0]
     assert row["n_runs"] >= 13 and row["spent"] <= 0.01 and -1 <= row["r2"] <= 1
+
+
+def test_voptimal_scores_are_the_exact_drop_in_target_variance_and_favour_runs_near_it():
+    from atlas_bayes import design_voptimal as vopt
+    law = vopt.ls_law("chinchilla")
+    theta = np.array([TRUTH[k] for k in law.params])
+    N = np.array([5e7, 8e7, 1.2e8, 2e8, 5e7, 1.2e8, 2e8])
+    D = np.array([1e9, 2e9, 3e9, 5e9, 5e9, 1e9, 2e9])
+    X_obs = np.column_stack([N, D])
+    X_cand = np.array([[6e7, 1.5e9], [1e9, 2e10], [3e8, 6e9]])    # tiny, near target, between
+    X_target = np.array([[2e9, 4e10], [3e9, 6e10]])
+    noise = 1e-4
+    scores = vopt.voptimal_scores(law, theta, X_obs, X_cand, X_target, noise)
+    cov = vopt.laplace_cov(law, theta, X_obs, noise)
+    Jt = vopt._scaled_jacobian(law, theta, X_target)
+    for c, jc in enumerate(vopt._scaled_jacobian(law, theta, X_cand)):
+        post = cov - np.outer(cov @ jc, jc @ cov) / (noise + jc @ cov @ jc)
+        drop = np.trace(Jt @ cov @ Jt.T) - np.trace(Jt @ post @ Jt.T)
+        assert scores[c] == pytest.approx(drop, rel=1e-6)
+    assert np.argmax(scores) == 1 and np.argmin(scores) == 0
+    assert vopt.pick(scores, [1.0, 1e6, 1.0], 1e6, cost_power=1.0) != 1   # cost can overrule
+    y = vopt.predict(law, theta, X_obs)
+    fitted, mse = vopt.fit_least_squares(law, X_obs, y, rng=np.random.default_rng(0), n_starts=8,
+                                         warm=[theta * 1.1])
+    assert mse < 1e-6 < np.mean((vopt.predict(law, theta * 1.1, X_obs) - y) ** 2)
+    with pytest.raises(ValueError, match="V-optimal supports"):
+        vopt.ls_law("atlas")
+
+
+def test_voptimal_episode_and_the_shape_trust_region(shared_data):
+    from atlas_bayes.design import Posterior
+    from atlas_bayes.design_scalebench import load_task, log_mean, run_episode, shape_trust_region
+    pool, target = load_task(shared_data / "scalebench", "chinchilla")
+    keep = shape_trust_region(pool, target, 2.0)
+    shape = pool["n_tokens"] / pool["n_params"]
+    assert not keep[shape.to_numpy() < 0.3].any() and keep.mean() > 0.8
+    assert shape_trust_region(pool, target, None).all()
+    table = run_episode(pool, target, method="voptimal", fractions=(0.003, 0.005), ls_starts=4)
+    assert list(table["method"]) == ["voptimal"] * 2 and list(table["fraction"]) == [0.003, 0.005]
+    assert (table["spent"] <= table["fraction"]).all() and table["n_runs"].is_monotonic_increasing
+    assert table["r2"].between(-1, 1).all()
+    # data-constrained candidates are predicted at their own unique tokens
+    pool, _ = load_task(shared_data / "scalebench", "data_constrained")
+    rows = pool.iloc[:6]
+    p = {"E": 1.8, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.28, "R_D_star": 15.0,
+         "R_N_star": 5.0}
+    post = Posterior(LawDraws("dcsl", {k: np.full(2, v) for k, v in p.items()}), np.full(2, 0.01))
+    expected = [np.log(predicted_loss(post.draws, np.array([r.n_params]), np.array([r.n_tokens]),
+                                      unique_tokens=r.unique_tokens))[0] for r in rows.itertuples()]
+    assert np.allclose(log_mean(post, rows)[0], expected)

@@ -1,0 +1,145 @@
+"""Retrospective ScaleBench comparison (issue 7): our EIG design vs V-optimal vs random.
+
+For each task (chinchilla, data_constrained), method (eig, voptimal, random) and seed, play
+one episode of `atlas_bayes.design_scalebench.run_episode` at budgets 1/5/10/20% of the
+pool's cost, and print the mean target-region R² across seeds with the population sd (the
+paper's convention) and a 95% t-interval of the mean, next to the published numbers.
+
+Published numbers: Li et al. 2026 Table 2, as reproduced in the README of
+github.com/PlanarG/active-sl (commit e0a58ff). They are task-level means over ScaleBench's
+ten data-constrained laws (10 seeds, ± population sd); our runs fit one law per task
+(`TASK_LAWS`), so they are context, not a like-for-like comparison. The paper reports no
+chinchilla task (removed upstream) and no 20% budget.
+
+    .venv/bin/python benchmarks/design_scalebench.py --seeds 10 --jobs 16 --out results.json
+
+Data is read from ../shared/data/scalebench (override with --data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "scalebench"
+FRACTIONS = (0.01, 0.05, 0.10, 0.20)
+
+# task -> method -> {fraction: (mean, sd)}; paper method names: V-opt, Random, Ours (MSPE)
+PUBLISHED = {
+    "data_constrained": {
+        "random": {0.01: (-0.74, 0.48), 0.05: (-0.36, 0.71), 0.10: (0.12, 0.62)},
+        "voptimal": {0.01: (0.58, 0.53), 0.05: (0.83, 0.17), 0.10: (0.85, 0.13)},
+        "mspe": {0.01: (0.73, 0.37), 0.05: (0.85, 0.16), 0.10: (0.86, 0.11)},
+        "all data": {1.0: (0.79, 0.23)},
+    },
+}
+
+
+def one_episode(task: str, method: str, seed: int, data: str, fractions, ls_starts: int,
+                trust) -> list[dict]:
+    """One (task, method, seed) episode in a worker process; rows with timing."""
+    from atlas_bayes.design_scalebench import TASK_LAWS, load_task, run_episode
+    pool, target = load_task(data, task)
+    start = time.perf_counter()
+    table = run_episode(pool, target, method=method, law=TASK_LAWS[task], fractions=fractions,
+                        seed=seed, ls_starts=ls_starts, trust=trust)
+    table["task"], table["seconds"] = task, time.perf_counter() - start
+    return table.to_dict("records")
+
+
+def t_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """Two-sided t-interval of the mean (nan with fewer than two values)."""
+    from scipy import stats
+    values = np.asarray(values, float)
+    if values.size < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def summarise(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean, population sd and 95% t-interval of R² per (task, fraction, method)."""
+    out = []
+    for (task, fraction, method), g in rows.groupby(["task", "fraction", "method"]):
+        lo, hi = t_interval(g["r2"])
+        paper = PUBLISHED.get(task, {}).get(method, {}).get(fraction)
+        mspe = PUBLISHED.get(task, {}).get("mspe", {}).get(fraction)
+        out.append({"task": task, "budget": f"{fraction:.0%}", "method": method,
+                    "seeds": len(g), "r2_mean": g["r2"].mean(), "r2_sd": g["r2"].std(ddof=0),
+                    "ci95": f"[{lo:.2f}, {hi:.2f}]", "runs": g["n_runs"].mean(),
+                    "paper": "" if paper is None else f"{paper[0]:.2f} ± {paper[1]:.2f}",
+                    "paper_mspe": "" if mspe is None else f"{mspe[0]:.2f} ± {mspe[1]:.2f}",
+                    "sec_per_episode": g["seconds"].mean()})
+    return pd.DataFrame(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
+    ap.add_argument("--tasks", default="chinchilla,data_constrained")
+    ap.add_argument("--methods", default="eig,voptimal,random")
+    ap.add_argument("--fractions", default=",".join(str(f) for f in FRACTIONS))
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes (one episode each)")
+    ap.add_argument("--ls-starts", type=int, default=64,
+                    help="V-optimal's least-squares starts per refit (paper: 64)")
+    ap.add_argument("--trust", default="2",
+                    help="EIG's shape trust-region widening factor, or 'none'")
+    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    ap.add_argument("--out", default=None, help="write every episode's rows and the summary")
+    args = ap.parse_args(argv)
+    from atlas_bayes.design_scalebench import METHODS, TASKS
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [t for t in tasks if t not in TASKS] + [m for m in methods if m not in METHODS]
+    if bad or args.seeds < 1 or args.jobs < 1:
+        ap.error(f"unknown tasks/methods {bad} (tasks: {', '.join(TASKS)}; methods: "
+                 f"{', '.join(METHODS)}); --seeds and --jobs must be >= 1")
+    fractions = tuple(sorted(float(f) for f in args.fractions.split(",")))
+    trust = None if args.trust == "none" else float(args.trust)
+    jobs = [(t, m, s) for t in tasks for m in methods for s in range(args.seeds)]
+    print(f"{len(jobs)} episodes ({len(tasks)} tasks x {len(methods)} methods x {args.seeds} "
+          f"seeds) on {args.jobs} processes", flush=True)
+    rows, start = [], time.perf_counter()
+    # spawn, not fork: the parent has imported JAX, whose threads do not survive a fork
+    with ProcessPoolExecutor(max_workers=args.jobs,
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(one_episode, t, m, s, args.data, fractions, args.ls_starts, trust):
+                   (t, m, s) for t, m, s in jobs}
+        for i, fut in enumerate(as_completed(futures), 1):
+            t, m, s = futures[fut]
+            result = fut.result()
+            rows += result
+            r2 = " ".join(f"{r['fraction']:.0%}:{r['r2']:+.2f}" for r in result)
+            print(f"[{i}/{len(jobs)}] {t} {m} seed {s}: {r2} ({result[0]['seconds']:.0f} s; "
+                  f"{time.perf_counter() - start:.0f} s elapsed)", flush=True)
+            if args.out:                    # after every episode, so a stopped run keeps them
+                write(args.out, args, fractions, trust, rows, summarise(pd.DataFrame(rows)))
+    summary = summarise(pd.DataFrame(rows))
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def write(path, args, fractions, trust, rows, summary) -> None:
+    """The command, settings, published numbers, every episode's rows and the summary."""
+    published = {t: {m: {str(f): v for f, v in d.items()} for m, d in ms.items()}
+                 for t, ms in PUBLISHED.items()}
+    Path(path).write_text(json.dumps(
+        {"command": " ".join(sys.argv), "seeds": args.seeds, "fractions": fractions,
+         "trust": trust, "ls_starts": args.ls_starts, "published": published,
+         "episodes": rows, "summary": summary.to_dict("records")}, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
