@@ -533,6 +533,16 @@ def weighted_interval(values, weights=None, prob: float = 0.9) -> tuple[float, f
         float(values[order][min(np.searchsorted(cdf, hi), values.size - 1)])
 
 
+def target_summary(posterior: Posterior, target: Target, prob: float = 0.9) -> dict:
+    """A scalar target's median and central `prob` interval over the posterior's draws:
+    {median, lo, hi, width} in the target's own units (log loss, log N*, ...)."""
+    if target.is_parameters:
+        raise ValueError("target 'params' has no single interval; summarise each parameter")
+    q = np.asarray(target.values(posterior), dtype=float)
+    lo, hi = weighted_interval(q, prob=prob)
+    return {"median": float(np.median(q)), "lo": lo, "hi": hi, "width": hi - lo}
+
+
 # ---------------------------------------------------------------------------------------------
 # Outputs: the trainer's plan and the utility plot
 
