@@ -108,6 +108,22 @@ def test_finetune_from_a_checkpoint_records_init_tokens(full_run, corpus_dir):
     assert {"tiny", "ft"} <= set(table["run_id"])
 
 
+def test_repetition_cap_and_a_finetune_named_by_run_id(full_run, corpus_dir):
+    out, _ = full_run
+    config = tiny(corpus_dir, run_id="capped-ft", mixture="fr", init="tiny", max_unique_tokens=200,
+                  tokens=32 * 4 * 4, eval_every=4)                  # 512 bytes from 200: repeats
+    rows = train(config, out, progress=False)                        # init found under out/
+    assert (rows["unique_tokens"] == 200).all() and (rows["unique_tokens_fr"] == 200).all()
+    assert (rows["init"] == f"finetune:tiny@{32 * 4 * 24}").all()
+    corpus = data_lib.folder_corpus(corpus_dir)
+    cut = data_lib.cap_unique(corpus, {"en": 100})
+    assert bytes(cut["en"].train) == bytes(corpus["en"].train[:100]) and cut["fr"] is corpus["fr"]
+    with pytest.raises(ConfigError, match="max_unique_tokens must be"):
+        RunConfig.from_dict(tiny(corpus_dir, max_unique_tokens={"en": 0}))
+    with pytest.raises(ConfigError, match="is a run folder with checkpoints"):
+        train(tiny(corpus_dir, run_id="orphan", init="no-such-run"), out, progress=False)
+
+
 def test_unimax_matches_hand_computed_allocations():
     # budget 100 over sizes 5, 10, 200 with 2 epochs: 10 (capped), 20 (capped), 70
     alloc = sampling.unimax_allocation({"big": 200, "small": 5, "mid": 10}, 100, 2)

