@@ -185,7 +185,7 @@ def held_out_table(runs: pd.DataFrame, laws: Iterable[str], splits: Iterable[str
     rows = []
     for split in splits:
         try:
-            train, test = split_runs(runs, split, seed=seed)
+            train, test = split_runs(runs, split, seed=seed, languages=languages)
         except ValueError as err:
             _say(progress, f"{split}: {err}")
             rows += [_error_row(law, split, str(err)) for law in laws]

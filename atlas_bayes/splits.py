@@ -37,8 +37,12 @@ SIZE_RTOL = 1e-6
 
 
 def held_out(runs: pd.DataFrame, split: str, *, fraction: float = 0.2, seed: int = 0,
-             sizes=None) -> np.ndarray:
-    """Boolean mask over the rows of `runs`: True where the row is held out by `split`."""
+             sizes=None, languages=None) -> np.ndarray:
+    """Boolean mask over the rows of `runs`: True where the row is held out by `split`.
+
+    `languages`: the evaluated languages that must keep training rows (default: all). A
+    comparison restricted to some targets passes them, so that a language it does not score
+    (e.g. one evaluated only on held-out mixtures) does not make the split unbuildable."""
     _check_arguments(split, fraction, sizes)
     if split == "random":
         mask = _random(len(runs), fraction, seed)
@@ -51,7 +55,7 @@ def held_out(runs: pd.DataFrame, split: str, *, fraction: float = 0.2, seed: int
         mask = _in_sizes(runs["n_params"], _held_out_sizes(runs["n_params"], sizes))
     else:
         mask = _unseen_mixtures(runs)
-    _check_split(runs, split, mask)
+    _check_split(runs, split, mask, languages)
     return mask
 
 
@@ -151,7 +155,7 @@ def _mixture(runs: pd.DataFrame) -> pd.Series:
     return runs["mixture"].fillna("").astype(str)
 
 
-def _check_split(runs: pd.DataFrame, split: str, mask: np.ndarray) -> None:
+def _check_split(runs: pd.DataFrame, split: str, mask: np.ndarray, languages=None) -> None:
     if not mask.any():
         reason = ("no run trains on 3 or more languages outside Unimax"
                   if split == "M" else "the table is too small")
@@ -159,7 +163,8 @@ def _check_split(runs: pd.DataFrame, split: str, mask: np.ndarray) -> None:
     if mask.all():
         raise ValueError(f"split {split!r} holds out every row, leaving no training data")
     trained = set(runs.loc[~mask, "language"])
-    empty = [lang for lang in runs["language"].unique() if lang not in trained]
+    required = runs["language"].unique() if languages is None else languages
+    empty = [lang for lang in required if lang not in trained]
     if empty:
         raise ValueError(f"split {split!r} holds out every row of language(s) "
                          f"{', '.join(map(str, empty))}, leaving them no training data")

@@ -197,6 +197,39 @@ def test_error_names_languages_left_without_training_rows():
         held_out(pd.concat([grid(), d], ignore_index=True), "D")
 
 
+def test_languages_restricts_which_languages_must_keep_training_rows():
+    # issue 8, the bundled study: de and ru are evaluated only in an 8-language mixture, so
+    # M left them no training rows and `compare --lang es` lost the M split for es as well
+    runs = mixtures()
+    runs = runs[~((runs["run_id"] == "cap") & (runs["language"] == "en"))]   # cap: fr, de only
+    runs = runs[runs["language"] != "de"].pipe(
+        lambda r: pd.concat([r, mixtures().query("run_id == 'cap' and language == 'de'")]))
+    runs = validate_runs(runs.reset_index(drop=True), source="test table")
+    with pytest.raises(ValueError, match=r"holds out every row of language\(s\) de"):
+        held_out(runs, "M")
+    mask = held_out(runs, "M", languages=["en", "fr"])
+    assert (mask == (runs["run_id"] == "cap")).all()
+    train, _ = split_runs(runs, "M", languages=["fr"])
+    assert "de" not in set(train["language"])
+    with pytest.raises(ValueError, match=r"language\(s\) de"):
+        held_out(runs, "M", languages=["fr", "de"])
+
+
+def test_compare_restricted_to_a_language_builds_splits_for_it_only(monkeypatch):
+    from atlas_bayes import comparison
+    runs = mixtures()
+    runs = validate_runs(runs[~((runs["language"] == "de") & (runs["run_id"] != "cap"))]
+                         .reset_index(drop=True), source="test table")
+    calls = []
+    monkeypatch.setattr(comparison, "_fit_split",
+                        lambda train, test, law, targets, *a: calls.append(targets)
+                        or [comparison._Fit(languages=targets, error="not fitted")])
+    table = comparison.held_out_table(runs, laws=["chinchilla"], splits=["M"], languages=["fr"])
+    assert calls == [["fr"]] and set(table["error"]) == {"not fitted", "fr: not fitted"}
+    table = comparison.held_out_table(runs, laws=["chinchilla"], splits=["M"])
+    assert "de" in table["error"].iloc[0]
+
+
 def test_split_runs_returns_train_and_test(design):
     design.attrs["source"] = "paper design"
     train, test = split_runs(design, "N")
