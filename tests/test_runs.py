@@ -318,3 +318,18 @@ def test_long_problem_lists_are_cut(tmp_path):
     assert len(caught.value.problems) == 25
     assert "... and 5 more" in str(caught.value)
     assert "row 25 (line 26)" not in str(caught.value)
+
+
+def test_the_bundled_real_study_is_a_valid_run_table():
+    """data/bundled_study.csv (studies/bundled/README.md): 98 complete learning curves, every
+    run evaluated at the same steps in each of its languages, finetunes marked."""
+    path = Path(__file__).resolve().parents[1] / "data" / "bundled_study.csv"
+    runs = read_runs(path)
+    assert runs["run_id"].nunique() == 98 and len(runs) == 1280
+    assert set(runs["language"]) == {"en", "es", "pt", "it", "fr", "ar", "vi", "de", "ru"}
+    assert (runs["loss"] > 0).all() and (runs["loss"] < 8).all()     # bits per byte
+    tuned = runs[runs["init"] != "scratch"]
+    assert set(tuned["run_id"].str.split("-").str[0]) == {"ft"}
+    assert (tuned["init_tokens"] > 0).all() and (tuned["n_tokens"] > tuned["init_tokens"]).all()
+    per_run = runs.groupby(["run_id", "language"])["n_tokens"].apply(tuple)
+    assert per_run.groupby(level="run_id").nunique().eq(1).all()
