@@ -225,8 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="posterior draws the estimator uses (default 512)")
     design.add_argument("--unique-tokens", type=_positive_float,
                         help="unique tokens U of the language (default: from the run table)")
-    _sampler_and_output_options(design, "design")
-    design.add_argument("--target-accept", type=float, default=0.9)
+    _sampler_and_output_options(design, "design", target_accept=0.9)
     design.add_argument("--plan", type=Path,
                         help="write the chosen runs as a trainer plan (JSONL) here (needs "
                              "--shapes or a 'model' column of trainer shape names); "
