@@ -35,7 +35,7 @@ from atlas_bayes.diagnostics import ConvergenceWarning, Diagnostics, check_conve
 from atlas_bayes.law_inputs import GroupInfo, Scales, build_group_inputs, build_inputs
 from atlas_bayes.models import get_law
 from atlas_bayes.models.hierarchical import centredness, group_centres
-from atlas_bayes.runs import read_runs
+from atlas_bayes.runs import RunTableWarning, read_runs, split_continued
 
 
 DENSE_MAX = 200
@@ -94,6 +94,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
     """
     if not isinstance(runs, pd.DataFrame):
         runs = read_runs(runs)
+    runs, left_out = _leave_out_continued(runs)
     spec = get_law(law)
     options = dict(options or {})
     unknown = sorted(set(options) - set(inspect.signature(spec.model).parameters))
@@ -140,6 +141,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         "transfer_languages": json.dumps(info.transfer_languages),
         "options": json.dumps(options), "latent_sites": json.dumps(sorted(latents)),
         "parameters": json.dumps(reported), "n_obs": int(len(runs)),
+        "left_out_runs": json.dumps(left_out),
         "method": sampler.method if isinstance(sampler, Approximation) else "nuts",
         "sampler": json.dumps(asdict(sampler)), "student_t_nu": float(nu), "centred": int(centre),
         "log_N_ref": float(inputs.log_N_ref), "log_D_ref": float(inputs.log_D_ref),
@@ -187,6 +189,20 @@ def resolve_tau_prior(given: dict, info, hierarchical: bool) -> dict:
     if not hierarchical:
         loc, scale = loc[0], scale[0]
     return {"loc": loc.tolist(), "scale": scale.tolist()}
+
+
+def _leave_out_continued(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Drop finetune rows the laws would misread (`runs.split_continued`), saying which."""
+    kept, left_out = split_continued(runs)
+    if left_out:
+        source = runs.attrs.get("source") or "the run table"
+        shown = ", ".join(left_out[:8]) + (f" and {len(left_out) - 8} more" if len(left_out) > 8 else "")
+        warnings.warn(f"{source}: left out {len(runs) - len(kept)} row(s) of {len(left_out)} "
+                      f"run(s) continued from a checkpoint ({shown}): their n_tokens include the "
+                      "checkpoint's tokens (init_tokens), which the law would read as tokens of "
+                      "their own mixture; `atlas-bayes crossover` models them",
+                      RunTableWarning, stacklevel=3)
+    return kept, left_out
 
 
 def _check_repetition_data(law: str, inputs, runs: pd.DataFrame) -> None:

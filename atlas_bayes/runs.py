@@ -141,6 +141,24 @@ def validate_runs(raw: pd.DataFrame, source: str = "<run table>", csv: bool = Fa
     return runs
 
 
+def split_continued(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Rows a scaling law can read, and the run_ids of runs continued from a checkpoint.
+
+    A continued run with `init_tokens` > 0 counts the checkpoint's tokens in `n_tokens` while
+    its `mix_` shares describe only the continuation (as the trainer writes it), so a law would
+    misread its data; `atlas-bayes crossover` models such runs. A continued run without
+    `init_tokens` is one whose row describes its whole history, and is kept.
+    """
+    if "init_tokens" not in runs.columns:
+        return runs, []
+    continued = (runs["init"] != "scratch") & (runs["init_tokens"].fillna(0) > 0)
+    if not continued.any():
+        return runs, []
+    kept = runs[~continued].reset_index(drop=True)
+    kept.attrs = dict(runs.attrs)
+    return kept, list(dict.fromkeys(runs.loc[continued, "run_id"].astype(str)))
+
+
 def mixture_languages(runs: pd.DataFrame) -> list[str]:
     """Languages that have a mix_<lang> column, in column order."""
     return [c[len(MIX_PREFIX):] for c in runs.columns if c.startswith(MIX_PREFIX)]

@@ -40,6 +40,7 @@ def summary_dict(tree: xr.DataTree) -> dict:
                        for name, row in table.to_dict(orient="index").items()},
         "diagnostics": {k: _finite(v) if isinstance(v, float) else v for k, v in diagnostics.items()},
         "seconds": float(tree.attrs["seconds"]),
+        "left_out_runs": _left_out(tree),
     }
 
 
@@ -59,7 +60,14 @@ def format_summary(tree: xr.DataTree) -> str:
         f"max R-hat: {diagnostics['max_r_hat']:.3f}, min bulk ESS: {diagnostics['min_ess_bulk']:.0f}, "
         f"sampling time: {tree.attrs['seconds']:.1f} s",
     ]
+    if _left_out(tree):
+        lines.append(f"left out (continued from a checkpoint): {', '.join(_left_out(tree))}")
     return "\n".join(lines)
+
+
+def _left_out(tree: xr.DataTree) -> list[str]:
+    """Runs the fit left out (`runs.split_continued`); older fits record none."""
+    return json.loads(tree.attrs.get("left_out_runs", "[]"))
 
 
 def _fmt(value: float) -> str:

@@ -11,7 +11,8 @@ import pytest
 from atlas_bayes import jax_setup
 from atlas_bayes.diagnostics import ConvergenceWarning
 from atlas_bayes.inference import Sampler, fit, load, save
-from atlas_bayes.runs import read_runs
+from atlas_bayes.runs import RunTableWarning, read_runs
+from atlas_bayes.summary import format_summary
 from atlas_bayes.simulate import example_study, monolingual_design, simulate
 
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31}
@@ -108,3 +109,16 @@ def test_compiled_samplers_are_released_before_the_map_limit(two_languages, monk
     monkeypatch.setattr(jax_setup, "MAP_FRACTION", (held - 1) / limit)
     assert jax_setup.release_compiled_if_crowded()
     assert jax_setup.memory_maps()[0] < held - 300
+
+
+def test_finetune_rows_are_left_out_of_law_fits_by_name(two_languages):
+    """A finetune's n_tokens include its checkpoint's tokens: a law would misread them."""
+    fr = two_languages[two_languages["language"] == "fr"]
+    tuned = fr[fr["run_id"] == fr["run_id"].iloc[-1]].assign(
+        run_id="ft-fr", init="finetune:ml8", init_tokens=fr["n_tokens"].min() / 2)
+    runs = pd.concat([fr, tuned], ignore_index=True)
+    with pytest.warns(RunTableWarning, match=r"left out \d+ row\(s\) of 1 run\(s\).*ft-fr"):
+        tree = fit(runs, "chinchilla", sampler=QUICK, warn=False)
+    assert tree.attrs["n_obs"] == len(fr) and "ft-fr" not in set(tree["fit_data"]["run_id"].values)
+    assert json.loads(tree.attrs["left_out_runs"]) == ["ft-fr"]
+    assert "left out (continued from a checkpoint): ft-fr" in format_summary(tree)

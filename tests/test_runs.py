@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from atlas_bayes.runs import (RunTableError, RunTableWarning, mixture_fractions, read_runs,
-                              unique_tokens_by_language, validate_runs, write_runs)
+                              split_continued, unique_tokens_by_language, validate_runs,
+                              write_runs)
 
 GOOD = """run_id,language,n_params,n_tokens,loss
 a,en,1e8,1e9,3.5
@@ -333,3 +334,17 @@ def test_the_bundled_real_study_is_a_valid_run_table():
     assert (tuned["init_tokens"] > 0).all() and (tuned["n_tokens"] > tuned["init_tokens"]).all()
     per_run = runs.groupby(["run_id", "language"])["n_tokens"].apply(tuple)
     assert per_run.groupby(level="run_id").nunique().eq(1).all()
+
+
+def test_split_continued_keeps_rows_that_describe_their_whole_history():
+    """Left out: continued runs whose n_tokens include init_tokens. Kept: scratch runs, and
+    continued runs without init_tokens (one mixture over the whole history, as paper_design
+    simulates them)."""
+    runs = validate_runs(pd.DataFrame({
+        "run_id": ["a", "a", "ft", "ft", "whole"], "language": ["es"] * 5,
+        "n_params": [1e6] * 5, "n_tokens": [1e7, 2e7, 3e7, 4e7, 5e7], "loss": [2.0] * 5,
+        "init": ["scratch", "scratch", "finetune:a", "finetune:a", "unimax-1M"],
+        "init_tokens": [None, None, 2e7, 2e7, None]}))
+    kept, left_out = split_continued(runs)
+    assert left_out == ["ft"] and list(kept["run_id"]) == ["a", "a", "whole"]
+    assert split_continued(kept)[1] == []
