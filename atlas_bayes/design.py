@@ -491,8 +491,14 @@ def choose_batch(posterior: Posterior, candidates: pd.DataFrame, target: Target,
     if not np.all(np.isfinite(mu)):
         raise ValueError("the law's prediction is not finite at some candidates")
     q = None if target.is_parameters else np.asarray(target.values(posterior), dtype=float)
-    if q is not None and not (np.all(np.isfinite(q)) and np.var(q) > 0):
-        raise ValueError(f"target {target.name}: its draws are not finite or do not vary")
+    if q is not None and not np.all(np.isfinite(q)):
+        raise ValueError(f"target {target.name}: its draws are not finite")
+    if q is not None and not np.ptp(q) > 0:      # np.var of equal floats can be ~1e-29, not 0
+        raise ValueError(f"target {target.name} has the same value ({q[0]:.6g}) in every posterior "
+                         "draw, so no outcome can change it and no run can be scored (for "
+                         "crossover targets: no draw has a crossover in the searched range). "
+                         "Reweighting draws cannot create values the posterior does not hold: "
+                         "refit with data or a model that leaves the quantity uncertain")
     picks, (gain, ess), stopped = greedy_batch(
         mu, posterior.sigma, q, candidates["cost"].to_numpy(float), nu=posterior.nu, k=k,
         budget=budget, cost_power=cost_power, seed=seed, method=method)

@@ -36,14 +36,19 @@ class Diagnostics:
 
 def check_convergence(tree: xr.DataTree, var_names: list[str]) -> Diagnostics:
     """R-hat, bulk ESS and divergences for `var_names`, with advice for each failure."""
-    r_hat = flatten_scalars(az.rhat(tree, var_names=var_names))
+    chains = int(tree.posterior.sizes["chain"])
+    r_hat = flatten_scalars(az.rhat(tree, var_names=var_names)) if chains > 1 else {}
     ess = flatten_scalars(az.ess(tree, var_names=var_names, method="bulk"))
     divergences = int(tree.sample_stats["diverging"].sum()) if "sample_stats" in tree else 0
-    n_draws = int(tree.posterior.sizes["chain"] * tree.posterior.sizes["draw"])
+    n_draws = int(chains * tree.posterior.sizes["draw"])
     diag = Diagnostics(divergences, _nan_max(r_hat), _nan_min(ess), r_hat, ess)
 
     bad_r_hat = {k: v for k, v in r_hat.items() if not v <= MAX_R_HAT}
-    if bad_r_hat:
+    if chains < 2:
+        diag.messages.append(
+            "one chain: R-hat compares chains, so convergence was not checked; run 2 or more "
+            "chains (--chains) before trusting the intervals.")
+    elif bad_r_hat:
         worst = ", ".join(f"{k} {v:.3f}" for k, v in sorted(bad_r_hat.items(), key=lambda kv: -kv[1])[:4])
         diag.messages.append(
             f"R-hat above {MAX_R_HAT} ({worst}): the chains disagree, so the intervals are not "
@@ -96,9 +101,9 @@ def _label(stacked, dims, i) -> str | None:
 
 def _nan_max(values: dict) -> float:
     arr = np.array(list(values.values()), dtype=float)
-    return float(np.nanmax(arr)) if arr.size else float("nan")
+    return float(np.nanmax(arr)) if np.isfinite(arr).any() else float("nan")
 
 
 def _nan_min(values: dict) -> float:
     arr = np.array(list(values.values()), dtype=float)
-    return float(np.nanmin(arr)) if arr.size else float("nan")
+    return float(np.nanmin(arr)) if np.isfinite(arr).any() else float("nan")

@@ -297,6 +297,11 @@ def _design_round(table_path, out, r, settings, target, tree, log, say) -> list[
     if result.chosen.empty:
         return []
     configs = design_lib.plan_configs(result.chosen, prefix=f"loop-r{r}", base=settings.train_base)
+    # The trainer is deterministic for a seed: a later round that picks a spec again must train
+    # a new seed, or the refit would count one measurement twice.
+    base_seed = int(settings.train_base.get("seed", 0))
+    for i, config in enumerate(configs):
+        config["seed"] = base_seed + r * settings.k + i
     folder = out / f"round-{r}"
     _write_json(folder / "design.json", result.as_dict())
     _write_text(folder / "plan.jsonl", "".join(json.dumps(c) + "\n" for c in configs))

@@ -122,3 +122,16 @@ def test_finetune_rows_are_left_out_of_law_fits_by_name(two_languages):
     assert tree.attrs["n_obs"] == len(fr) and "ft-fr" not in set(tree["fit_data"]["run_id"].values)
     assert json.loads(tree.attrs["left_out_runs"]) == ["ft-fr"]
     assert "left out (continued from a checkpoint): ft-fr" in format_summary(tree)
+
+
+def test_one_chain_says_convergence_was_not_checked(two_languages):
+    """R-hat compares chains: with one it is undefined, and the warning says so in words
+    (not a NaN R-hat, and no numpy All-NaN warning)."""
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tree = fit(two_languages, "chinchilla", language="en", sampler=Sampler(chains=1, warmup=50, draws=50))
+    messages = [str(w.message) for w in caught]
+    assert any("one chain: R-hat compares chains" in m for m in messages), messages
+    assert not any("All-NaN" in m or "R-hat above" in m for m in messages), messages
+    assert np.isnan(json.loads(tree.attrs["diagnostics"])["max_r_hat"])

@@ -139,6 +139,9 @@ def test_two_rounds_interrupted_mid_run_resumed_then_an_external_round(start, mo
     assert status["stopped"] == "3 round(s) done" and len(trained) == 5      # none trained here
     table = read_runs(out / "runs.csv")
     assert sorted(table["run_id"].unique()) == sorted(planned + [c["run_id"] for c in plan3])
+    seeds = [json.loads(line)["seed"] for r in (1, 2, 3)
+             for line in (out / f"round-{r}" / "plan.jsonl").read_text().splitlines()]
+    assert len(set(seeds)) == len(seeds)      # a spec picked again is a new measurement
 
 
 def test_a_rerun_with_other_settings_is_refused(start, tmp_path):
