@@ -29,7 +29,7 @@ from numpyro.infer.autoguide import (AutoLaplaceApproximation, AutoLowRankMultiv
                                      AutoMultivariateNormal)
 from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
 
-from atlas_bayes import __version__
+from atlas_bayes import __version__, compiled
 from atlas_bayes.jax_setup import release_compiled_if_crowded
 from atlas_bayes.diagnostics import ConvergenceWarning, Diagnostics, check_convergence
 from atlas_bayes.law_inputs import GroupInfo, Scales, build_group_inputs, build_inputs
@@ -229,19 +229,23 @@ def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
     dense = sampler.dense_mass
     if dense == "auto":
         dense = _latent_size(model, inputs) <= DENSE_MAX
-    kernel = NUTS(model, target_accept_prob=sampler.target_accept, dense_mass=bool(dense),
-                  init_strategy=init_to_median())
-    mcmc = MCMC(kernel, num_warmup=sampler.warmup, num_samples=sampler.draws,
-                num_chains=sampler.chains, chain_method=sampler.chain_method,
-                progress_bar=progress)
-    mcmc.run(key, inputs, log_loss,
-             extra_fields=("num_steps", "energy", "diverging", "accept_prob", "potential_energy"))
-    extra = mcmc.get_extra_fields(group_by_chain=True)
+    if not progress and sampler.chain_method == "vectorized" and compiled.compilable(model, inputs):
+        samples, extra = compiled.run_nuts(
+            model, inputs, log_loss, chains=sampler.chains, warmup=sampler.warmup,
+            draws=sampler.draws, target_accept=sampler.target_accept, dense=bool(dense), key=key)
+    else:    # a progress bar, other chain methods, joint laws: a program of this fit's own
+        kernel = NUTS(model, target_accept_prob=sampler.target_accept, dense_mass=bool(dense),
+                      init_strategy=init_to_median())
+        mcmc = MCMC(kernel, num_warmup=sampler.warmup, num_samples=sampler.draws,
+                    num_chains=sampler.chains, chain_method=sampler.chain_method,
+                    progress_bar=progress)
+        mcmc.run(key, inputs, log_loss, extra_fields=compiled.EXTRA_FIELDS)
+        extra = mcmc.get_extra_fields(group_by_chain=True)
+        samples = mcmc.get_samples(group_by_chain=True)
     stats = {"diverging": extra["diverging"], "n_steps": extra["num_steps"],
              "energy": extra["energy"], "acceptance_rate": extra["accept_prob"],
              "lp": -extra["potential_energy"]}
     latent = latent_sites(model, inputs)
-    samples = mcmc.get_samples(group_by_chain=True)
     return {k: v for k, v in samples.items() if k in latent}, stats
 
 
@@ -299,54 +303,54 @@ def _approximate(model, inputs, log_loss, approx: Approximation, key, progress: 
 
 def _latent_size(model, inputs) -> int:
     """Number of unconstrained latent dimensions."""
-    trace = handlers.trace(handlers.seed(model, 0)).get_trace(inputs)
-    return sum(int(np.size(site["value"])) for site in trace.values()
-               if site["type"] == "sample" and not site["is_observed"] and site["name"] != "log_loss")
+    return sum(site.size for name, site in compiled.sites(model, inputs).items()
+               if site.kind == "sample" and not site.observed and name != "log_loss")
 
 
 def latent_sites(model, inputs) -> set[str]:
     """Names of the model's unobserved sample sites (what a posterior must supply)."""
-    trace = handlers.trace(handlers.seed(model, 0)).get_trace(inputs)
-    return {name for name, site in trace.items()
-            if site["type"] == "sample" and not site["is_observed"] and name != "log_loss"}
+    return {name for name, site in compiled.sites(model, inputs).items()
+            if site.kind == "sample" and not site.observed and name != "log_loss"}
 
 
 def site_dims(model, inputs) -> dict[str, list[str]]:
     """Dimension names of every sample and deterministic site, from the model's plates."""
-    trace = handlers.trace(handlers.seed(model, 0)).get_trace(inputs)
-    dims = {}
-    for name, site in trace.items():
-        if site["type"] in ("sample", "deterministic"):
-            frames = sorted(site.get("cond_indep_stack", []), key=lambda f: f.dim)
-            dims[name] = [f.name for f in frames]
-    return dims
+    return {name: list(site.dims) for name, site in compiled.sites(model, inputs).items()
+            if site.kind in ("sample", "deterministic")}
 
 
 def posterior_predictive(model, inputs, latents: dict, key, deterministic: bool = False,
-                         mean: bool = False) -> dict:
+                         mean: bool = False, condition_deterministic: bool = False) -> dict:
     """Draws of log loss for every posterior sample (leading chain and draw axes kept).
 
     With `deterministic` also the model's deterministic sites (natural-scale parameters);
-    with `mean` also `log_loss_mean`, the law's prediction without noise. Compiled as one
+    with `mean` also `log_loss_mean`, the law's prediction without noise. With
+    `condition_deterministic`, deterministic sites given in `latents` keep their given
+    values (for fits whose latents the model now derives). Compiled as one
     call with the draws as arguments, so the compiled program is reused (and cached on
     disk) rather than rebuilt around each new set of draws.
     """
     sites = ["log_loss"]
     if deterministic:
-        trace = handlers.trace(handlers.seed(model, 0)).get_trace(inputs)
-        sites += [name for name, site in trace.items() if site["type"] == "deterministic"]
+        sites += [name for name, site in compiled.sites(model, inputs).items()
+                  if site.kind == "deterministic"]
     if mean:
         model = partial(model, predict_mean=True)
         sites.append("log_loss_mean")
 
+    if compiled.compilable(model, inputs):
+        return compiled.predictive(model, inputs, latents, key, sites, condition_deterministic)
+
     def draw(key, latents):
-        return Predictive(model, posterior_samples=latents, batch_ndims=2,
-                          return_sites=sites)(key, inputs)
+        return Predictive(model, posterior_samples=latents, batch_ndims=2, return_sites=sites,
+                          condition_deterministic=condition_deterministic)(key, inputs)
     return jax.jit(draw)(key, latents)
 
 
 def log_likelihood(model, inputs, log_loss, latents: dict) -> np.ndarray:
     """Pointwise log likelihood (chain, draw, obs), for PSIS-LOO."""
+    if compiled.compilable(model, inputs):
+        return compiled.pointwise_log_likelihood(model, inputs, log_loss, latents)
     values = jax.jit(lambda latents: numpyro_log_likelihood(
         model, latents, inputs, log_loss, batch_ndims=2)["log_loss"])(latents)
     return np.asarray(values)
@@ -421,7 +425,11 @@ def predict(tree: xr.DataTree, runs: pd.DataFrame, *, seed: int = 0) -> xr.Datas
     model = spec.bind(nu=float(tree.attrs["student_t_nu"]), **options)
     names = json.loads(tree.attrs["latent_sites"])
     latents = {name: tree.posterior[name].values for name in names}
-    draws = posterior_predictive(model, inputs, latents, jax.random.PRNGKey(seed), mean=True)
+    # fits saved before the single-language laws sampled L_c and the slope sites hold log_E,
+    # log_A_ref and log_B_ref as latents; the models now derive those, so they are given
+    # as they are (and the newer sites, then unused, come from their base measures)
+    draws = posterior_predictive(model, inputs, latents, jax.random.PRNGKey(seed), mean=True,
+                                 condition_deterministic=True)
     sample = {"chain": tree.posterior["chain"].values, "draw": tree.posterior["draw"].values,
               "obs": info.obs_labels}
     return xr.Dataset({name: (("chain", "draw", "obs"), np.asarray(draws[name]))

@@ -63,6 +63,8 @@ def release_compiled_if_crowded(fraction: float | None = None) -> bool:
     counts = memory_maps()
     if counts is None or counts[0] <= (MAP_FRACTION if fraction is None else fraction) * counts[1]:
         return False
+    from atlas_bayes import compiled     # the shared programs hold compiled code too
+    compiled.clear()
     jax.clear_caches()
     gc.collect()     # the executables go when their last Python reference does
     return True

@@ -40,6 +40,10 @@ class LawInputs(NamedTuple):
     n_groups: int = 1
     K: np.ndarray | None = None       # (n,) languages in the mixture: 1 / sum(share^2), exact
                                       # for uniform mixtures (the curse law's K)
+    log_N_sd: float = 0.0    # spread (sd over rows) of log N and log D around the centre:
+    log_D_sd: float = 0.0    # where the models' slope sites measure the terms' slopes
+    centred: bool = True     # counts divided by the data's own centre (False: naive baseline)
+    obs_mask: np.ndarray | None = None   # (n,) real rows when padded (atlas_bayes.compiled)
 
 
 class Scales(NamedTuple):
@@ -54,15 +58,25 @@ class Scales(NamedTuple):
     log_D_mid: float
     loss_median: float
     loss_min: float
+    log_N_sd: float = 0.0     # 0 in fits saved before these were recorded
+    log_D_sd: float = 0.0
 
     @classmethod
     def of(cls, runs: pd.DataFrame, D: np.ndarray, centre: bool = True) -> "Scales":
-        """Geometric-mean scales of N and target tokens D (zero references when not centring)."""
-        log_N_mid = float(np.mean(np.log(runs["n_params"].to_numpy(float))))
-        log_D_mid = float(np.mean(np.log(D)))
+        """Geometric-mean scales of N and target tokens D (zero references when not centring),
+        the spreads of log N and log D, and the loss levels."""
+        log_N = np.log(runs["n_params"].to_numpy(float))
+        log_D = np.log(D)
+        log_N_mid, log_D_mid = float(np.mean(log_N)), float(np.mean(log_D))
         loss = runs["loss"].to_numpy(float)
         return cls(log_N_mid if centre else 0.0, log_D_mid if centre else 0.0, log_N_mid,
-                   log_D_mid, float(np.median(loss)), float(np.min(loss)))
+                   log_D_mid, float(np.median(loss)), float(np.min(loss)),
+                   float(np.std(log_N)), float(np.std(log_D)))
+
+    @property
+    def centred(self) -> bool:
+        """Whether counts are divided by the data's own centre (not the naive baseline)."""
+        return bool(self.log_N_ref == self.log_N_mid and self.log_D_ref == self.log_D_mid)
 
 
 class InputInfo(NamedTuple):
@@ -127,6 +141,7 @@ def build_inputs(runs: pd.DataFrame, *, transfer_languages=None, centre: bool = 
         D_total=f32(total / d_scale), D_transfer=f32(D_transfer / d_scale),
         U_transfer=f32(U_transfer / d_scale), D_other=f32(D_other / d_scale),
         U_other=f32(U_other / d_scale), p_family=f32(p_family), **scales._asdict(),
+        centred=scales.centred,
         has_other=bool(np.any(D_other > 0)) if has_other is None else has_other,
         K=f32(effective_languages(fractions)),
     )
@@ -212,7 +227,7 @@ def build_group_inputs(runs: pd.DataFrame, *, transfer_languages: dict | None = 
     for rows, _, y in pieces:
         log_loss[rows] = y
     group = np.array([groups.index(lang) for lang in runs["language"].astype(str)], dtype=np.int32)
-    inputs = LawInputs(**fields, **scales._asdict(),
+    inputs = LawInputs(**fields, **scales._asdict(), centred=scales.centred,
                        has_other=any_other if has_other is None else has_other,
                        group=group, n_groups=len(groups))
     slots = [transfer[t] + [""] * (width - len(transfer[t])) for t in groups]

@@ -19,6 +19,7 @@ from numpyro.infer import Predictive
 from atlas_bayes.law_inputs import build_group_inputs, build_inputs
 from atlas_bayes.models import get_law
 from atlas_bayes.models.hierarchical import group_centres
+from atlas_bayes.models.scaling import core_sites
 
 # Table B.3 of the ATLAS paper (scales 0-34 of S_full), parameters including embeddings.
 PAPER_MODEL_SIZES = (9_044_352, 17_662_848, 24_847_776, 66_588_672, 106_830_080, 146_155_520,
@@ -98,14 +99,8 @@ def simulate(design: pd.DataFrame, law: str, params: dict, *, sigma: float = 0.0
 def _sampled_sites(params: dict, x, transfer_languages: list[str], sigma: float) -> dict:
     """Natural-scale parameters -> the models' sampled sites (one draw, leading axis of 1)."""
     p = dict(params)
-    sites = {
-        "log_E": np.log(p.pop("E")),
-        "alpha": p["alpha"], "beta": p["beta"],
-        "log_A_ref": np.log(p.pop("A")) - p["alpha"] * x.log_N_ref,
-        "log_B_ref": np.log(p.pop("B")) - p["beta"] * x.log_D_ref,
-        "sigma": sigma,
-    }
-    p.pop("alpha"), p.pop("beta")
+    sites = core_sites(x, *(p.pop(name) for name in ("E", "A", "B", "alpha", "beta")))
+    sites["sigma"] = sigma
     if "tau" in p:
         tau = p.pop("tau")
         sites["tau"] = np.array([tau.get(lang, 0.0) for lang in transfer_languages])
@@ -180,7 +175,7 @@ def _check_complete(model, x, sites: dict, law: str) -> None:
     """Refuse to simulate when a parameter the law needs was not given (it would come from the prior)."""
     trace = handlers.trace(handlers.seed(model, 0)).get_trace(x)
     needed = {name for name, site in trace.items()
-              if site["type"] == "sample" and name != "log_loss"}
+              if site["type"] == "sample" and not site["is_observed"] and name != "log_loss"}
     missing = sorted(needed - set(sites))
     if missing:
         raise ValueError(f"simulating law {law!r} needs parameters {missing} as well")

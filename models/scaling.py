@@ -3,16 +3,22 @@
 Each model is `model(x, log_loss=None, ...)` with `x` a `LawInputs` (arrays only, built once
 from a run table by `atlas_bayes.law_inputs`). All share one parameterisation:
 
-* counts enter divided by reference scales (geometric means of the data), so the sampled
+* counts enter divided by reference scales (geometric means of the data), so the
   coefficients `log_A_ref`, `log_B_ref` are the log sizes of the N and D terms *at the
-  reference*, nearly uncorrelated with the exponents; natural-scale A = A_ref N_ref^alpha and
-  B = B_ref D_ref^beta are recorded as deterministic sites. With reference scales of 1
-  (`centre=False`) the same model is the naive parameterisation used as a baseline;
+  reference* (the data centre); natural-scale A = A_ref N_ref^alpha and B = B_ref D_ref^beta
+  are recorded as deterministic sites, as are log E, alpha and beta. What NUTS samples is
+  what the data pin: the loss at the centre (`log_L_c`), its split into E and the two terms
+  (`A_logit_c`, `B_logit_c`) and the terms' slopes across the data (`log_A_slope_c`,
+  `log_B_slope_c`): a change of variables, Jacobian included, so the priors below are
+  unchanged (`_centre_parameters`). With reference scales of 1 (`centre=False`) the model
+  samples log E, `log_A_ref`, `log_B_ref`, alpha and beta directly: the naive
+  parameterisation used as a baseline;
 * weakly informative priors set relative to the observed loss level;
 * a Student-t likelihood on log loss (robust to the odd mis-recorded run).
 """
 
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
@@ -22,18 +28,19 @@ ALPHA_PRIOR = (jnp.log(0.35), 0.5)     # LogNormal over exponents: 90% in (0.15,
 TERM_SHARE = 0.25                      # prior centre of each reducible term, as a share of loss
 TAU_OTHER_LOG_PRIOR = (jnp.log(0.05), 1.5)  # LogNormal weight of "other" tokens: 90% in (0.004, 0.6)
 TAU_PRIOR = (0.0, 0.5)                 # Normal weight of each transfer language's tokens
+LOG_LOSS_SCALE = 100.0                 # log_L_c is this times log(loss at the centre / median)
 
 
 def chinchilla(x, log_loss=None, nu=4.0, predict_mean=False):
     """Chinchilla: L = E + A / N^alpha + B / D^beta, D the target-language tokens."""
-    p = _core_parameters(x)
+    p = _core_parameters(x, log_loss)
     mu = laws.log_chinchilla(x.N, x.D, p["E"], p["A_ref"], p["B_ref"], p["alpha"], p["beta"])
     likelihood(mu, x, log_loss, nu, predict_mean)
 
 
 def dcsl(x, log_loss=None, nu=4.0, predict_mean=False):
     """Data-constrained law (Muennighoff et al.): repeated data and excess parameters decay."""
-    p = _core_parameters(x)
+    p = _core_parameters(x, log_loss)
     R_D_star = numpyro.sample("R_D_star", dist.LogNormal(jnp.log(15.0), 0.75))
     R_N_star = numpyro.sample("R_N_star", dist.LogNormal(jnp.log(5.0), 0.75))
     mu = laws.log_dcsl(x.N, x.D, x.U, p["E"], p["A_ref"], p["B_ref"], p["alpha"], p["beta"],
@@ -43,7 +50,7 @@ def dcsl(x, log_loss=None, nu=4.0, predict_mean=False):
 
 def msl(x, log_loss=None, nu=4.0, predict_mean=False):
     """He et al.'s multilingual law: Chinchilla in total tokens times p_family^(-gamma)."""
-    p = _core_parameters(x)
+    p = _core_parameters(x, log_loss)
     gamma = numpyro.sample("gamma", dist.Normal(0.0, 0.25))
     mu = laws.log_msl(x.N, x.D_total, x.p_family, p["E"], p["A_ref"], p["B_ref"],
                       p["alpha"], p["beta"], gamma)
@@ -60,7 +67,7 @@ def atlas(x, log_loss=None, nu=4.0, transfer=True, other=True, tau_prior=None,
     per transfer language (scale 0: the default prior) replaces tau's Normal(0, 0.5), e.g.
     with priors from the transfer matrix (`atlas_bayes.transfer.tau_priors`).
     """
-    p = _core_parameters(x)
+    p = _core_parameters(x, log_loss)
     lam = numpyro.sample("lambda", dist.LogNormal(jnp.log(0.1), 1.0))
     numpyro.deterministic("R_D_star", 1.0 / lam)
     terms = {}
@@ -91,18 +98,150 @@ def tau_prior_arrays(tau_prior, shape):
     return jnp.where(has, given_loc, loc), jnp.where(has, given_scale, scale)
 
 
-def _core_parameters(x):
-    """E, A, B, alpha, beta shared by every law; returns the values the law functions take."""
-    alpha = numpyro.sample("alpha", dist.LogNormal(*ALPHA_PRIOR))
-    beta = numpyro.sample("beta", dist.LogNormal(*ALPHA_PRIOR))
-    log_E = numpyro.sample("log_E", dist.Normal(jnp.log(0.5 * x.loss_min), 1.0))
-    log_A_ref = numpyro.sample("log_A_ref", _term_prior(x, x.log_N_mid - x.log_N_ref))
-    log_B_ref = numpyro.sample("log_B_ref", _term_prior(x, x.log_D_mid - x.log_D_ref))
+def _core_parameters(x, log_loss=None):
+    """E, A, B, alpha, beta shared by every law; returns the values the law functions take.
+
+    Centred inputs (the default) sample what the data pin (`_centre_parameters`); the naive
+    baseline (`centre=False`) samples log E, the log terms at the reference and the exponents
+    directly.
+    """
+    priors = {"log_E": dist.Normal(jnp.log(0.5 * x.loss_min), 1.0),
+              "log_A_ref": _term_prior(x, x.log_N_mid - x.log_N_ref),
+              "log_B_ref": _term_prior(x, x.log_D_mid - x.log_D_ref),
+              "log_alpha": dist.Normal(*ALPHA_PRIOR), "log_beta": dist.Normal(*ALPHA_PRIOR)}
+    if _centred(x):
+        log_E, log_A_ref, log_B_ref, alpha, beta = _centre_parameters(x, priors, log_loss)
+    else:
+        alpha = numpyro.sample("alpha", dist.LogNormal(*ALPHA_PRIOR))
+        beta = numpyro.sample("beta", dist.LogNormal(*ALPHA_PRIOR))
+        log_E = numpyro.sample("log_E", priors["log_E"])
+        log_A_ref = numpyro.sample("log_A_ref", priors["log_A_ref"])
+        log_B_ref = numpyro.sample("log_B_ref", priors["log_B_ref"])
     E = numpyro.deterministic("E", jnp.exp(log_E))
     numpyro.deterministic("A", jnp.exp(log_A_ref + alpha * x.log_N_ref))
     numpyro.deterministic("B", jnp.exp(log_B_ref + beta * x.log_D_ref))
     return {"E": E, "A_ref": jnp.exp(log_A_ref), "B_ref": jnp.exp(log_B_ref),
             "alpha": alpha, "beta": beta}
+
+
+def _centred(x) -> bool:
+    """Whether the inputs are divided by the data's own centre (not the naive baseline)."""
+    return bool(x.centred)
+
+
+def _centre_parameters(x, priors, log_loss=None):
+    """log E, log A_ref, log B_ref (the terms at the data centre), alpha and beta, sampled
+    through what the data pin: the loss at the centre, its split into E and the two terms,
+    and the terms' slopes across the data.
+
+    With few model sizes (the bundled study: three) E, the N term and alpha trade off along
+    a curved ridge (E + A_ref (N / N_ref)^-alpha fits three sizes in many ways) whose width
+    in log E grows as E shrinks and whose direction turns with alpha; sampled as log E,
+    log A_ref, log B_ref, alpha, beta, NUTS diverged in its tails and a chain could stick
+    there (the README's first fit: 46 divergences and R-hat 1.04 at seed 0). The data pin
+    instead the loss at the centre, L_c = E + A_ref + B_ref, and how much each term changes
+    across the data: the N term's secant slope between one sd of log N below and one above
+    the centre, A_ref sinh(alpha s_N) / s_N (the tangent slope alpha A_ref when s_N = 0),
+    and likewise the D term's. Given those, the curvature decides how L_c splits into E and
+    the two terms. So NUTS samples
+        log_L_c = 100 log(L_c / median loss),
+        A_logit_c = log(A_ref / E),  B_logit_c = log(B_ref / E),
+        log_A_slope_c = log(A_ref sinh(alpha s_N) / s_N),  log_B_slope_c (the same in D),
+    and E, A_ref, B_ref = L_c softmax(0, A_logit_c, B_logit_c), alpha = asinh(s_N slope_A /
+    A_ref) / s_N, beta likewise. Every value is positive by construction, and near either
+    end of the ridge (E -> 0 with the exponents at their least, or a term -> 0 with its
+    exponent large) the posterior stays smooth in these coordinates (a first version that
+    kept alpha, beta and got E as L_c minus the terms through a soft floor diverged where
+    E approached zero: 33-65 divergences on the bundled ar target). s_N, s_D are the
+    training data's spreads (`Scales`), reused by predictions.
+
+    This is a one-to-one change of variables, so the model is unchanged: the priors still
+    apply to log E, log A_ref, log B_ref, log alpha and log beta, with the Jacobian. The map
+    (log_L_c, A_logit_c, B_logit_c) -> (log E, log A_ref, log B_ref) has determinant 1/100
+    (the softmax of logs has determinant 1 in log space); log alpha depends on the slope
+    site only through t = log_A_slope_c - log A_ref, with d log alpha / dt = q / (sqrt(1 +
+    q^2) asinh q), q = s_N exp(t), and likewise beta: the Jacobian is block triangular, so
+    log |det| = -log 100 + log(d log alpha / dt) + log(d log beta / dt).
+
+    log_L_c is in hundredths of a nat because the data pin the loss at the centre to a
+    fraction of a percent (0.06% on Epoch's Chinchilla points): NumPyro regularises the
+    dense mass matrix it adapts towards 1e-3 times the identity (a variance of ~1e-5 after
+    the last warmup window), which for a coordinate that narrow overstated its spread
+    five-fold and forced a small step size (30 leapfrog steps per draw on Epoch's points;
+    6.5 with the scaled coordinate).
+
+    Each new site has a narrow base measure that the density cancels: it only places the
+    initial value (init_to_median): the loss at the centre at the observed loss (geometric
+    mean, when fitting), E and the terms in the ratio of their prior centres, the exponents
+    at their prior median. Because of that, drawing these models from the prior by ancestral
+    sampling (Predictive without posterior draws) does not give their prior; to run a model
+    at given values pass the sites from `core_sites`.
+    """
+    median = x.loss_median
+    E0, A0, B0 = (jnp.exp(priors[k].loc) for k in ("log_E", "log_A_ref", "log_B_ref"))
+    L_start = jnp.exp(observed_mean(x, log_loss)) if log_loss is not None else E0 + A0 + B0
+    bases = {
+        "log_L_c": dist.Normal(LOG_LOSS_SCALE * jnp.log(L_start / median), 1.0),
+        "A_logit_c": dist.Normal(jnp.log(A0 / E0), 0.1),
+        "B_logit_c": dist.Normal(jnp.log(B0 / E0), 0.1),
+        "log_A_slope_c": dist.Normal(jnp.log(L_start * A0 / (E0 + A0 + B0)) + ALPHA_PRIOR[0], 0.1),
+        "log_B_slope_c": dist.Normal(jnp.log(L_start * B0 / (E0 + A0 + B0)) + ALPHA_PRIOR[0], 0.1),
+    }
+    z = {name: numpyro.sample(name, base) for name, base in bases.items()}
+    log_L = jnp.log(median) + z["log_L_c"] / LOG_LOSS_SCALE
+    lse = jnp.logaddexp(jnp.logaddexp(0.0, z["A_logit_c"]), z["B_logit_c"])
+    log_E = numpyro.deterministic("log_E", log_L - lse)
+    log_A_ref = numpyro.deterministic("log_A_ref", log_L + z["A_logit_c"] - lse)
+    log_B_ref = numpyro.deterministic("log_B_ref", log_L + z["B_logit_c"] - lse)
+    log_alpha, dlog_alpha = _exponent(z["log_A_slope_c"] - log_A_ref, x.log_N_sd)
+    log_beta, dlog_beta = _exponent(z["log_B_slope_c"] - log_B_ref, x.log_D_sd)
+    alpha = numpyro.deterministic("alpha", jnp.exp(log_alpha))
+    beta = numpyro.deterministic("beta", jnp.exp(log_beta))
+    values = {"log_E": log_E, "log_A_ref": log_A_ref, "log_B_ref": log_B_ref,
+              "log_alpha": log_alpha, "log_beta": log_beta}
+    log_jacobian = -jnp.log(LOG_LOSS_SCALE) + dlog_alpha + dlog_beta
+    numpyro.factor("core_prior",
+                   sum(priors[k].log_prob(v) for k, v in values.items()) + log_jacobian
+                   - sum(bases[k].log_prob(v) for k, v in z.items()))
+    return log_E, log_A_ref, log_B_ref, alpha, beta
+
+
+def _exponent(log_ratio, spread):
+    """log of the exponent a whose secant slope ratio sinh(a s) / s equals exp(log_ratio)
+    (the slope over the term), and log d(log a)/d(log_ratio). At s = 0: a = exp(log_ratio)."""
+    # written with jnp.where, not `if`: the spread is an argument of the compiled sampler
+    positive = spread > 0
+    s = jnp.where(positive, spread, 1.0)
+    # a = asinh(q) / s with q = s exp(log_ratio); clipped where float32 would over/underflow
+    log_q = jnp.clip(log_ratio + jnp.log(s), -80.0, 80.0)
+    log_asinh = jnp.log(jnp.arcsinh(jnp.exp(log_q)))
+    # d log a / d log q = q / (sqrt(1 + q^2) asinh(q))
+    log_d = log_q - 0.5 * jnp.logaddexp(0.0, 2.0 * log_q) - log_asinh
+    return (jnp.where(positive, log_asinh - jnp.log(s), log_ratio),
+            jnp.where(positive, log_d, jnp.zeros_like(log_d)))
+
+
+def core_sites(x, E, A, B, alpha, beta) -> dict:
+    """The sampled sites of `_core_parameters` (and log E, log A_ref, log B_ref) that give
+    natural-scale E, A, B, alpha, beta on inputs `x`: to run a model at given values."""
+    log_A_ref = np.log(A) - alpha * x.log_N_ref
+    log_B_ref = np.log(B) - beta * x.log_D_ref
+    sites = {"alpha": alpha, "beta": beta, "log_E": np.log(E), "log_A_ref": log_A_ref,
+             "log_B_ref": log_B_ref}
+    if _centred(x):
+        log_L = np.logaddexp(np.logaddexp(np.log(E), log_A_ref), log_B_ref)
+        sites["log_L_c"] = LOG_LOSS_SCALE * (log_L - np.log(x.loss_median))
+        sites["A_logit_c"] = log_A_ref - np.log(E)
+        sites["B_logit_c"] = log_B_ref - np.log(E)
+        sites["log_A_slope_c"] = log_A_ref + _log_secant(alpha, x.log_N_sd)
+        sites["log_B_slope_c"] = log_B_ref + _log_secant(beta, x.log_D_sd)
+    return sites
+
+
+def _log_secant(exponent, spread):
+    """log(sinh(exponent * spread) / spread), the secant slope ratio; log(exponent) at 0."""
+    exponent = np.asarray(exponent, dtype=float)
+    return np.log(exponent) if spread == 0 else np.log(np.sinh(exponent * spread) / spread)
 
 
 def _term_prior(x, offset):
@@ -120,5 +259,13 @@ def likelihood(mu, x, log_loss, nu, predict_mean=False):
     if predict_mean:
         numpyro.deterministic("log_loss_mean", mu)
     sigma = numpyro.sample("sigma", dist.HalfNormal(0.1))
-    with numpyro.plate("obs", x.N.shape[0]):
+    mask = True if x.obs_mask is None else x.obs_mask     # padded rows (atlas_bayes.compiled)
+    with numpyro.plate("obs", x.N.shape[0]), numpyro.handlers.mask(mask=mask):
         numpyro.sample("log_loss", dist.StudentT(nu, mu, sigma), obs=log_loss)
+
+
+def observed_mean(x, log_loss):
+    """Mean observed log loss over the real rows (padded copies left out)."""
+    if x.obs_mask is None:
+        return jnp.mean(log_loss)
+    return jnp.sum(jnp.where(x.obs_mask, log_loss, 0.0)) / jnp.sum(x.obs_mask)

@@ -26,6 +26,9 @@ from atlas_bayes.transfer import (fit_transfer_matrix, matrix_inputs, rank_sourc
 from atlas_bayes.transfer_study import measure, simulate_bilingual_runs, simulate_matrix
 
 SAMPLER = Sampler(chains=4, warmup=300, draws=300)
+# the curve posterior needs more draws for a reliable R-hat: at 4 x (300 + 300) max R-hat
+# was 1.019 with jax 0.12.0.1 / numpyro 0.22 (1.007 at 4 x (500 + 500), ~5 s more)
+CURVE_SAMPLER = Sampler(chains=4, warmup=500, draws=500)
 LANGS = ["en", "es", "pt", "zh", "sw"]
 # A 5-language BTS truth with the paper's shapes: es/pt strongly positive, zh as a target
 # strongly negative, asymmetric pairs (en->zh -1.0, zh->en -0.1).
@@ -39,7 +42,7 @@ TRUTH = pd.DataFrame([[np.nan, 0.2, 0.1, -0.1, 0.0],
 @functools.cache
 def curve_fit():
     runs = validate_runs(simulate_bilingual_runs(TRUTH, seed=0))
-    return fit_bts(runs, sampler=SAMPLER, warn=False)
+    return fit_bts(runs, sampler=CURVE_SAMPLER, warn=False)
 
 
 @functools.cache
@@ -183,7 +186,10 @@ def test_ranking_and_tau_priors_from_the_matrix():
     ca = rank_sources(tree, "ca").set_index("source")
     assert not ca["measured"].any()
     assert ca.loc["es", "tau_mean"] > ca.loc["zh", "tau_mean"]
-    assert (ca["tau_q95"] - ca["tau_q05"]).min() > (table["tau_q95"] - table["tau_q05"]).max() * 0.5
+    # and its intervals are wider than any of es's measured sources' (the held-out pt -> es
+    # and the never-measured ca -> es are predictions too, so they are not the yardstick)
+    measured = table[table["measured"]]
+    assert (ca["tau_q95"] - ca["tau_q05"]).min() > 2 * (measured["tau_q95"] - measured["tau_q05"]).max()
     priors = tau_priors(tree, {"es": ["pt", "en"]})
     assert set(priors["es"]) == {"pt", "en"}
     mean, sd = priors["es"]["pt"]

@@ -1,0 +1,69 @@
+"""Shared compiled programs (atlas_bayes/compiled.py): padding must not change the model, and
+fits of the same law at a similar size must reuse one program and still fit their own data."""
+
+import jax
+import numpy as np
+import pytest
+from numpyro.infer.util import log_likelihood, potential_energy
+
+from atlas_bayes import compiled
+from atlas_bayes.inference import Sampler, fit
+from atlas_bayes.law_inputs import build_inputs
+from atlas_bayes.models import get_law
+from atlas_bayes.simulate import PAPER_MODEL_SIZES, monolingual_design, simulate
+
+TRUTH = {"E": 1.8, "A": 400.0, "B": 1200.0, "alpha": 0.34, "beta": 0.28}
+
+
+def _runs(n_sizes: int, seed: int, scale: float = 1.0):
+    design = monolingual_design("en", n_params=PAPER_MODEL_SIZES[:n_sizes], checkpoints=(1.0,))
+    runs = simulate(design, "chinchilla", TRUTH, sigma=0.01, seed=seed)
+    runs["loss"] *= scale
+    return runs
+
+
+def test_padded_sizes_are_few_and_beyond_32_at_most_half_again():
+    sizes = [compiled.padded_size(n) for n in range(1, 600)]
+    assert all(s >= n for n, s in zip(range(1, 600), sizes))
+    assert all(s <= max(32, 1.5 * n) for n, s in zip(range(1, 600), sizes))
+    assert sorted(set(sizes))[:8] == [16, 32, 48, 64, 96, 128, 192, 256]
+
+
+@pytest.mark.parametrize("law", ["chinchilla", "dcsl", "atlas"])
+def test_padding_leaves_the_density_and_the_likelihood_unchanged(law):
+    runs = _runs(7, seed=1)
+    runs["unique_tokens"] = runs["n_tokens"] / 3.0
+    x, _, y = build_inputs(runs)
+    model = get_law(law).bind(nu=4.0)
+    padded, y_padded = compiled.pad(x, y, compiled.padded_size(len(y)) + 16)
+    assert padded.obs_mask.sum() == len(y) and len(padded.N) > len(y)
+    rng = np.random.default_rng(0)
+    sites = {name: site for name, site in compiled._trace_sites(model, x).items()
+             if site.kind == "sample" and not site.observed and name != "log_loss"}
+    for _ in range(3):
+        params = {name: rng.normal(size=site.size).reshape(() if site.size == 1 else -1) * 0.3
+                  for name, site in sites.items()}
+        plain = potential_energy(model, (x, y), {}, params)
+        masked = potential_energy(model, (padded, y_padded), {}, params)
+        np.testing.assert_allclose(masked, plain, rtol=1e-5)
+    draws = {name: np.zeros((1, 2) + (() if site.size == 1 else (site.size,)))
+             for name, site in sites.items()}
+    draws = {k: v + 0.1 for k, v in draws.items()}
+    expect = log_likelihood(model, draws, x, y, batch_ndims=2)["log_loss"]
+    got = compiled.pointwise_log_likelihood(model, x, y, draws)
+    np.testing.assert_allclose(got, expect, rtol=1e-5)
+
+
+def test_fits_of_one_size_share_a_program_and_fit_their_own_data():
+    compiled.clear()
+    sampler = Sampler(chains=2, warmup=200, draws=200)
+    low = fit(_runs(6, seed=2), "chinchilla", sampler=sampler, warn=False)   # 18 runs
+    high = fit(_runs(7, seed=3, scale=1.15), "chinchilla", sampler=sampler, warn=False)  # 21
+    programs = [p for key, p in compiled._programs.items() if key[0] == "nuts"]
+    assert len(programs) == 1 and programs[0]._cache_size() == 1
+    for tree in (low, high):
+        observed = np.exp(tree.observed_data["log_loss"].values)
+        predicted = np.exp(tree.posterior_predictive["log_loss"].median(("chain", "draw")).values)
+        assert np.max(np.abs(predicted / observed - 1)) < 0.05
+        assert tree.posterior_predictive["log_loss"].shape[-1] == len(observed)
+    assert float(high.posterior["E"].median()) > 1.1 * float(low.posterior["E"].median())
