@@ -36,6 +36,7 @@ OBS_FIELDS = ("N", "D", "U", "D_total", "D_transfer", "U_transfer", "D_other", "
 OBS_SITES = ("log_loss", "log_loss_mean")   # sites with one value per observation
 EXTRA_FIELDS = ("num_steps", "energy", "diverging", "accept_prob", "potential_energy")
 MAX_PROGRAMS = 32
+ENABLED = True       # False: every fit compiles its own program (the baseline in benchmarks)
 
 _programs: OrderedDict = OrderedDict()
 
@@ -62,7 +63,7 @@ def compilable(model, inputs) -> bool:
     """Whether a fit may use the shared programs: a single-language scaling law (a bound
     `functools.partial` of a `models/scaling.py` model) on `LawInputs`, with options JSON
     can key."""
-    return (isinstance(model, partial) and model.func.__module__ == COMPILABLE_MODULE
+    return (ENABLED and isinstance(model, partial) and model.func.__module__ == COMPILABLE_MODULE
             and isinstance(inputs, LawInputs) and inputs.group is None
             and _model_key(model) is not None)
 

@@ -1,8 +1,9 @@
 """Process-wide JAX settings that atlas_bayes relies on: the compilation cache and a guard
 against running out of memory maps.
 
-**Memory maps.** Every fit compiles a fresh sampler (NumPyro builds new closures each run), and
-JAX keeps each compiled program alive in its caches, even though it can never be reused. On
+**Memory maps.** A fit of a joint law compiles a fresh sampler (NumPyro builds new closures
+each run; single-language laws share one per size, `atlas_bayes.compiled`), and JAX keeps
+each compiled program alive in its caches, even though it can never be reused. On
 CPU a compiled sampler holds ~900 memory maps (measured: a Chinchilla fit raised
 /proc/self/maps by 893), and Linux stops a process at vm.max_map_count (65,530 by default):
 after ~70 fits in one process, XLA segfaults while compiling. The test suite, a design loop

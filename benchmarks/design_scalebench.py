@@ -84,7 +84,8 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
+    ap.add_argument("--seeds", type=int, default=10, help="N seeds from --first-seed (default 10)")
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--tasks", default="chinchilla,data_constrained")
     ap.add_argument("--methods", default="eig,voptimal,random")
     ap.add_argument("--fractions", default=",".join(str(f) for f in FRACTIONS))
@@ -95,7 +96,15 @@ def main(argv=None) -> int:
                     help="EIG's shape trust-region widening factor, or 'none'")
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--out", default=None, help="write every episode's rows and the summary")
+    ap.add_argument("--combine", nargs="+", metavar="JSON",
+                    help="only summarise the episodes of earlier --out files together")
     args = ap.parse_args(argv)
+    if args.combine:
+        rows = [row for path in args.combine for row in json.loads(Path(path).read_text())["episodes"]]
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(summarise(pd.DataFrame(rows)).to_string(index=False,
+                                                         float_format=lambda v: f"{v:.2f}"))
+        return 0
     from atlas_bayes.design_scalebench import METHODS, TASKS
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -105,7 +114,8 @@ def main(argv=None) -> int:
                  f"{', '.join(METHODS)}); --seeds and --jobs must be >= 1")
     fractions = tuple(sorted(float(f) for f in args.fractions.split(",")))
     trust = None if args.trust == "none" else float(args.trust)
-    jobs = [(t, m, s) for t in tasks for m in methods for s in range(args.seeds)]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    jobs = [(t, m, s) for s in seeds for t in tasks for m in methods]
     print(f"{len(jobs)} episodes ({len(tasks)} tasks x {len(methods)} methods x {args.seeds} "
           f"seeds) on {args.jobs} processes", flush=True)
     rows, start = [], time.perf_counter()

@@ -156,8 +156,12 @@ def test_a_batch_is_complementary_and_respects_the_budget():
     assert chosen["cost"].sum() <= budget
     alone = result.scores.set_index("candidate")["gain"]
     later = chosen.iloc[1:]
-    # each later pick is valued given the earlier ones: below what it would bring alone
-    assert (later["gain"].to_numpy() < alone[later["candidate"]].to_numpy()).all()
+    # later picks are valued given the earlier ones: together below what they would bring
+    # alone (scored without conditioning they would equal it). Per pick the Monte Carlo
+    # estimates can cross: one was 0.068 given the earlier picks vs 0.066 alone.
+    given, by_itself = later["gain"].to_numpy(), alone[later["candidate"]].to_numpy()
+    assert given.sum() < 0.95 * by_itself.sum()
+    assert (given < 1.1 * by_itself).all()
     assert np.isclose(result.total_gain, chosen["gain"].sum(), atol=1e-4)
 
 
