@@ -4,7 +4,9 @@ studies with a known truth.
 
     .venv/bin/python benchmarks/design_efficiency.py --replicates 14 --jobs 14 --k 4 --out results.json
 
-(one replicate, 32 fits with --k 3, took 907 s on 2 shared CPU cores, 486 s of CPU time).
+(one replicate, 32 fits with --k 3, took 907 s on 2 shared CPU cores before fits shared
+compiled programs; now a replicate takes ~20 s after the first, which compiles). `--combine
+a.json b.json` tabulates the replicates of several runs together.
 
 The world (one per replicate): a Chinchilla law at the package's example truth (E 1.2, A 350,
 B 1800, alpha 0.33, beta 0.34), Student-t(4) noise of scale 0.01 on log loss (as
@@ -156,6 +158,19 @@ def ratio_interval(a, b, n_boot=4000, seed=0):
     return ratio(a, b), float(lo), float(hi)
 
 
+def paired_ratio(a, b, n_boot=4000, seed=0):
+    """Median over replicates of a / b (both reached), a 90% bootstrap interval, the count.
+    Sturdier than the ratio of medians when b's values are few and far apart (the grid's
+    compute takes three or four values)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    both = np.isfinite(a) & np.isfinite(b)
+    r = a[both] / b[both]
+    if r.size == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    boot = np.median(np.random.default_rng(seed).choice(r, (n_boot, r.size)), axis=1)
+    return float(np.median(r)), *(float(v) for v in np.percentile(boot, [5, 95])), int(r.size)
+
+
 def table(results, args) -> dict:
     """Median compute per method, the ratios with intervals, unreached counts; printed."""
     need = {m: np.array([r[m]["reached"] if r[m]["reached"] else np.inf for r in results])
@@ -177,8 +192,12 @@ def table(results, args) -> dict:
         share = float(np.mean(np.isfinite(need["active"]) & (need["active"] <= need[other] / 3)))
         summary[f"active/{other}"] = {"ratio": est, "lo": lo, "hi": hi,
                                       "share_at_most_a_third": share}
+        paired = paired_ratio(need["active"], need[other])
+        summary[f"active/{other}"]["paired_median"] = paired
         print(f"active/{other}: {est:.3f} (90% bootstrap interval {lo:.3f}-{hi:.3f}); "
-              f"active <= 1/3 of {other} in {share:.0%} of replicates")
+              f"active <= 1/3 of {other} in {share:.0%} of replicates; median of the "
+              f"replicates' own ratios {paired[0]:.3f} ({paired[1]:.3f}-{paired[2]:.3f}, "
+              f"{paired[3]} replicates where both reached)")
     return summary
 
 
@@ -198,7 +217,15 @@ def main():
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--first", type=int, default=0, help="index of the first replicate")
+    parser.add_argument("--combine", nargs="+", metavar="JSON",
+                        help="only tabulate the replicates of earlier --out files together")
     args = parser.parse_args()
+    if args.combine:
+        saved = [json.load(open(path)) for path in args.combine]
+        settings = argparse.Namespace(**{**vars(args), **saved[0]["settings"]})
+        table(sorted((r for s in saved for r in s["results"]), key=lambda r: r["replicate"]),
+              settings)
+        return
     reps = range(args.first, args.first + args.replicates)
     print(f"design efficiency: {args.replicates} replicate(s) on {args.jobs} process(es); "
           f"target {TARGETS[args.target]}, width {args.width}", flush=True)
