@@ -84,9 +84,7 @@ def run_nuts(model, inputs: LawInputs, log_loss, *, chains: int, warmup: int, dr
              target_accept: float, dense: bool, key):
     """NUTS samples (chain, draw, ...) of every site and the extra fields, from the shared
     program for this model and size (compiled on first use)."""
-    size = padded_size(int(np.shape(inputs.N)[0]))
-    padded, observed = pad(inputs, log_loss, size)
-    traced, static = _split(padded)
+    _, traced, observed, static = _prepare(inputs, log_loss)
     settings = (chains, warmup, draws, float(target_accept), bool(dense))
     program = _program("nuts", model, static, settings, lambda: _nuts_program(
         model, static, *settings))
@@ -96,9 +94,7 @@ def run_nuts(model, inputs: LawInputs, log_loss, *, chains: int, warmup: int, dr
 def predictive(model, inputs: LawInputs, latents: dict, key, sites: list[str],
                condition_deterministic: bool) -> dict:
     """Posterior predictive draws of `sites` (observation sites cut back to the real rows)."""
-    n = int(np.shape(inputs.N)[0])
-    padded, _ = pad(inputs, None, padded_size(n))
-    traced, static = _split(padded)
+    n, traced, _, static = _prepare(inputs)
     settings = (tuple(sites), bool(condition_deterministic))
     program = _program("predictive", model, static, settings, lambda: _predictive_program(
         model, static, *settings))
@@ -108,9 +104,7 @@ def predictive(model, inputs: LawInputs, latents: dict, key, sites: list[str],
 
 def pointwise_log_likelihood(model, inputs: LawInputs, log_loss, latents: dict) -> np.ndarray:
     """Log likelihood of each real observation (chain, draw, obs)."""
-    n = int(np.shape(inputs.N)[0])
-    padded, observed = pad(inputs, log_loss, padded_size(n))
-    traced, static = _split(padded)
+    n, traced, observed, static = _prepare(inputs, log_loss)
     program = _program("log_likelihood", model, static, (), lambda: _log_likelihood_program(
         model, static))
     return np.asarray(program(traced, observed, latents))[..., :n]
@@ -122,8 +116,8 @@ def sites(model, inputs) -> dict[str, Site]:
     observation then reports the padded size) or at the inputs' own size otherwise."""
     if not compilable(model, inputs):
         return _trace_sites(model, inputs)
-    padded, _ = pad(inputs, None, padded_size(int(np.shape(inputs.N)[0])))
-    traced, static = _split(padded)
+    _, traced, _, static = _prepare(inputs)
+    padded = LawInputs(**dict(static), **traced)
     return _program("sites", model, static, (len(padded.N),), lambda: _trace_sites(model, padded))
 
 
@@ -139,6 +133,14 @@ def _trace_sites(model, inputs) -> dict[str, Site]:
 def clear() -> None:
     """Forget the shared programs (their compiled code goes with JAX's caches)."""
     _programs.clear()
+
+
+def _prepare(inputs: LawInputs, log_loss=None):
+    """(real rows, the program's arguments, padded observations, its static key part)."""
+    n = int(np.shape(inputs.N)[0])
+    padded, observed = pad(inputs, log_loss, padded_size(n))
+    traced, static = _split(padded)
+    return n, traced, observed, static
 
 
 def _split(inputs: LawInputs) -> tuple[dict, tuple]:

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 import pandas as pd
 import xarray as xr
-from numpyro import handlers, optim
+from numpyro import optim
 from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_median
 from numpyro.infer.autoguide import (AutoLaplaceApproximation, AutoLowRankMultivariateNormal,
                                      AutoMultivariateNormal)
@@ -257,8 +257,8 @@ def sample_posterior(model, inputs, observed, sampler: Sampler, *, progress: boo
     """
     key_fit, key_det = jax.random.split(jax.random.PRNGKey(sampler.seed))
     latents, stats = _nuts(model, inputs, observed, sampler, key_fit, progress)
-    trace = handlers.trace(handlers.seed(model, 0)).get_trace(inputs)
-    sites = [name for name, site in trace.items() if site["type"] == "deterministic"]
+    sites = [name for name, site in compiled.sites(model, inputs).items()
+             if site.kind == "deterministic"]
     derived = jax.jit(lambda key, latents: Predictive(
         model, posterior_samples=latents, batch_ndims=2, return_sites=sites)(key, inputs))(
         key_det, latents) if sites else {}

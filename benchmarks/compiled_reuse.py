@@ -14,7 +14,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 
 from atlas_bayes import compiled
 from atlas_bayes.adapters import epoch_chinchilla
