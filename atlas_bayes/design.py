@@ -249,8 +249,9 @@ def posterior_from_tree(tree, *, language: str | None = None, unique_tokens: flo
 
 @dataclass(frozen=True)
 class Target:
-    """A quantity to learn about: `values(posterior)` gives one number per draw; `values=None`
-    means all of the law's parameters (nested Monte Carlo on the likelihood)."""
+    """A quantity to learn about: `values(posterior)` gives one number per draw (or a row of
+    T numbers per draw: T quantities, scored by their mean gain); `values=None` means all of
+    the law's parameters (nested Monte Carlo on the likelihood)."""
     name: str
     values: Callable[[Posterior], np.ndarray] | None = None
     spec: dict = field(default_factory=dict)
@@ -334,7 +335,8 @@ def _total_gain(mu_CxM, y_CxM, sigma_M, q_M, base_MxM, nu, scalar, chunk):
     """Gain of (chosen runs + each candidate) and the mean effective sample size."""
     M = sigma_M.shape[0]
     eye = jnp.eye(M, dtype=bool)
-    q_var = jnp.var(q_M)
+    q_MxT = q_M.reshape(M, -1)                 # a vector target: one column per quantity
+    q_var = jnp.var(q_MxT, axis=0)
 
     def one(args):
         mu_M, y_M = args
@@ -342,12 +344,12 @@ def _total_gain(mu_CxM, y_CxM, sigma_M, q_M, base_MxM, nu, scalar, chunk):
         if scalar:
             ll = jnp.where(eye, -jnp.inf, ll)                      # leave the source draw out
             w = jax.nn.softmax(ll, axis=1)
-            mean = w @ q_M
-            var = w @ q_M ** 2 - mean ** 2
+            mean = w @ q_MxT
+            var = w @ q_MxT ** 2 - mean ** 2
             w2 = jnp.sum(w ** 2, axis=1)
-            var = var / jnp.maximum(1.0 - w2, 1.0 / M)
+            var = var / jnp.maximum(1.0 - w2, 1.0 / M)[:, None]
             var = jnp.maximum(var, q_var / M)
-            gain = 0.5 * (jnp.log(q_var) - jnp.mean(jnp.log(var)))
+            gain = 0.5 * jnp.mean(jnp.log(q_var) - jnp.mean(jnp.log(var), axis=0))
         else:
             w2 = jnp.sum(jax.nn.softmax(ll, axis=1) ** 2, axis=1)
             gain = jnp.mean(jnp.diagonal(ll) - logsumexp(ll, axis=1) + jnp.log(M))
@@ -378,7 +380,8 @@ def eig_scores(mu, sigma, q=None, *, nu: float = 4.0, y=None, chosen=None, seed:
     """Expected information gain of each candidate (nats) and the mean effective sample size.
 
     `mu` (draws, candidates): each draw's predicted observation; `sigma` (draws,) the noise
-    scale; `q` (draws,) the target quantity, or None for all parameters. `y` (draws,
+    scale; `q` (draws,) the target quantity, or None for all parameters; `q` (draws, T), T
+    quantities (e.g. the loss at each run of a target region): the mean of their gains. `y` (draws,
     candidates): simulated outcomes (default: drawn from the likelihood with `seed`).
     `chosen` (draws, draws): the summed log likelihoods log p(y_j,s | theta_k) of runs already
     chosen (their fantasised outcomes); the result is then the gain of chosen + candidate.
@@ -391,15 +394,15 @@ def eig_scores(mu, sigma, q=None, *, nu: float = 4.0, y=None, chosen=None, seed:
     y = simulate_outcomes(mu, sigma, nu, seed) if y is None else np.asarray(y)
     y = y.astype(np.float32)
     if method == "linear":
-        if q is None:
-            raise ValueError("method='linear' needs a scalar target quantity q")
+        if q is None or np.ndim(q) != 1:
+            raise ValueError("method='linear' needs a scalar target quantity q (draws,)")
         gain = np.asarray(_linear_gain(y.T, np.asarray(q, dtype=np.float32)))
         return gain, np.full(mu.shape[1], float(M))
     if method != "reweight":
         raise ValueError(f"method must be 'reweight' or 'linear', got {method!r}")
     base = np.zeros((M, M), np.float32) if chosen is None else np.asarray(chosen, np.float32)
     q_arr = np.zeros(M, np.float32) if q is None else \
-        (np.asarray(q, dtype=float) - np.mean(q)).astype(np.float32)   # centred: float32-safe
+        (np.asarray(q, dtype=float) - np.mean(q, axis=0)).astype(np.float32)  # float32-safe
     gain, ess = _total_gain(jnp.asarray(mu.T), jnp.asarray(y.T), jnp.asarray(sigma),
                             jnp.asarray(q_arr), jnp.asarray(base), nu=float(nu),
                             scalar=q is not None, chunk=int(chunk))
@@ -493,8 +496,8 @@ def choose_batch(posterior: Posterior, candidates: pd.DataFrame, target: Target,
     q = None if target.is_parameters else np.asarray(target.values(posterior), dtype=float)
     if q is not None and not np.all(np.isfinite(q)):
         raise ValueError(f"target {target.name}: its draws are not finite")
-    if q is not None and not np.ptp(q) > 0:      # np.var of equal floats can be ~1e-29, not 0
-        raise ValueError(f"target {target.name} has the same value ({q[0]:.6g}) in every posterior "
+    if q is not None and not np.all(np.ptp(q, axis=0) > 0):   # np.var of equal floats: ~1e-29
+        raise ValueError(f"target {target.name} has the same value ({q.flat[0]:.6g}) in every posterior "
                          "draw, so no outcome can change it and no run can be scored (for "
                          "crossover targets: no draw has a crossover in the searched range). "
                          "Reweighting draws cannot create values the posterior does not hold: "

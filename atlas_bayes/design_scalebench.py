@@ -44,7 +44,7 @@ TASKS = {
                          {"params": "n_params", "tokens": "n_tokens"}),
 }
 TASK_LAWS = {"chinchilla": "chinchilla", "data_constrained": "dcsl"}   # the law we fit per task
-METHODS = ("eig", "voptimal", "random")
+METHODS = ("eig", "eig_runs", "voptimal", "random")
 
 
 def load_task(root, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -106,8 +106,14 @@ def log_mean(posterior: Posterior, table: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def region_target(target: pd.DataFrame) -> Target:
-    """The mean predicted log loss over the target region's runs, as one design target."""
+def region_target(target: pd.DataFrame, per_run: bool = False) -> Target:
+    """The target region as a design target: its mean predicted log loss (one quantity), or
+    with `per_run` each run's log loss (the mean of their gains: the region's shape counts,
+    which R² scores, not only its level)."""
+    if per_run:
+        return Target(f"log loss of each of {len(target)} target runs",
+                      lambda p: log_mean(p, target),
+                      {"kind": "region_runs", "n_runs": int(len(target))})
     return Target(f"mean log loss over {len(target)} target runs",
                   lambda p: log_mean(p, target).mean(axis=1),
                   {"kind": "region", "n_runs": int(len(target))})
@@ -138,11 +144,11 @@ def initial_design(pool: pd.DataFrame, n_parameters: int = 5, fraction: float = 
 
 
 def _eig_batch(pool, target, rest, bought, law, sampler, max_draws, k, remaining,
-               cost_power, seed) -> list:
+               cost_power, seed, per_run) -> list:
     """Refit on the bought runs and greedily choose up to k of `rest` by EIG about the target."""
     tree = fit(reveal(pool, bought), law, sampler=sampler, warn=False)
     post = posterior_from_tree(tree, max_draws=max_draws)
-    q = np.asarray(region_target(target).values(post), dtype=float)
+    q = np.asarray(region_target(target, per_run).values(post), dtype=float)
     picks, _, _ = greedy_batch(log_mean(post, rest), post.sigma, q, rest["cost"].to_numpy(float),
                                nu=post.nu, k=k, budget=remaining, cost_power=cost_power,
                                seed=seed)
@@ -189,8 +195,9 @@ def run_episode(pool: pd.DataFrame, target: pd.DataFrame, *, method: str = "eig"
     """One retrospective episode: buy runs from the pool up to each budget fraction, refit,
     and score the target region (R², the paper's metric).
 
-    `method`: "eig" (ours: batches of `k` by EIG / cost^cost_power among runs inside
-    `shape_trust_region(widen=trust)`, NUTS refit after each batch), "voptimal" (the paper's
+    `method`: "eig" (ours: batches of `k` by EIG / cost^cost_power about the region's mean
+    log loss, among runs inside `shape_trust_region(widen=trust)`, NUTS refit after each
+    batch), "eig_runs" (the same, EIG about each target run's log loss), "voptimal" (the paper's
     V-opt: one run at a time, least-squares refit with `ls_starts` starts after each, its
     own cost power 0.3, R² from the least-squares fit) or "random" (uniform among affordable
     runs, no initial design). EIG and V-opt start with `initial_design`.
@@ -205,7 +212,7 @@ def run_episode(pool: pd.DataFrame, target: pd.DataFrame, *, method: str = "eig"
     total = float(pool["cost"].sum())
     n_params = len(vopt.ls_law(law).params) if law in vopt.LS_LAWS else 5
     bought = [] if method == "random" else initial_design(pool, n_params)
-    allowed = shape_trust_region(pool, target, trust) if method == "eig" else \
+    allowed = shape_trust_region(pool, target, trust) if method.startswith("eig") else \
         np.ones(len(pool), dtype=bool)
     ls = _LeastSquares(pool, target, law, ls_starts, seed) if method == "voptimal" else None
     sampler = replace(sampler, seed=seed)
@@ -223,7 +230,7 @@ def run_episode(pool: pd.DataFrame, target: pd.DataFrame, *, method: str = "eig"
                 bought.append(ls.pick(bought, rest, total))
             else:
                 batch = _eig_batch(pool, target, rest, bought, law, sampler, max_draws, k,
-                                   remaining, cost_power, seed)
+                                   remaining, cost_power, seed, method == "eig_runs")
                 if not batch:
                     break
                 bought += batch

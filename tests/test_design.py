@@ -68,6 +68,21 @@ def test_scalar_eig_matches_the_exact_linear_gaussian_answer():
     assert np.argmax(runs.mean(axis=0)) == np.argmax(exact)
 
 
+
+def test_a_vector_target_scores_the_mean_of_its_quantities_gains():
+    theta, sigma, S, X = linear_gaussian()
+    A = np.array([[1.0, 0.5, -0.5], [0.0, 0.0, 1.0]])          # two quantities, two directions
+    exact = np.array([[exact_scalar_eig(S, x, sigma, a) for a in A] for x in X]).mean(axis=1)
+    runs = np.array([design.eig_scores(theta @ X.T, sigma, theta @ A.T, nu=np.inf, seed=s)[0]
+                     for s in range(8)])
+    assert np.all(np.abs(runs.mean(axis=0) - exact) < 0.1), (exact, runs.mean(axis=0))
+    # exactly the mean of the scalar estimates on the same simulated outcomes
+    y = design.simulate_outcomes(theta @ X.T, np.full(len(theta), sigma), np.inf, seed=3)
+    each = [design.eig_scores(theta @ X.T, sigma, theta @ a, nu=np.inf, y=y)[0] for a in A]
+    both = design.eig_scores(theta @ X.T, sigma, theta @ A.T, nu=np.inf, y=y)[0]
+    np.testing.assert_allclose(both, np.mean(each, axis=0), rtol=1e-4, atol=1e-5)
+    assert np.argmax(runs.mean(axis=0)) == np.argmax(exact)
+
 def test_greedy_batch_conditions_each_pick_on_the_earlier_ones():
     """Candidates: e1, a near copy of e1, and e3 (less informative alone). After e1 the copy is
     worth little and e3 is picked; every conditional gain matches the exact one."""
