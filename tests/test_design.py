@@ -280,12 +280,19 @@ def test_scalebench_pools_load_and_reveal_recorded_runs(shared_data):
     assert "unique_tokens" in reveal(pool, pool["candidate"][:2])
     with pytest.raises(ValueError, match="unknown ScaleBench task"):
         load_task(shared_data / "scalebench", "vocab")
+    # the region as one quantity (its mean log loss) or one per target run
+    from atlas_bayes.design_scalebench import log_mean, region_target
+    draws = {k: np.array([v, v * 1.05]) for k, v in TRUTH.items()}
+    post = design.Posterior(LawDraws("chinchilla", draws), np.full(2, 0.01))
+    runs = region_target(target, per_run=True).values(post)
+    assert runs.shape == (2, 49) and np.allclose(runs, log_mean(post, target))
+    assert np.allclose(region_target(target).values(post), runs.mean(axis=1))
 
 
 def test_a_retrospective_episode_stays_within_each_budget(shared_data):
     from atlas_bayes.design_scalebench import load_task, run_episode
     pool, target = load_task(shared_data / "scalebench", "chinchilla")
-    table = run_episode(pool, target, fractions=(0.01,), k=8, max_draws=100,
+    table = run_episode(pool, target, method="eig_runs", fractions=(0.01,), k=8, max_draws=100,
                         sampler=Sampler(chains=2, warmup=150, draws=50))
     row = table.iloc[0]
     assert row["n_runs"] >= 13 and row["spent"] <= 0.01 and -1 <= row["r2"] <= 1
