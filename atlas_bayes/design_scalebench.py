@@ -4,8 +4,10 @@ A task's train table is the candidate pool (finished runs; "running" one reveals
 loss) and its test table the high-cost target region. The protocol (budgets as fractions of
 the pool's summed cost, R² on the target region) is described in
 ../shared/data/scalebench/SOURCE.md. `run_episode` plays one episode with our design (EIG
-about the target region's mean log loss, refit with NUTS after each batch), V-optimal (the
-paper's baseline, `design_voptimal`) or at random.
+about each target run's log loss, `eig_runs`, or about the region's mean log loss, `eig`;
+refit with NUTS after each batch), V-optimal (the paper's baseline, `design_voptimal`) or at
+random. `eig_runs` is the better of the two on both tasks (benchmarks/RESULTS.md): R² scores
+the region's shape, which its mean does not pin down.
 
 Why EIG needs a trust region (measured on the chinchilla task, benchmarks/RESULTS.md): the
 Chinchilla law fitted to the pool's runs with at least one token per parameter has residuals

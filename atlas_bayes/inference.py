@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -229,7 +230,14 @@ def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
     dense = sampler.dense_mass
     if dense == "auto":
         dense = _latent_size(model, inputs) <= DENSE_MAX
-    if not progress and sampler.chain_method == "vectorized" and compiled.compilable(model, inputs):
+    # NumPyro's bar needs a program of the fit's own; where nobody watches a terminal (a log
+    # file, a test) a line before and after says the same, and the shared program is reused
+    bar = progress and sys.stderr.isatty()
+    started = time.perf_counter()
+    if progress and not bar:
+        print(f"sampling: {sampler.chains} chains x ({sampler.warmup} warmup + {sampler.draws} "
+              "draws) ...", file=sys.stderr, flush=True)
+    if not bar and sampler.chain_method == "vectorized" and compiled.compilable(model, inputs):
         samples, extra = compiled.run_nuts(
             model, inputs, log_loss, chains=sampler.chains, warmup=sampler.warmup,
             draws=sampler.draws, target_accept=sampler.target_accept, dense=bool(dense), key=key)
@@ -238,10 +246,13 @@ def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
                       init_strategy=init_to_median())
         mcmc = MCMC(kernel, num_warmup=sampler.warmup, num_samples=sampler.draws,
                     num_chains=sampler.chains, chain_method=sampler.chain_method,
-                    progress_bar=progress)
+                    progress_bar=bar)
         mcmc.run(key, inputs, log_loss, extra_fields=compiled.EXTRA_FIELDS)
         extra = mcmc.get_extra_fields(group_by_chain=True)
         samples = mcmc.get_samples(group_by_chain=True)
+    if progress and not bar:
+        print(f"sampling: done in {time.perf_counter() - started:.1f} s", file=sys.stderr,
+              flush=True)
     stats = {"diverging": extra["diverging"], "n_steps": extra["num_steps"],
              "energy": extra["energy"], "acceptance_rate": extra["accept_prob"],
              "lp": -extra["potential_energy"]}

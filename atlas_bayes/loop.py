@@ -371,19 +371,31 @@ def _finish(out: Path, log: list[dict], stopped: str, say) -> dict:
 
 def plot_width(log: list[dict], path) -> Path:
     """The target's 90% interval width (or, for params, each parameter's relative width)
-    against the compute spent, one point per round."""
+    against the compute spent, one point per round; for a single target, a second panel
+    shows the interval itself, so a shift between rounds is seen, not only its width."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     spent = [e["spent"] for e in log]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if log[0].get("width") is not None:
+    scalar = log[0].get("width") is not None
+    fig, axes = plt.subplots(1, 2 if scalar else 1, figsize=(11 if scalar else 6, 4),
+                             squeeze=False)
+    ax = axes[0, 0]
+    if scalar:
         ax.plot(spent, [e["width"] for e in log], "o-", label=log[0]["target"])
         ax.set_ylabel("90% interval width")
         for e in log:
             ax.annotate(str(e["round"]), (e["spent"], e["width"]), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
+        band = axes[0, 1]
+        median = np.array([e["median"] for e in log])
+        band.errorbar(spent, median, yerr=[median - [e["lo"] for e in log],
+                                           [e["hi"] for e in log] - median],
+                      fmt="o", capsize=3)
+        band.set_xlabel("compute spent by the loop (FLOPs)")
+        band.set_ylabel("median and 90% interval")
+        band.set_title("the target's interval after each round", fontsize=9)
     else:
         for name in log[0]["relative_widths"]:
             ax.plot(spent, [e["relative_widths"][name] for e in log], "o-", label=name)

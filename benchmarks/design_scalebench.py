@@ -1,8 +1,8 @@
 """Retrospective ScaleBench comparison (issue 7): our EIG design vs V-optimal vs random.
 
-For each task (chinchilla, data_constrained), method (eig, voptimal, random) and seed, play
-one episode of `atlas_bayes.design_scalebench.run_episode` at budgets 1/5/10/20% of the
-pool's cost, and print the mean target-region R² across seeds with the population sd (the
+For each task (chinchilla, data_constrained), method (eig_runs, eig, voptimal, random) and
+seed, play one episode of `atlas_bayes.design_scalebench.run_episode` at budgets 1/5/10/20%
+of the pool's cost, and print the mean target-region R² across seeds with the population sd (the
 paper's convention) and a 95% t-interval of the mean, next to the published numbers.
 
 Published numbers: Li et al. 2026 Table 2, as reproduced in the README of
@@ -87,7 +87,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=10, help="N seeds from --first-seed (default 10)")
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--tasks", default="chinchilla,data_constrained")
-    ap.add_argument("--methods", default="eig,voptimal,random")
+    ap.add_argument("--methods", default="eig_runs,voptimal,random",
+                    help="of eig_runs, eig, voptimal, random (default eig_runs,voptimal,random)")
     ap.add_argument("--fractions", default=",".join(str(f) for f in FRACTIONS))
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (one episode each)")
     ap.add_argument("--ls-starts", type=int, default=64,

@@ -66,6 +66,9 @@ def test_fit_prints_a_readable_summary(runs_csv, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "alpha" in result.stdout and "SIMULATED" in result.stdout
     assert "wrote" in result.stdout
+    # not a terminal: progress as two plain lines instead of a bar
+    assert "sampling: 2 chains x (200 warmup + 200 draws)" in result.stderr
+    assert "sampling: done in" in result.stderr and "it/s" not in result.stderr
 
 
 def test_fit_approx_gives_a_one_chain_svi_posterior(runs_csv, tmp_path):
