@@ -381,8 +381,9 @@ def eig_scores(mu, sigma, q=None, *, nu: float = 4.0, y=None, chosen=None, seed:
 
     `mu` (draws, candidates): each draw's predicted observation; `sigma` (draws,) the noise
     scale; `q` (draws,) the target quantity, or None for all parameters; `q` (draws, T), T
-    quantities (e.g. the loss at each run of a target region): the mean of their gains. `y` (draws,
-    candidates): simulated outcomes (default: drawn from the likelihood with `seed`).
+    quantities (e.g. the loss at each run of a target region): the mean of their gains.
+    `y` (draws, candidates): simulated outcomes (default: drawn from the likelihood with
+    `seed`).
     `chosen` (draws, draws): the summed log likelihoods log p(y_j,s | theta_k) of runs already
     chosen (their fantasised outcomes); the result is then the gain of chosen + candidate.
     """
@@ -497,8 +498,8 @@ def choose_batch(posterior: Posterior, candidates: pd.DataFrame, target: Target,
     if q is not None and not np.all(np.isfinite(q)):
         raise ValueError(f"target {target.name}: its draws are not finite")
     if q is not None and not np.all(np.ptp(q, axis=0) > 0):   # np.var of equal floats: ~1e-29
-        raise ValueError(f"target {target.name} has the same value ({q.flat[0]:.6g}) in every posterior "
-                         "draw, so no outcome can change it and no run can be scored (for "
+        raise ValueError(f"target {target.name} has the same value ({q.flat[0]:.6g}) in every "
+                         "posterior draw, so no outcome can change it and no run can be scored (for "
                          "crossover targets: no draw has a crossover in the searched range). "
                          "Reweighting draws cannot create values the posterior does not hold: "
                          "refit with data or a model that leaves the quantity uncertain")
@@ -548,6 +549,9 @@ def target_summary(posterior: Posterior, target: Target, prob: float = 0.9) -> d
     if target.is_parameters:
         raise ValueError("target 'params' has no single interval; summarise each parameter")
     q = np.asarray(target.values(posterior), dtype=float)
+    if q.ndim != 1:
+        raise ValueError(f"target {target.name} holds {q.shape[1]} quantities per draw, so it "
+                         "has no single interval; summarise each quantity")
     lo, hi = weighted_interval(q, prob=prob)
     return {"median": float(np.median(q)), "lo": lo, "hi": hi, "width": hi - lo}
 

@@ -262,9 +262,7 @@ def target_interval(tree, table, settings, target, prob: float = PROB) -> dict:
             lo, hi = weighted_interval(values, prob=prob)
             widths[name] = (hi - lo) / abs(float(np.median(values)))
         return {"width": None, "relative_widths": widths}
-    q = np.asarray(target.values(post), dtype=float)
-    lo, hi = weighted_interval(q, prob=prob)
-    return {"median": float(np.median(q)), "lo": lo, "hi": hi, "width": hi - lo}
+    return design_lib.target_summary(post, target, prob)
 
 
 def _stop_reason(settings: LoopSettings, log: list[dict]) -> str:

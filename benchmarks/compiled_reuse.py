@@ -14,7 +14,6 @@ import statistics
 import time
 from pathlib import Path
 
-
 from atlas_bayes import compiled
 from atlas_bayes.adapters import epoch_chinchilla
 from atlas_bayes.inference import Sampler, fit

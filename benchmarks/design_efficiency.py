@@ -40,6 +40,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -221,7 +222,7 @@ def main():
                         help="only tabulate the replicates of earlier --out files together")
     args = parser.parse_args()
     if args.combine:
-        saved = [json.load(open(path)) for path in args.combine]
+        saved = [json.loads(Path(path).read_text()) for path in args.combine]
         settings = argparse.Namespace(**{**vars(args), **saved[0]["settings"]})
         table(sorted((r for s in saved for r in s["results"]), key=lambda r: r["replicate"]),
               settings)

@@ -287,6 +287,8 @@ def test_scalebench_pools_load_and_reveal_recorded_runs(shared_data):
     runs = region_target(target, per_run=True).values(post)
     assert runs.shape == (2, 49) and np.allclose(runs, log_mean(post, target))
     assert np.allclose(region_target(target).values(post), runs.mean(axis=1))
+    with pytest.raises(ValueError, match="49 quantities per draw"):
+        design.target_summary(post, region_target(target, per_run=True))
 
 
 def test_a_retrospective_episode_stays_within_each_budget(shared_data):

@@ -150,3 +150,17 @@ def test_a_rerun_with_other_settings_is_refused(start, tmp_path):
         json.loads(json.dumps(settings(root, base).__dict__)) | {"target": "params"}))
     with pytest.raises(ValueError, match="other settings \\(target"):
         loop.run_loop(settings(root, base), tmp_path, progress=False)
+
+
+def test_width_plot_shows_the_interval_beside_its_width_for_one_target(tmp_path):
+    """A single target gets two panels (width, and the interval itself, so a shift between
+    rounds shows); `params` keeps one panel of relative widths."""
+    import matplotlib.image as mpimg
+    rounds = [(0, 0.1, 0.6), (1e12, -0.3, 0.4)]               # spent, median, width
+    log = [{"round": r, "spent": s, "target": "loss", "median": m, "lo": m - w / 2,
+            "hi": m + w / 2, "width": w} for r, (s, m, w) in enumerate(rounds)]
+    wide = mpimg.imread(loop.plot_width(log, tmp_path / "one.png"))
+    params = [{"round": r, "spent": s, "target": "params", "width": None,
+               "relative_widths": {"E": w}} for r, (s, w) in enumerate([(0, 0.5), (1e12, 0.3)])]
+    narrow = mpimg.imread(loop.plot_width(params, tmp_path / "params.png"))
+    assert wide.shape[1] / wide.shape[0] > 2.5 > narrow.shape[1] / narrow.shape[0]
