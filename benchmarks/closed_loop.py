@@ -1,5 +1,5 @@
 """The closed loop at a larger scale than tests/test_loop.py (issue 7): design -> train -> refit
-on real text, the same `atlas_bayes.loop.run_loop` the CLI's `loop` runs.
+on real text, the same `atlas_bayes.design.loop.run_loop` the CLI's `loop` runs.
 
 Two presets, the same steps:
 
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from atlas_bayes import loop
+from atlas_bayes.design import loop
 from atlas_bayes.trainers.model import SHAPES
 
 PRESETS = {

@@ -22,11 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from atlas_bayes.adapters import datablations
-from atlas_bayes.comparison import (fit_quietly, held_out_table, loo_table, predict_rows,
-                                    scores)
-from atlas_bayes.inference import Sampler
-from atlas_bayes.paper_design import paper_study
+from atlas_bayes.tables.adapters import datablations
+from atlas_bayes.decisions.comparison import fit_quietly, held_out_table, loo_table, predict_rows, scores
+from atlas_bayes.fitting.inference import Sampler
+from atlas_bayes.simulation.paper_design import paper_study
 
 TARGETS = ("en", "fr", "ru", "zh", "hi", "sw", "es", "de")
 MULTILINGUAL_LAWS = ("csl", "msl", "atlas-dt", "atlas-other", "atlas")   # the paper's order

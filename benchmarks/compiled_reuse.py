@@ -1,4 +1,4 @@
-"""Fits that share one compiled program (atlas_bayes/compiled.py) against fits that compile
+"""Fits that share one compiled program (atlas_bayes/fitting/compiled.py) against fits that compile
 their own, in the same process.
 
 A design loop or a ScaleBench episode refits the same law to a growing table; a recovery
@@ -14,9 +14,9 @@ import statistics
 import time
 from pathlib import Path
 
-from atlas_bayes import compiled
-from atlas_bayes.adapters import epoch_chinchilla
-from atlas_bayes.inference import Sampler, fit
+from atlas_bayes.fitting import compiled
+from atlas_bayes.tables.adapters import epoch_chinchilla
+from atlas_bayes.fitting.inference import Sampler, fit
 
 SAMPLER = Sampler(chains=2, warmup=300, draws=300)
 

@@ -49,9 +49,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from atlas_bayes import design  # noqa: E402
-from atlas_bayes.inference import Sampler, fit  # noqa: E402
-from atlas_bayes.optimal import LawDraws  # noqa: E402
-from atlas_bayes.simulate import PAPER_MODEL_SIZES, simulate  # noqa: E402
+from atlas_bayes.fitting.inference import Sampler, fit  # noqa: E402
+from atlas_bayes.fitting.draws import LawDraws  # noqa: E402
+from atlas_bayes.simulation.simulate import PAPER_MODEL_SIZES, simulate  # noqa: E402
 
 TRUTH = {"E": 1.2, "A": 350.0, "B": 1800.0, "alpha": 0.33, "beta": 0.34}
 SIGMA, NU = 0.01, 4.0

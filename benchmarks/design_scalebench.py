@@ -1,7 +1,7 @@
 """Retrospective ScaleBench comparison (issue 7): our EIG design vs V-optimal vs random.
 
 For each task (chinchilla, data_constrained), method (eig_runs, eig, voptimal, random) and
-seed, play one episode of `atlas_bayes.design_scalebench.run_episode` at budgets 1/5/10/20%
+seed, play one episode of `atlas_bayes.design.scalebench.run_episode` at budgets 1/5/10/20%
 of the pool's cost, and print the mean target-region R² across seeds with the population sd (the
 paper's convention) and a 95% t-interval of the mean, next to the published numbers.
 
@@ -47,7 +47,7 @@ PUBLISHED = {
 def one_episode(task: str, method: str, seed: int, data: str, fractions, ls_starts: int,
                 trust) -> list[dict]:
     """One (task, method, seed) episode in a worker process; rows with timing."""
-    from atlas_bayes.design_scalebench import TASK_LAWS, load_task, run_episode
+    from atlas_bayes.design.scalebench import TASK_LAWS, load_task, run_episode
     pool, target = load_task(data, task)
     start = time.perf_counter()
     table = run_episode(pool, target, method=method, law=TASK_LAWS[task], fractions=fractions,
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
             print(summarise(pd.DataFrame(rows)).to_string(index=False,
                                                          float_format=lambda v: f"{v:.2f}"))
         return 0
-    from atlas_bayes.design_scalebench import METHODS, TASKS
+    from atlas_bayes.design.scalebench import METHODS, TASKS
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [t for t in tasks if t not in TASKS] + [m for m in methods if m not in METHODS]

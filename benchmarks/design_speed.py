@@ -19,7 +19,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import numpy as np  # noqa: E402
 
 from atlas_bayes import design  # noqa: E402
-from atlas_bayes.optimal import LawDraws  # noqa: E402
+from atlas_bayes.fitting.draws import LawDraws  # noqa: E402
 
 
 def chinchilla_posterior(n, seed=0):

@@ -20,8 +20,8 @@ import time
 import warnings
 from pathlib import Path
 
-from atlas_bayes.adapters import epoch_chinchilla
-from atlas_bayes.inference import Sampler, fit
+from atlas_bayes.tables.adapters import epoch_chinchilla
+from atlas_bayes.fitting.inference import Sampler, fit
 
 LADDER = (250, 500, 1000, 2000, 4000, 8000)
 CONFIGS = {

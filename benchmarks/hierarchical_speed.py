@@ -25,8 +25,8 @@ import warnings
 
 import numpy as np
 
-from atlas_bayes.inference import Approximation, Sampler, fit
-from atlas_bayes.paper_design import paper_study, summarise_design
+from atlas_bayes.fitting.inference import Approximation, Sampler, fit
+from atlas_bayes.simulation.paper_design import paper_study, summarise_design
 
 FAMILIES = ("E", "A", "B", "alpha", "beta", "tau_other")
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from atlas_bayes.adapters import load_shared
-from atlas_bayes.inference import Sampler, fit
-from atlas_bayes.optimal import (LawDraws, allocation, law_draws,
-                                 plot_trajectories, trajectories)
-from atlas_bayes.runs import RunTableWarning
+from atlas_bayes.tables.adapters import load_shared
+from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.fitting.draws import LawDraws, law_draws
+from atlas_bayes.decisions.optimal import allocation, plot_trajectories, trajectories
+from atlas_bayes.tables.runs import RunTableWarning
 
 REPO = Path(__file__).resolve().parents[1]
 # Muennighoff et al. (2023) C4 fit, as printed in their README (exponents tied).
@@ -71,7 +71,7 @@ def report(name: str, draws: LawDraws, U: float) -> None:
 
 
 def predicted_one_epoch(draws, U):
-    from atlas_bayes.optimal import predicted_loss
+    from atlas_bayes.fitting.draws import predicted_loss
     return predicted_loss(draws, np.full(draws.n, BUDGET / (6 * U)), np.full(draws.n, U), U)
 
 

@@ -35,11 +35,10 @@ import time
 import warnings
 from pathlib import Path
 
-from atlas_bayes.adapters import load_shared
-from atlas_bayes.diagnostics import check_convergence
-from atlas_bayes.inference import Sampler, fit
-from atlas_bayes.pooling import (POOLINGS, per_language_exponents, plot_pooling,
-                                 pooling_study, population_summary)
+from atlas_bayes.tables.adapters import load_shared
+from atlas_bayes.fitting.diagnostics import check_convergence
+from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.decisions.pooling import POOLINGS, per_language_exponents, plot_pooling, pooling_study, population_summary
 
 LAW = "chinchilla-h"
 

@@ -27,13 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from atlas_bayes.bts import bts_table, efficiency_from_bts, fit_bts
-from atlas_bayes.inference import Sampler
-from atlas_bayes.runs import validate_runs
-from atlas_bayes.transfer import (fit_transfer_matrix, measured_pairs, plot_transfer_matrix,
-                                  transfer_quantiles)
-from atlas_bayes.transfer_study import (figure2_matrix, heldout_comparison, measure,
-                                        simulate_bilingual_runs, simulate_matrix)
+from atlas_bayes.decisions.bts import bts_table, efficiency_from_bts, fit_bts
+from atlas_bayes.fitting.inference import Sampler
+from atlas_bayes.tables.runs import validate_runs
+from atlas_bayes.decisions.transfer import fit_transfer_matrix, measured_pairs, plot_transfer_matrix, transfer_quantiles
+from atlas_bayes.simulation.transfer_study import figure2_matrix, heldout_comparison, measure, simulate_bilingual_runs, simulate_matrix
 
 DIRECT = ["en", "ru", "es", "fr", "de", "pt", "zh", "vi", "ja"]
 

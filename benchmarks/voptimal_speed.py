@@ -19,8 +19,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402
 
-from atlas_bayes import design_voptimal as vopt  # noqa: E402
-from atlas_bayes.design_scalebench import load_task  # noqa: E402
+from atlas_bayes.design import voptimal as vopt  # noqa: E402
+from atlas_bayes.design.scalebench import load_task  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "scalebench"

@@ -1,4 +1,7 @@
-"""NumPyro models of the scaling-law family, and the registry that names them.
+"""NumPyro models of the scaling-law family (installed as `atlas_bayes.models`), and the registry
+that names them.
+
+May import: laws only (models see arrays, never pandas or run tables).
 
 `LAWS[name]` gives the model function, its fixed options, and the natural-scale parameters a
 summary reports. The single-language laws live side by side in `models/scaling.py`, the joint

@@ -38,7 +38,7 @@ def curse(x, log_loss=None, nu=4.0, pooling="complete", centring="auto", centres
     phi and psi, to ask only how the curse differs by language)."""
     if x.K is None:
         raise ValueError("the curse law needs K (languages per mixture); build the inputs "
-                         "with atlas_bayes.law_inputs")
+                         "with atlas_bayes.fitting.law_inputs")
     complete = pooling == "complete"
     common = set(SHAREABLE.values()) if complete else _shared_sites(shared, SHAREABLE)
     c = jnp.asarray(centredness(x, centring), dtype=jnp.float32)

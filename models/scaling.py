@@ -1,7 +1,7 @@
 """The scaling-law family as NumPyro models, side by side: Chinchilla, DCSL, MSL and ATLAS.
 
 Each model is `model(x, log_loss=None, ...)` with `x` a `LawInputs` (arrays only, built once
-from a run table by `atlas_bayes.law_inputs`). All share one parameterisation:
+from a run table by `atlas_bayes.fitting.law_inputs`). All share one parameterisation:
 
 * counts enter divided by reference scales (geometric means of the data), so the
   coefficients `log_A_ref`, `log_B_ref` are the log sizes of the N and D terms *at the
@@ -65,7 +65,7 @@ def atlas(x, log_loss=None, nu=4.0, transfer=True, other=True, tau_prior=None,
     `other` adds tau_other for the rest of the mixture. Both are skipped when the inputs
     carry no such tokens (monolingual data). `tau_prior` = {"loc": [...], "scale": [...]}
     per transfer language (scale 0: the default prior) replaces tau's Normal(0, 0.5), e.g.
-    with priors from the transfer matrix (`atlas_bayes.transfer.tau_priors`).
+    with priors from the transfer matrix (`atlas_bayes.decisions.transfer.tau_priors`).
     """
     p = _core_parameters(x, log_loss)
     lam = numpyro.sample("lambda", dist.LogNormal(jnp.log(0.1), 1.0))
@@ -259,7 +259,7 @@ def likelihood(mu, x, log_loss, nu, predict_mean=False):
     if predict_mean:
         numpyro.deterministic("log_loss_mean", mu)
     sigma = numpyro.sample("sigma", dist.HalfNormal(0.1))
-    mask = True if x.obs_mask is None else x.obs_mask     # padded rows (atlas_bayes.compiled)
+    mask = True if x.obs_mask is None else x.obs_mask     # padded rows (atlas_bayes.fitting.compiled)
     with numpyro.plate("obs", x.N.shape[0]), numpyro.handlers.mask(mask=mask):
         numpyro.sample("log_loss", dist.StudentT(nu, mu, sigma), obs=log_loss)
 

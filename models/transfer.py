@@ -2,7 +2,7 @@
 
 `learning_curves` fits every run's curve L(d) = E + B d^-beta (d: tokens seen, at one model
 size) in one vectorised model, so the bilingual transfer score, a function of two curves
-(atlas_bayes/bts.py), gets a posterior. Each curve is written through quantities the data
+(atlas_bayes/decisions/bts.py), gets a posterior. Each curve is written through quantities the data
 pin: the loss at the first and last checkpoints of its own token range (L_start > L_end) and
 the share `s` of L_end that is irreducible (E = s L_end). beta then follows exactly: the
 curve through both anchors with that E. Only s (the curvature: how much further the loss

@@ -33,10 +33,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from atlas_bayes.inference import Sampler, fit, load, save
-from atlas_bayes.plots import plot_fit
-from atlas_bayes.runs import read_runs, split_continued
-from atlas_bayes.summary import format_summary, parameter_table
+from atlas_bayes.fitting.inference import Sampler, fit, load, save
+from atlas_bayes.fitting.plots import plot_fit
+from atlas_bayes.tables.runs import read_runs, split_continued
+from atlas_bayes.fitting.summary import format_summary, parameter_table
 
 if Path.cwd().name == "notebooks":  # opened in Jupyter: paths below are from the repository root
     os.chdir("..")

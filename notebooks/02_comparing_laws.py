@@ -35,11 +35,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from atlas_bayes.comparison import (format_comparison, held_out_table, loo_table,
-                                    plot_held_out, plot_loo)
-from atlas_bayes.inference import Sampler
-from atlas_bayes.runs import read_runs, split_continued
-from atlas_bayes.splits import SPLITS, describe, split_runs
+from atlas_bayes.decisions.comparison import format_comparison, held_out_table, loo_table, plot_held_out, plot_loo
+from atlas_bayes.fitting.inference import Sampler
+from atlas_bayes.tables.runs import read_runs, split_continued
+from atlas_bayes.tables.splits import SPLITS, describe, split_runs
 
 if Path.cwd().name == "notebooks":  # opened in Jupyter: paths below are from the repository root
     os.chdir("..")
@@ -78,7 +77,7 @@ print("laws:", LAWS, "  splits:", CHOSEN_SPLITS)
 # %% [markdown]
 # ## 2. What each split holds out
 #
-# The paper's five held-out sets (`atlas_bayes.splits`), made precise for any run table:
+# The paper's five held-out sets (`atlas_bayes.tables.splits`), made precise for any run table:
 # `random` (20% of rows), `N` (whole model sizes, the largest included), `D` and `C` (per
 # language, the top 20% of tokens or of compute 6ND), and `M` (every run on a mixture of 3 or
 # more languages, other than Unimax). The split is built on the whole table, as

@@ -37,12 +37,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from atlas_bayes.bts import bilingual_pairs, bts_table, fit_bts
-from atlas_bayes.inference import Sampler
-from atlas_bayes.languages import family
-from atlas_bayes.runs import read_runs, write_runs
-from atlas_bayes.transfer import (fit_transfer_matrix, plot_source_ranking,
-                                  plot_transfer_matrix, rank_sources, tau_priors)
+from atlas_bayes.decisions.bts import bilingual_pairs, bts_table, fit_bts
+from atlas_bayes.fitting.inference import Sampler
+from atlas_bayes.tables.languages import family
+from atlas_bayes.tables.runs import read_runs, write_runs
+from atlas_bayes.decisions.transfer import fit_transfer_matrix, plot_source_ranking, plot_transfer_matrix, rank_sources, tau_priors
 
 if Path.cwd().name == "notebooks":  # opened in Jupyter: paths below are from the repository root
     os.chdir("..")

@@ -45,15 +45,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from atlas_bayes.crossover import (crossover_summary, fit_crossover, plot_crossover,
-                                   simulate_crossover, true_crossover)
-from atlas_bayes.design import choose_batch, parse_target, target_summary
-from atlas_bayes.diagnostics import MAX_R_HAT, MIN_ESS_BULK
-from atlas_bayes.design_curves import curve_study
-from atlas_bayes.inference import Sampler, fit
-from atlas_bayes.optimal import optimal, plot_trajectories, trajectories
-from atlas_bayes.runs import read_runs, validate_runs
-from atlas_bayes.summary import format_summary
+from atlas_bayes.decisions.crossover import crossover_summary, fit_crossover, plot_crossover
+from atlas_bayes.simulation.crossover_study import simulate_crossover, true_crossover
+from atlas_bayes.design.eig import choose_batch
+from atlas_bayes.design.parse import parse_target
+from atlas_bayes.design.targets import target_summary
+from atlas_bayes.fitting.diagnostics import MAX_R_HAT, MIN_ESS_BULK
+from atlas_bayes.design.curves import curve_study
+from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.decisions.optimal import optimal, plot_trajectories, trajectories
+from atlas_bayes.tables.runs import read_runs, validate_runs
+from atlas_bayes.fitting.summary import format_summary
 
 QUICK = os.environ.get("ATLAS_BAYES_QUICK") == "1"
 OUT = Path(os.environ.get("ATLAS_BAYES_NOTEBOOK_OUT", "results/notebooks")) / "04_crossover_and_optimal"
@@ -295,7 +297,7 @@ print(track[["label", "compute", "N_median", "N_lo", "N_hi", "N_hi/N_lo", "D_med
 #
 # - The crossover **power law** across model sizes (C_x = k N^gamma, `crossover.fit_power_law`)
 #   needs crossovers in at least three cells; the real study has finetunes at one size only.
-# - The **curse of multilinguality** (`atlas_bayes.curse.iso_loss`, CLI `atlas-bayes curse RUNS
+# - The **curse of multilinguality** (`atlas_bayes.decisions.curse.iso_loss`, CLI `atlas-bayes curse RUNS
 #   --from-k 1 --to-k 4`): how model size and data must grow to keep the loss when languages
 #   are added. It is one more fit, left out to keep this notebook quick; the study's card
 #   (`studies/bundled/README.md`, section 3) reports it on the real runs, with its caveats.

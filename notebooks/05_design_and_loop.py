@@ -23,7 +23,7 @@
 # 1. The posterior and the target, from the real bundled study.
 # 2. Candidate runs, their cost, and the expected information gain (EIG) of each.
 # 3. A batch of k runs that complement each other rather than repeat one idea.
-# 4. The closed loop (`atlas_bayes.loop`), run on a simulated twin of the study with a known
+# 4. The closed loop (`atlas_bayes.design.loop`), run on a simulated twin of the study with a known
 #    truth, with an "external runner" written here that answers each planned run; the round log,
 #    the interval width against compute, a check against the truth, and resuming.
 #
@@ -45,10 +45,10 @@ import numpy as np
 import pandas as pd
 
 from atlas_bayes import design
-from atlas_bayes.inference import Sampler, fit
-from atlas_bayes.loop import LoopSettings, run_loop
-from atlas_bayes.optimal import LawDraws, predicted_loss
-from atlas_bayes.runs import read_runs, write_runs
+from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.design.loop import LoopSettings, run_loop
+from atlas_bayes.fitting.draws import LawDraws, predicted_loss
+from atlas_bayes.tables.runs import read_runs, write_runs
 
 QUICK = os.environ.get("ATLAS_BAYES_QUICK") == "1"
 OUT = Path(os.environ.get("ATLAS_BAYES_NOTEBOOK_OUT", "results/notebooks")) / "05_design_and_loop"

@@ -2,7 +2,7 @@
 
 The suite compiles hundreds of samplers, many of them the same program; JAX's persistent
 cache, in a folder of this test run's own, halves the run (it is opt-in for users:
-atlas_bayes/jax_setup.py says why).
+atlas_bayes/fitting/jax_setup.py says why).
 """
 
 import os

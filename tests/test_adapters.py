@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from atlas_bayes import adapters
-from atlas_bayes.runs import RunTableError, RunTableWarning, validate_runs
+from atlas_bayes.tables import adapters
+from atlas_bayes.tables.runs import RunTableError, RunTableWarning, validate_runs
 
 
 def load(name, shared_data, **options):

@@ -1,15 +1,15 @@
-"""Shared compiled programs (atlas_bayes/compiled.py): padding must not change the model, and
+"""Shared compiled programs (atlas_bayes/fitting/compiled.py): padding must not change the model, and
 fits of the same law at a similar size must reuse one program and still fit their own data."""
 
 import numpy as np
 import pytest
 from numpyro.infer.util import log_likelihood, potential_energy
 
-from atlas_bayes import compiled
-from atlas_bayes.inference import Sampler, fit
-from atlas_bayes.law_inputs import build_inputs
+from atlas_bayes.fitting import compiled
+from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.fitting.law_inputs import build_inputs
 from atlas_bayes.models import get_law
-from atlas_bayes.simulate import PAPER_MODEL_SIZES, monolingual_design, simulate
+from atlas_bayes.simulation.simulate import PAPER_MODEL_SIZES, monolingual_design, simulate
 
 TRUTH = {"E": 1.8, "A": 400.0, "B": 1200.0, "alpha": 0.34, "beta": 0.28}
 

@@ -13,11 +13,10 @@ import pandas as pd
 import pytest
 
 from atlas_bayes.cli import main
-from atlas_bayes.crossover import (crossover_summary, crossover_tokens, fit_crossover,
-                                   fit_power_law, predict_crossover, simulate_crossover,
-                                   summarise_draws, true_crossover)
-from atlas_bayes.inference import Sampler
-from atlas_bayes.runs import RunTableError, validate_runs, write_runs
+from atlas_bayes.decisions.crossover import crossover_summary, crossover_tokens, fit_crossover, fit_power_law, predict_crossover, summarise_draws
+from atlas_bayes.simulation.crossover_study import simulate_crossover, true_crossover
+from atlas_bayes.fitting.inference import Sampler
+from atlas_bayes.tables.runs import RunTableError, validate_runs, write_runs
 
 TRUTH = {"sw": dict(E=1.5, A=300., alpha=0.34, B=1.2, beta=0.3, delta=0.04, D0=2e10, eta=0.3, zeta=0.3),
          "fr": dict(E=1.3, A=300., alpha=0.34, B=1.0, beta=0.28, delta=0.06, D0=5e10, eta=0.3, zeta=0.3),
@@ -34,7 +33,7 @@ def fitted():
 
 def test_crossover_tokens_solve_the_curve_equation():
     """Against a brute-force scan of the two truth curves; no crossover when Delta <= 0."""
-    from atlas_bayes.crossover import true_curves
+    from atlas_bayes.simulation.crossover_study import true_curves
     for lang in ("sw", "fr"):
         for n in SIZES:
             d = np.geomspace(1e8, 1e13, 200001)

@@ -8,11 +8,10 @@ import pandas as pd
 import pytest
 
 from atlas_bayes import laws
-from atlas_bayes.curse import (capacity_design, compute_optimal_move, iso_loss,
-                               paper_multipliers, parameters_for_tokens, simulate_curse,
-                               term_shares, tokens_for_parameters)
-from atlas_bayes.inference import Sampler, fit
-from atlas_bayes.law_inputs import build_group_inputs, effective_languages
+from atlas_bayes.simulation.curse_study import capacity_design, simulate_curse
+from atlas_bayes.decisions.curse import compute_optimal_move, iso_loss, paper_multipliers, parameters_for_tokens, term_shares, tokens_for_parameters
+from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.fitting.law_inputs import build_group_inputs, effective_languages
 
 # The paper's pooled exponents (phi, psi printed; alpha, beta derived from Fig. 5's ratios).
 PAPER = {"alpha": 0.45, "beta": 0.147, "phi": 0.11, "psi": -0.04}

@@ -10,9 +10,9 @@ import pytest
 
 from atlas_bayes import design
 from atlas_bayes.cli import main
-from atlas_bayes.inference import Sampler, fit, save
-from atlas_bayes.optimal import LawDraws, predicted_loss
-from atlas_bayes.simulate import PAPER_MODEL_SIZES, monolingual_design, simulate
+from atlas_bayes.fitting.inference import Sampler, fit, save
+from atlas_bayes.fitting.draws import LawDraws, predicted_loss
+from atlas_bayes.simulation.simulate import PAPER_MODEL_SIZES, monolingual_design, simulate
 
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31}
 TARGET = (2e9, 4e10)           # far beyond the fitted runs (largest 2.9e8 params)
@@ -267,7 +267,7 @@ def test_compute_optimal_size_plugs_in_as_a_target():
 
 
 def test_scalebench_pools_load_and_reveal_recorded_runs(shared_data):
-    from atlas_bayes.design_scalebench import budget, load_task, reveal, target_r2
+    from atlas_bayes.design.scalebench import budget, load_task, reveal, target_r2
     pool, target = load_task(shared_data / "scalebench", "chinchilla")
     assert (len(pool), len(target)) == (196, 49)
     assert np.allclose(pool["cost"], 6 * pool["n_params"] * pool["n_tokens"])
@@ -281,7 +281,7 @@ def test_scalebench_pools_load_and_reveal_recorded_runs(shared_data):
     with pytest.raises(ValueError, match="unknown ScaleBench task"):
         load_task(shared_data / "scalebench", "vocab")
     # the region as one quantity (its mean log loss) or one per target run
-    from atlas_bayes.design_scalebench import log_mean, region_target
+    from atlas_bayes.design.scalebench import log_mean, region_target
     draws = {k: np.array([v, v * 1.05]) for k, v in TRUTH.items()}
     post = design.Posterior(LawDraws("chinchilla", draws), np.full(2, 0.01))
     runs = region_target(target, per_run=True).values(post)
@@ -292,7 +292,7 @@ def test_scalebench_pools_load_and_reveal_recorded_runs(shared_data):
 
 
 def test_a_retrospective_episode_stays_within_each_budget(shared_data):
-    from atlas_bayes.design_scalebench import load_task, run_episode
+    from atlas_bayes.design.scalebench import load_task, run_episode
     pool, target = load_task(shared_data / "scalebench", "chinchilla")
     table = run_episode(pool, target, method="eig_runs", fractions=(0.01,), k=8, max_draws=100,
                         sampler=Sampler(chains=2, warmup=150, draws=50))
@@ -301,7 +301,7 @@ def test_a_retrospective_episode_stays_within_each_budget(shared_data):
 
 
 def test_voptimal_scores_are_the_exact_drop_in_target_variance_and_favour_runs_near_it():
-    from atlas_bayes import design_voptimal as vopt
+    from atlas_bayes.design import voptimal as vopt
     law = vopt.ls_law("chinchilla")
     theta = np.array([TRUTH[k] for k in law.params])
     N = np.array([5e7, 8e7, 1.2e8, 2e8, 5e7, 1.2e8, 2e8])
@@ -328,8 +328,8 @@ def test_voptimal_scores_are_the_exact_drop_in_target_variance_and_favour_runs_n
 
 
 def test_voptimal_episode_and_the_shape_trust_region(shared_data):
-    from atlas_bayes.design import Posterior
-    from atlas_bayes.design_scalebench import load_task, log_mean, run_episode, shape_trust_region
+    from atlas_bayes.design.posterior import Posterior
+    from atlas_bayes.design.scalebench import load_task, log_mean, run_episode, shape_trust_region
     pool, target = load_task(shared_data / "scalebench", "chinchilla")
     keep = shape_trust_region(pool, target, 2.0)
     shape = pool["n_tokens"] / pool["n_params"]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from atlas_bayes import design
-from atlas_bayes.optimal import LawDraws
+from atlas_bayes.fitting.draws import LawDraws
 
 
 def posterior(n=64, seed=0):

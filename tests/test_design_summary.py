@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from atlas_bayes import design
-from atlas_bayes.optimal import LawDraws, predicted_loss
+from atlas_bayes.fitting.draws import LawDraws, predicted_loss
 
 
 def posterior(n=4000, seed=0):

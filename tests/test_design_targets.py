@@ -8,13 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from atlas_bayes import design, design_curves
-from atlas_bayes.bts import fit_bts
+from atlas_bayes import design
+from atlas_bayes.design import curves as design_curves
+from atlas_bayes.decisions.bts import fit_bts
 from atlas_bayes.cli import main
-from atlas_bayes.crossover import MAX_SPAN, crossover_summary, fit_crossover, simulate_crossover
-from atlas_bayes.inference import Sampler
-from atlas_bayes.runs import validate_runs, write_runs
-from atlas_bayes.transfer_study import simulate_bilingual_runs
+from atlas_bayes.decisions.crossover import MAX_SPAN, crossover_summary, fit_crossover
+from atlas_bayes.simulation.crossover_study import simulate_crossover
+from atlas_bayes.fitting.inference import Sampler
+from atlas_bayes.tables.runs import validate_runs, write_runs
+from atlas_bayes.simulation.transfer_study import simulate_bilingual_runs
 
 SAMPLER = Sampler(chains=1, warmup=150, draws=200)
 SW = {"sw": dict(E=1.5, A=300., alpha=0.34, B=1.2, beta=0.3, delta=0.04, D0=2e10, eta=0.3, zeta=0.3)}
@@ -33,7 +35,7 @@ def test_crossover_target_is_the_crossover_modules_quantity_and_scores_runs():
     runs, tree = crossover_fit()
     target = design.parse_target("crossover:sw@2e9")
     _, post, candidates = design_curves.curve_study(target, runs, tree=tree, max_draws=None)
-    # the same crossover as atlas_bayes.crossover reports
+    # the same crossover as atlas_bayes.decisions.crossover reports
     q = target.values(post)
     d_cross = tree.posterior["d_cross"].sel(cell="sw@2e+09").values.ravel()
     finite = np.isfinite(d_cross)

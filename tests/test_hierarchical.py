@@ -5,10 +5,10 @@ import warnings
 import numpy as np
 import pytest
 
-from atlas_bayes.diagnostics import ConvergenceWarning
-from atlas_bayes.inference import Approximation, Sampler, fit, predict
-from atlas_bayes.law_inputs import build_group_inputs, build_inputs
-from atlas_bayes.paper_design import paper_study
+from atlas_bayes.fitting.diagnostics import ConvergenceWarning
+from atlas_bayes.fitting.inference import Approximation, Sampler, fit, predict
+from atlas_bayes.fitting.law_inputs import build_group_inputs, build_inputs
+from atlas_bayes.simulation.paper_design import paper_study
 
 LANGS = ["en", "fr", "sw", "hi"]
 SAMPLER = Sampler(chains=4, draws=300, warmup=300)
@@ -75,7 +75,7 @@ def test_recovers_per_language_parameters(study, pooled_fit):
 
 
 def test_tau_is_labelled_by_transfer_language(pooled_fit):
-    from atlas_bayes.summary import parameter_table
+    from atlas_bayes.fitting.summary import parameter_table
     table = parameter_table(pooled_fit)
     assert any(label.startswith("tau[fr<-") for label in table.index)
     assert not any(label.endswith("<-]") for label in table.index)
@@ -124,7 +124,7 @@ def test_svi_fast_path_lands_near_the_truth():
     (The Laplace path refuses, with a clear error, when the mode's Hessian is not positive
     definite, which happens on joint fits with few languages.)
     """
-    from atlas_bayes.simulate import EXAMPLE_TRUTH, example_study
+    from atlas_bayes.simulation.simulate import EXAMPLE_TRUTH, example_study
     approx = fit(example_study(), "atlas", sampler=Approximation("svi", steps=5000))
     assert approx.attrs["method"] == "svi" and approx.posterior.sizes["chain"] == 1
     for name in ("alpha", "beta"):

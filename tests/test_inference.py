@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from atlas_bayes import jax_setup
-from atlas_bayes.diagnostics import ConvergenceWarning
-from atlas_bayes.inference import Sampler, fit, load, save
-from atlas_bayes.runs import RunTableWarning, read_runs
-from atlas_bayes.summary import format_summary
-from atlas_bayes.simulate import example_study, monolingual_design, simulate
+from atlas_bayes.fitting import jax_setup
+from atlas_bayes.fitting.diagnostics import ConvergenceWarning
+from atlas_bayes.fitting.inference import Sampler, fit, load, save
+from atlas_bayes.tables.runs import RunTableWarning, read_runs
+from atlas_bayes.fitting.summary import format_summary
+from atlas_bayes.simulation.simulate import example_study, monolingual_design, simulate
 
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31}
 QUICK = Sampler(chains=2, warmup=300, draws=300)

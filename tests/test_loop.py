@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("flax")
 pytest.importorskip("orbax.checkpoint")
 
-from atlas_bayes import loop  # noqa: E402
+from atlas_bayes.design import loop  # noqa: E402
 from atlas_bayes.cli import main  # noqa: E402
-from atlas_bayes.runs import read_runs  # noqa: E402
+from atlas_bayes.tables.runs import read_runs  # noqa: E402
 from atlas_bayes.trainers.model import SHAPES  # noqa: E402
 from atlas_bayes.trainers.train import train  # noqa: E402
 

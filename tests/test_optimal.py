@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from atlas_bayes.inference import Sampler, fit
-from atlas_bayes.optimal import (LawDraws, allocation, chinchilla_optimum, compute_for_loss,
-                                 efficiency_tax, law_draws, optimal, plot_trajectories,
-                                 predicted_loss, trajectories)
-from atlas_bayes.simulate import monolingual_design, simulate
+from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.fitting.draws import LawDraws, law_draws, predicted_loss
+from atlas_bayes.decisions.optimal import allocation, chinchilla_optimum, compute_for_loss, efficiency_tax, optimal, plot_trajectories, trajectories
+from atlas_bayes.simulation.simulate import monolingual_design, simulate
 
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31, "lambda": 0.1}
 U_SIM = 3e9
@@ -242,8 +241,8 @@ def test_datablations_repetition_aware_optimum(shared_data):
     (ii) up to ~4 epochs repetition is nearly free: at the budget whose Chinchilla optimum
     is 4 epochs the optimal loss rises under 0.5% over unique data, 40 epochs at least 5x more.
     (The direction of the bend is not asserted: see benchmarks/optimal_datablations.py.)"""
-    from atlas_bayes.adapters import load_shared
-    from atlas_bayes.runs import RunTableWarning
+    from atlas_bayes.tables.adapters import load_shared
+    from atlas_bayes.tables.runs import RunTableWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RunTableWarning)

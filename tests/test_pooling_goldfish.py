@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atlas_bayes.adapters import load_shared
-from atlas_bayes.diagnostics import MAX_R_HAT, MIN_ESS_BULK
-from atlas_bayes.inference import Sampler, fit
-from atlas_bayes.pooling import per_language_exponents, pooling_study
+from atlas_bayes.tables.adapters import load_shared
+from atlas_bayes.fitting.diagnostics import MAX_R_HAT, MIN_ESS_BULK
+from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.decisions.pooling import per_language_exponents, pooling_study
 
 LAW = "chinchilla-h"
 SAMPLER = Sampler(chains=2, warmup=1000, draws=4000)

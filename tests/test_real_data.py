@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 
 from atlas_bayes import laws
-from atlas_bayes.adapters import load_shared
-from atlas_bayes.diagnostics import ConvergenceWarning
-from atlas_bayes.inference import Sampler, fit
-from atlas_bayes.law_inputs import build_inputs
-from atlas_bayes.plots import predictive_intervals
-from atlas_bayes.runs import RunTableWarning
-from atlas_bayes.summary import parameter_table
+from atlas_bayes.tables.adapters import load_shared
+from atlas_bayes.fitting.diagnostics import ConvergenceWarning
+from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.fitting.law_inputs import build_inputs
+from atlas_bayes.fitting.plots import predictive_intervals
+from atlas_bayes.tables.runs import RunTableWarning
+from atlas_bayes.fitting.summary import parameter_table
 
 SAMPLER = Sampler(chains=4, warmup=500, draws=500)
 # On the repeated-data runs the Chinchilla-form posteriors have a long tail towards low E

@@ -8,9 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from atlas_bayes.runs import (RunTableError, RunTableWarning, mixture_fractions, read_runs,
-                              split_continued, unique_tokens_by_language, validate_runs,
-                              write_runs)
+from atlas_bayes.tables.runs import RunTableError, RunTableWarning, mixture_fractions, read_runs, split_continued, unique_tokens_by_language, validate_runs, write_runs
 
 GOOD = """run_id,language,n_params,n_tokens,loss
 a,en,1e8,1e9,3.5

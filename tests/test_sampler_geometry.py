@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_median
 
-from atlas_bayes.inference import Sampler, fit, predict, select_language
-from atlas_bayes.law_inputs import build_inputs
+from atlas_bayes.fitting.inference import Sampler, fit, predict, select_language
+from atlas_bayes.fitting.law_inputs import build_inputs
 from atlas_bayes.models import scaling
-from atlas_bayes.runs import RunTableWarning, read_runs, split_continued
+from atlas_bayes.tables.runs import RunTableWarning, read_runs, split_continued
 
 MAX_STEPS_PER_DRAW = 16
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled_study.csv"

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from atlas_bayes.paper_design import paper_design
-from atlas_bayes.runs import validate_runs
-from atlas_bayes.simulate import PAPER_MODEL_SIZES
-from atlas_bayes.splits import SPLITS, describe, held_out, split_runs
+from atlas_bayes.simulation.paper_design import paper_design
+from atlas_bayes.tables.runs import validate_runs
+from atlas_bayes.simulation.simulate import PAPER_MODEL_SIZES
+from atlas_bayes.tables.splits import SPLITS, describe, held_out, split_runs
 
 SIZES = (1e7, 3e7, 1e8, 3e8, 1e9, 3e9)
 
@@ -216,7 +216,7 @@ def test_languages_restricts_which_languages_must_keep_training_rows():
 
 
 def test_compare_restricted_to_a_language_builds_splits_for_it_only(monkeypatch):
-    from atlas_bayes import comparison
+    from atlas_bayes.decisions import comparison
     runs = mixtures()
     runs = validate_runs(runs[~((runs["language"] == "de") & (runs["run_id"] != "cap"))]
                          .reset_index(drop=True), source="test table")

@@ -18,7 +18,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from atlas_bayes.runs import validate_runs  # noqa: E402
+from atlas_bayes.tables.runs import validate_runs  # noqa: E402
 from atlas_bayes.trainers import data as data_lib  # noqa: E402
 from atlas_bayes.trainers import sampling  # noqa: E402
 from atlas_bayes.trainers.model import SHAPES, VOCAB, Transformer, count_params  # noqa: E402
@@ -243,7 +243,7 @@ def test_two_devices_give_the_single_device_curve(corpus_dir, tmp_path):
 
 def test_cli_trains_a_config_and_a_plan(corpus_dir, tmp_path, capsys):
     from atlas_bayes.cli import main
-    from atlas_bayes.runs import read_runs
+    from atlas_bayes.tables.runs import read_runs
 
     config = tiny(corpus_dir, run_id="cli", tokens=32 * 4 * 8, eval_every=4)
     (tmp_path / "run.json").write_text(json.dumps(config))

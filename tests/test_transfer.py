@@ -15,15 +15,13 @@ import pandas as pd
 import pytest
 from scipy.stats import multivariate_normal
 
-from atlas_bayes.bts import (bilingual_pairs, bts_from_efficiency, bts_table, curve_at,
-                             efficiency_from_bts, fit_bts, tokens_to_reach)
+from atlas_bayes.decisions.bts import bilingual_pairs, bts_from_efficiency, bts_table, curve_at, efficiency_from_bts, fit_bts, tokens_to_reach
 from atlas_bayes.cli import main
-from atlas_bayes.inference import Sampler, fit
+from atlas_bayes.fitting.inference import Sampler, fit
 from atlas_bayes.models.transfer import _collapsed, coefficient_draws, pair_residuals
-from atlas_bayes.runs import validate_runs, write_runs
-from atlas_bayes.transfer import (fit_transfer_matrix, matrix_inputs, rank_sources, tau_priors,
-                                  transfer_quantiles)
-from atlas_bayes.transfer_study import measure, simulate_bilingual_runs, simulate_matrix
+from atlas_bayes.tables.runs import validate_runs, write_runs
+from atlas_bayes.decisions.transfer import fit_transfer_matrix, matrix_inputs, rank_sources, tau_priors, transfer_quantiles
+from atlas_bayes.simulation.transfer_study import measure, simulate_bilingual_runs, simulate_matrix
 
 SAMPLER = Sampler(chains=4, warmup=300, draws=300)
 # the curve posterior needs more draws for a reliable R-hat: at 4 x (300 + 300) max R-hat
@@ -213,7 +211,7 @@ def test_unreachable_pairs_are_reported_and_left_out_with_a_warning():
 def test_tau_prior_from_the_matrix_enters_the_atlas_fit():
     """A tight prior on tau[fr <- en] with data that barely see it: the posterior follows
     the prior; the resolved prior is stored with the fit; bad names are refused."""
-    from atlas_bayes.simulate import mixture_design, simulate
+    from atlas_bayes.simulation.simulate import mixture_design, simulate
     design = mixture_design("fr", {"fr-en": {"fr": 0.5, "en": 0.5}, "mono": {"fr": 1.0}},
                             n_params=[5e7, 2e8], total_tokens=[1e9, 4e9])
     params = {"E": 1.8, "A": 400.0, "B": 900.0, "alpha": 0.34, "beta": 0.3, "lambda": 0.1,
@@ -259,10 +257,10 @@ def test_tau_prior_reaches_the_joint_model_slot_by_slot():
     the other slots keep the pooled prior."""
     from numpyro.infer import Predictive
 
-    from atlas_bayes.inference import resolve_tau_prior
-    from atlas_bayes.law_inputs import build_group_inputs
+    from atlas_bayes.fitting.inference import resolve_tau_prior
+    from atlas_bayes.fitting.law_inputs import build_group_inputs
     from atlas_bayes.models import get_law
-    from atlas_bayes.paper_design import paper_study
+    from atlas_bayes.simulation.paper_design import paper_study
     runs, _ = paper_study(eval_languages=["en", "fr", "sw"], seed=3)
     x, info, _ = build_group_inputs(runs)
     fr = info.languages.index("fr")
@@ -284,7 +282,7 @@ def test_matrix_fills_held_out_pairs_better_than_the_papers_forest():
     held out): measured RMSE on g 0.074 (matrix) vs 0.083 (forest), matrix 90% coverage 0.95
     (seed 0, the one run here: each seed costs minutes on 2 cores); seeds 1 and 2 gave 0.086 vs
     0.095 and 0.079 vs 0.131 (benchmarks/transfer_matrix.py runs more)."""
-    from atlas_bayes.transfer_study import heldout_comparison
+    from atlas_bayes.simulation.transfer_study import heldout_comparison
     langs = ["en", "de", "nl", "sv", "fr", "es", "pt", "it", "ru", "uk", "zh", "ja", "ar", "hi",
              "id", "ms"]
     errors, coverage = {"bayes": [], "forest": []}, []

@@ -5,7 +5,7 @@ starts in the same box."""
 import numpy as np
 import pytest
 
-from atlas_bayes import design_voptimal as vopt
+from atlas_bayes.design import voptimal as vopt
 
 TRUTH = np.array([1.69, 406.4, 410.7, 0.34, 0.28])    # Hoffmann et al.'s Chinchilla fit
 
@@ -53,7 +53,7 @@ def test_batched_fit_uses_warm_starts_and_rejects_unknown_methods(chinchilla_dat
 
 
 def test_batched_fit_matches_scipy_on_the_data_constrained_pool(shared_data):
-    from atlas_bayes.design_scalebench import load_task
+    from atlas_bayes.design.scalebench import load_task
     pool, _ = load_task(shared_data / "scalebench", "data_constrained")
     rows = pool.sort_values("cost").head(40)
     law = vopt.ls_law("dcsl")

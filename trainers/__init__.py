@@ -1,4 +1,7 @@
-"""The companion Flax NNX trainer: real byte-level multilingual runs that write run tables.
+"""The companion Flax NNX trainer (installed as `atlas_bayes.trainers`): real byte-level multilingual
+runs that write run tables.
+
+May import: laws, tables (the run-table format); never fitting, decisions, design or cli.
 
 Modules: `model` (transformer and the shapes table), `data` (corpora and the deterministic
 stream), `sampling` (UNIMAX and other mixtures), `schedule` (WSD), `checkpoint` (Orbax),

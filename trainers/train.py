@@ -42,7 +42,7 @@ import pandas as pd
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from atlas_bayes.runs import RunTableWarning, read_runs, validate_runs, write_runs
+from atlas_bayes.tables.runs import RunTableWarning, read_runs, validate_runs, write_runs
 from atlas_bayes.trainers import data as data_lib
 from atlas_bayes.trainers import sampling
 from atlas_bayes.trainers.checkpoint import Checkpoints

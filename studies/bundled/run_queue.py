@@ -134,7 +134,7 @@ def work(args) -> int:
 
 def collect(args) -> int:
     import pandas as pd
-    from atlas_bayes.runs import read_runs, validate_runs, write_runs
+    from atlas_bayes.tables.runs import read_runs, validate_runs, write_runs
     plan, queue = read_plan(args.plan), Queue(args.out)
     frames, summary = [], {"complete": [], "incomplete": [], "failed": {}, "not_started": [], "timing": {}}
     for config in plan:

@@ -1,0 +1,412 @@
+"""The closed loop: design a batch, train it, add its runs to the run table, refit, repeat until
+the budget is spent or the target's 90% interval is narrower than a given width.
+
+The output folder is the loop's whole state, so stopping anywhere (a crash, Ctrl-C, a machine
+taken away) and running the same command again goes on without losing or repeating a run:
+
+    loop.json            the settings; a rerun may change only the stopping rules
+    runs.csv             the run table: the starting runs and every finished run. A run is added
+                         only once it is complete, in one atomic rewrite (`runs.write_runs`)
+    rounds.jsonl         one line per finished round: its runs, their cost (6 N D of the tokens
+                         actually trained), compute spent so far, the target's 90% interval
+    round-R/plan.jsonl   round R's chosen runs as trainer configs, written (atomically) before any
+                         is trained; a rerun trains only those not yet in runs.csv (the trainer
+                         itself resumes a half-trained run from its last checkpoint)
+    round-R/design.json, round-R/posterior.nc   the choice and the fit after the round
+    train/               the trainer's folder (run folders with checkpoints)
+    width.png            the interval width against compute spent
+
+With `external=True` the loop writes the round's plan and stops; whoever trains it puts the
+runs' rows (a run table) in round-R/results.csv, or passes the file as `ingest`, and the next
+invocation takes every complete planned run from it, refits and goes on.
+
+The trainer is imported only when a round is trained here (it needs the 'train' extra).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from atlas_bayes.design.candidates import candidate_grid
+from atlas_bayes.design.eig import choose_batch
+from atlas_bayes.design.parse import parse_target
+from atlas_bayes.design.plan import plan_configs
+from atlas_bayes.design.posterior import posterior_from_tree
+from atlas_bayes.design.targets import target_summary
+from atlas_bayes.design.targets import weighted_interval
+from atlas_bayes.tables.runs import RunTableWarning, read_runs, validate_runs, write_runs
+
+PROB = 0.9
+# settings a rerun may change (stopping rules and who trains); any other change is refused
+MAY_CHANGE = ("budget", "width", "max_rounds", "external")
+
+
+@dataclass
+class LoopSettings:
+    """Everything that defines a loop (stored in OUT/loop.json)."""
+    runs: str                                # the starting run table
+    target: str                              # design.parse_target's forms
+    budget: float                            # FLOPs for all the loop's runs together
+    shapes: list[str] = field(default_factory=list)    # trainer shapes of candidate runs
+    tokens: list[float] | None = None        # token budgets (absolute), or ...
+    tokens_per_param: list[float] | None = None        # ... per parameter
+    k: int = 2                               # runs per round
+    width: float | None = None               # stop when the 90% interval is narrower
+    max_rounds: int | None = None
+    law: str = "chinchilla"
+    language: str | None = None
+    cost_power: float = 1.0
+    max_draws: int = 512
+    sampler: dict = field(default_factory=lambda: {"chains": 2, "warmup": 500, "draws": 500})
+    train_base: dict = field(default_factory=dict)     # fields added to every trainer config
+    external: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if not (np.isfinite(self.budget) and self.budget > 0):
+            raise ValueError(f"budget must be a positive number of FLOPs, got {self.budget}")
+        if self.width is not None and not self.width > 0:
+            raise ValueError(f"width must be positive, got {self.width}")
+        if self.k < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}")
+
+
+def run_loop(settings: LoopSettings, out, *, ingest=None, progress: bool = True) -> dict:
+    """Run (or continue) the loop in folder `out`; returns {stopped, rounds, spent, ...}."""
+    out = Path(out)
+    state = _open(settings, out)
+    target = parse_target(settings.target)
+    if target.spec.get("kind") == "bts":
+        from atlas_bayes.design.curves import plan_check
+        plan_check(target)                     # fails early: BTS runs have no trainer plan
+    log = _read_log(out)
+    say = _say if progress else (lambda *_: None)
+    if not log:
+        say(f"round 0: fitting the starting runs ({settings.runs})")
+        tree = _fit_round(state, out, 0, settings, target, [], 0.0, log, say)
+    else:
+        from atlas_bayes.fitting.inference import load
+        tree = load(out / f"round-{len(log) - 1}" / "posterior.nc")
+    while True:
+        r = len(log)
+        plan_path = out / f"round-{r}" / "plan.jsonl"
+        if not plan_path.exists():
+            stopped = _stop_reason(settings, log)
+            if stopped:
+                return _finish(out, log, stopped, say)
+            configs = _design_round(state, out, r, settings, target, tree, log, say)
+            if not configs:
+                return _finish(out, log, "budget spent: no candidate fits the remaining budget", say)
+        configs = [json.loads(line) for line in plan_path.read_text().splitlines() if line.strip()]
+        missing = _collect_runs(state, out, r, configs, settings, ingest, say, progress)
+        if missing:
+            status = {"stopped": f"waiting for round {r}'s runs {missing}", "waiting": missing,
+                      "plan": str(plan_path), "results": str(out / f"round-{r}" / "results.csv"),
+                      "rounds": len(log), "spent": log[-1]["spent"] if log else 0.0}
+            _write_json(out / "status.json", status)
+            say(f"round {r}: plan {plan_path}; waiting for runs {missing}: put their rows in "
+                f"{status['results']} (or pass --ingest FILE) and run the command again")
+            return status
+        table = _table(state)
+        ids = [c["run_id"] for c in configs]
+        cost = sum(run_cost(table[table["run_id"] == i]) for i in ids)
+        tree = _fit_round(state, out, r, settings, target, ids, cost, log, say)
+
+
+# ---------------------------------------------------------------------------------------------
+# State
+
+
+def _open(settings: LoopSettings, out: Path) -> Path:
+    """Create or check OUT/loop.json and OUT/runs.csv; returns the run table's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    stored_path = out / "loop.json"
+    mine = json.loads(json.dumps(dataclasses.asdict(settings)))
+    if stored_path.exists():
+        stored = json.loads(stored_path.read_text())
+        changed = sorted(k for k in set(stored) | set(mine)
+                         if k not in MAY_CHANGE and stored.get(k) != mine.get(k))
+        if changed:
+            raise ValueError(f"{out} holds a loop with other settings ({', '.join(changed)}: "
+                             + "; ".join(f"{k} was {stored.get(k)!r}, now {mine.get(k)!r}"
+                                         for k in changed)
+                             + "); use a new output folder, or rerun with the same settings")
+    _write_json(stored_path, mine)
+    table = out / "runs.csv"
+    if not table.exists():
+        write_runs(read_runs(settings.runs), table)
+    return table
+
+
+def _table(path: Path) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunTableWarning)
+        return read_runs(path)
+
+
+def add_run(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """Add one finished run's rows to the loop's run table in one atomic rewrite."""
+    table = _table(path)
+    run_id = rows["run_id"].iloc[0]
+    if (table["run_id"] == run_id).any():
+        raise ValueError(f"{path}: run {run_id!r} is already in the loop's run table")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunTableWarning)
+        merged = validate_runs(pd.concat([table, rows], ignore_index=True), source=str(path))
+    write_runs(merged, path)
+    return merged
+
+
+def run_cost(rows: pd.DataFrame) -> float:
+    """6 N D of the tokens a run trained itself (a finetune's checkpoint tokens excluded)."""
+    if rows.empty:
+        return 0.0
+    own = rows["n_tokens"] - rows.get("init_tokens", pd.Series(0.0, index=rows.index)).fillna(0.0)
+    return float(6.0 * rows["n_params"].iloc[0] * own.max())
+
+
+def _read_log(out: Path) -> list[dict]:
+    path = out / "rounds.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _write_json(path: Path, value) -> None:
+    _write_text(path, json.dumps(value, indent=2, default=_plain) + "\n")
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write through a temporary file and an atomic rename: a reader sees all of it or none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _plain(value):
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _say(message: str) -> None:
+    print(f"atlas-bayes loop: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# One round: fit, measure the target, design, train
+
+
+def _fit_round(table_path, out, r, settings, target, ids, cost, log, say):
+    """Fit the table, measure the target's interval, save the posterior and log round r."""
+    from atlas_bayes.fitting.inference import save
+    started = time.perf_counter()
+    table = _table(table_path)
+    tree = fit_table(table, settings, target)
+    interval = target_interval(tree, table, settings, target)
+    folder = out / f"round-{r}"
+    folder.mkdir(parents=True, exist_ok=True)
+    save(tree, folder / "posterior.nc.tmp")
+    os.replace(folder / "posterior.nc.tmp", folder / "posterior.nc")
+    spent = (log[-1]["spent"] if log else 0.0) + cost
+    entry = {"round": r, "runs": ids, "cost": cost, "spent": spent,
+             "n_runs": int(table["run_id"].nunique()), "target": target.name, **interval,
+             "fit_seconds": round(time.perf_counter() - started, 2)}
+    log.append(entry)
+    _write_text(out / "rounds.jsonl", "".join(json.dumps(e, default=_plain) + "\n" for e in log))
+    plot_width(log, out / "width.png")
+    width = entry.get("width")
+    say(f"round {r}: {len(ids)} run(s), cost {cost:.3g} FLOPs, spent {spent:.3g} of "
+        f"{settings.budget:.3g}" + (f"; 90% interval width {width:.4g}" if width is not None else ""))
+    return tree
+
+
+def fit_table(table: pd.DataFrame, settings: LoopSettings, target):
+    """The posterior the target needs: the law's fit, or the crossover / BTS curves' fit."""
+    from atlas_bayes.fitting.inference import Sampler, fit
+    sampler = Sampler(**{"seed": settings.seed, **settings.sampler})
+    kind = target.spec.get("kind")
+    if kind in ("crossover", "bts"):
+        from atlas_bayes.design.curves import curve_study
+        return curve_study(target, table, sampler=sampler, max_draws=settings.max_draws,
+                           run_folder=Path(settings.runs).parent)[0]
+    hierarchical = settings.law.endswith("-h")
+    return fit(table, settings.law, language=None if hierarchical else settings.language,
+               sampler=sampler, warn=False)
+
+
+def _posterior(tree, table, settings, target, max_draws):
+    kind = target.spec.get("kind")
+    if kind in ("crossover", "bts"):
+        from atlas_bayes.design.curves import curve_study
+        _, post, candidates = curve_study(target, table, tree=tree, tokens=settings.tokens,
+                                          max_draws=max_draws, run_folder=Path(settings.runs).parent)
+        return post, candidates
+    return posterior_from_tree(tree, language=settings.language,
+                                          max_draws=max_draws), None
+
+
+def target_interval(tree, table, settings, target, prob: float = PROB) -> dict:
+    """The target's median and central `prob` interval over all draws; for `params`, each
+    parameter's interval width relative to its median (no single width)."""
+    post, _ = _posterior(tree, table, settings, target, None)
+    if target.is_parameters:
+        widths = {}
+        for name, values in post.draws.params.items():
+            lo, hi = weighted_interval(values, prob=prob)
+            widths[name] = (hi - lo) / abs(float(np.median(values)))
+        return {"width": None, "relative_widths": widths}
+    return target_summary(post, target, prob)
+
+
+def _stop_reason(settings: LoopSettings, log: list[dict]) -> str:
+    last = log[-1]
+    if settings.width is not None and last.get("width") is not None \
+            and last["width"] <= settings.width:
+        return f"the 90% interval ({last['width']:.4g}) is narrower than {settings.width:g}"
+    if last["spent"] >= settings.budget:
+        return "budget spent"
+    if settings.max_rounds is not None and last["round"] >= settings.max_rounds:
+        return f"{settings.max_rounds} round(s) done"
+    return ""
+
+
+def _design_round(table_path, out, r, settings, target, tree, log, say) -> list[dict]:
+    """Choose round r's batch within the remaining budget and write its plan (atomically)."""
+    table = _table(table_path)
+    post, candidates = _posterior(tree, table, settings, target, settings.max_draws)
+    if candidates is None:
+        if not settings.shapes:
+            raise ValueError("the loop trains its runs, so candidates need trainer shapes "
+                             "(shapes=[...], CLI --shapes)")
+        amounts = ({"tokens": settings.tokens} if settings.tokens is not None else
+                   {"tokens_per_param": settings.tokens_per_param or [5, 10, 20, 40, 80]})
+        language = getattr(getattr(post, "draws", None), "language", "") or "und"
+        candidates = candidate_grid(shapes=settings.shapes, language=language, **amounts)
+    remaining = settings.budget - log[-1]["spent"]
+    result = choose_batch(post, candidates, target, k=settings.k, budget=remaining,
+                                     cost_power=settings.cost_power, seed=settings.seed + r)
+    if result.chosen.empty:
+        return []
+    configs = plan_configs(result.chosen, prefix=f"loop-r{r}", base=settings.train_base)
+    # The trainer is deterministic for a seed: a later round that picks a spec again must train
+    # a new seed, or the refit would count one measurement twice.
+    base_seed = int(settings.train_base.get("seed", 0))
+    for i, config in enumerate(configs):
+        config["seed"] = base_seed + r * settings.k + i
+    folder = out / f"round-{r}"
+    _write_json(folder / "design.json", result.as_dict())
+    _write_text(folder / "plan.jsonl", "".join(json.dumps(c) + "\n" for c in configs))
+    say(f"round {r}: chose {len(configs)} run(s) ({', '.join(c['run_id'] for c in configs)}), "
+        f"expected gain {result.total_gain:.3g} nats, cost {result.chosen['cost'].sum():.3g} FLOPs")
+    return configs
+
+
+def _collect_runs(table_path, out, r, configs, settings, ingest, say, progress) -> list[str]:
+    """Add every planned run that is complete to the table (training it here unless external);
+    returns the run_ids still missing."""
+    have = set(_table(table_path)["run_id"])
+    todo = [c for c in configs if c["run_id"] not in have]
+    if not todo:
+        return []
+    if settings.external:
+        source = Path(ingest) if ingest else out / f"round-{r}" / "results.csv"
+        if not source.exists():
+            return [c["run_id"] for c in todo]
+        results = _table(source)
+        missing = []
+        for config in todo:
+            rows = results[results["run_id"] == config["run_id"]]
+            if complete(rows, config):
+                add_run(table_path, rows)
+                say(f"round {r}: took {config['run_id']} from {source}")
+            else:
+                missing.append(config["run_id"])
+        return missing
+    for i, config in enumerate(todo, 1):
+        say(f"round {r}: training {config['run_id']} ({i}/{len(todo)}, model {config['model']}, "
+            f"{config['tokens']:.3g} tokens)")
+        rows = _train_run(config, out / "train", progress)
+        if not complete(rows, config):
+            raise RuntimeError(f"run {config['run_id']} ended without reaching its "
+                               f"{config['tokens']} tokens; see {out / 'train'}")
+        add_run(table_path, rows)
+    return []
+
+
+def complete(rows: pd.DataFrame, config: dict) -> bool:
+    """Whether a run's rows reach the tokens its config asked for (its own, past any init)."""
+    if rows.empty:
+        return False
+    own = rows["n_tokens"] - rows.get("init_tokens", pd.Series(0.0, index=rows.index)).fillna(0.0)
+    return bool(own.max() >= 0.999 * float(config["tokens"]))
+
+
+def _train_run(config: dict, folder: Path, progress: bool) -> pd.DataFrame:
+    """One run with the companion trainer (resumes from its checkpoint if one exists)."""
+    from atlas_bayes.trainers.train import train
+    return train(config, folder, progress=progress)
+
+
+def _finish(out: Path, log: list[dict], stopped: str, say) -> dict:
+    status = {"stopped": stopped, "rounds": len(log) - 1, "spent": log[-1]["spent"],
+              "last": log[-1]}
+    _write_json(out / "status.json", status)
+    say(f"stopped: {stopped} ({status['rounds']} round(s), {status['spent']:.3g} FLOPs); "
+        f"log {out / 'rounds.jsonl'}, plot {out / 'width.png'}")
+    return status
+
+
+# ---------------------------------------------------------------------------------------------
+# The plot
+
+
+def plot_width(log: list[dict], path) -> Path:
+    """The target's 90% interval width (or, for params, each parameter's relative width)
+    against the compute spent, one point per round; for a single target, a second panel
+    shows the interval itself, so a shift between rounds is seen, not only its width."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spent = [e["spent"] for e in log]
+    scalar = log[0].get("width") is not None
+    fig, axes = plt.subplots(1, 2 if scalar else 1, figsize=(11 if scalar else 6, 4),
+                             squeeze=False)
+    ax = axes[0, 0]
+    if scalar:
+        ax.plot(spent, [e["width"] for e in log], "o-", label=log[0]["target"])
+        ax.set_ylabel("90% interval width")
+        for e in log:
+            ax.annotate(str(e["round"]), (e["spent"], e["width"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        band = axes[0, 1]
+        median = np.array([e["median"] for e in log])
+        band.errorbar(spent, median, yerr=[median - [e["lo"] for e in log],
+                                           [e["hi"] for e in log] - median],
+                      fmt="o", capsize=3)
+        band.set_xlabel("compute spent by the loop (FLOPs)")
+        band.set_ylabel("median and 90% interval")
+        band.set_title("the target's interval after each round", fontsize=9)
+    else:
+        for name in log[0]["relative_widths"]:
+            ax.plot(spent, [e["relative_widths"][name] for e in log], "o-", label=name)
+        ax.set_ylabel("90% interval width / median")
+    ax.set_xlabel("compute spent by the loop (FLOPs)")
+    ax.set_title(f"Closed loop: {log[0]['target']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

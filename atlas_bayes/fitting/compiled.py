@@ -1,0 +1,202 @@
+"""One compiled program per law and data size, reused by every fit of that law.
+
+NumPyro compiles a sampler around the data it is given (the data are constants of the
+program), so every fit used to compile anew: ~15 s on 2 CPU cores for a Chinchilla fit whose
+sampling takes 0.2 s. Here the data are arguments of one jitted function per (model,
+options, sampler settings, static structure), and observations are padded to a few sizes
+(`padded_size`) with a mask, so later fits of the same law at a similar number of runs reuse
+the compiled program: within a process through jit's own cache, across processes through
+JAX's persistent cache when it is on. The same holds for the posterior predictive and the
+pointwise log likelihood.
+
+Only the single-language laws of `models/scaling.py` go this way (`compilable`): their only
+sums over observations are the masked likelihood and the initial values' placement. The
+joint (hierarchical, curse) models centre languages on host-side counts of the rows, which
+padding would change, so they keep a program of their own per fit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import numpy as np
+from numpyro import handlers
+from numpyro.infer import MCMC, NUTS, Predictive, init_to_median
+from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
+
+from atlas_bayes.fitting.law_inputs import LawInputs
+
+COMPILABLE_MODULE = "atlas_bayes.models.scaling"
+OBS_FIELDS = ("N", "D", "U", "D_total", "D_transfer", "U_transfer", "D_other", "U_other",
+              "p_family", "K")
+OBS_SITES = ("log_loss", "log_loss_mean")   # sites with one value per observation
+EXTRA_FIELDS = ("num_steps", "energy", "diverging", "accept_prob", "potential_energy")
+MAX_PROGRAMS = 32
+ENABLED = True       # False: every fit compiles its own program (the baseline in benchmarks)
+
+_programs: OrderedDict = OrderedDict()
+
+
+class Site(NamedTuple):
+    """What a fit needs to know of one site of a model's trace."""
+    kind: str              # "sample", "deterministic", ...
+    observed: bool
+    size: int              # number of values
+    dims: tuple[str, ...]  # plate names, outermost first
+
+
+def padded_size(n: int) -> int:
+    """The observation count a fit of n rows is padded to: 16, 32, 48, 64, 96, 128, 192, ...
+    (two sizes per doubling: beyond 32 rows at most half again as many, each a masked copy;
+    padded rows cost little next to compiling, which takes seconds)."""
+    if n <= 16:
+        return 16
+    step = max(16, 2 ** (int(np.floor(np.log2(n - 1))) - 1))
+    return int(-(-n // step) * step)
+
+
+def compilable(model, inputs) -> bool:
+    """Whether a fit may use the shared programs: a single-language scaling law (a bound
+    `functools.partial` of a `models/scaling.py` model) on `LawInputs`, with options JSON
+    can key."""
+    return (ENABLED and isinstance(model, partial) and model.func.__module__ == COMPILABLE_MODULE
+            and isinstance(inputs, LawInputs) and inputs.group is None
+            and _model_key(model) is not None)
+
+
+def pad(inputs: LawInputs, log_loss, size: int):
+    """Inputs and observations padded to `size` rows by repeating row 0, with `obs_mask`
+    marking the real rows (the likelihood ignores the rest)."""
+    n = int(np.shape(inputs.N)[0])
+    index = np.concatenate([np.arange(n), np.zeros(size - n, dtype=int)])
+    fields = {name: np.asarray(getattr(inputs, name))[index] for name in OBS_FIELDS
+              if getattr(inputs, name) is not None}
+    mask = np.arange(size) < n
+    padded = inputs._replace(**fields, obs_mask=mask)
+    return padded, None if log_loss is None else np.asarray(log_loss, np.float32)[index]
+
+
+def run_nuts(model, inputs: LawInputs, log_loss, *, chains: int, warmup: int, draws: int,
+             target_accept: float, dense: bool, key):
+    """NUTS samples (chain, draw, ...) of every site and the extra fields, from the shared
+    program for this model and size (compiled on first use)."""
+    _, traced, observed, static = _prepare(inputs, log_loss)
+    settings = (chains, warmup, draws, float(target_accept), bool(dense))
+    program = _program("nuts", model, static, settings, lambda: _nuts_program(
+        model, static, *settings))
+    return program(key, traced, observed)
+
+
+def predictive(model, inputs: LawInputs, latents: dict, key, sites: list[str],
+               condition_deterministic: bool) -> dict:
+    """Posterior predictive draws of `sites` (observation sites cut back to the real rows)."""
+    n, traced, _, static = _prepare(inputs)
+    settings = (tuple(sites), bool(condition_deterministic))
+    program = _program("predictive", model, static, settings, lambda: _predictive_program(
+        model, static, *settings))
+    draws = program(key, traced, latents)
+    return {name: value[..., :n] if name in OBS_SITES else value for name, value in draws.items()}
+
+
+def pointwise_log_likelihood(model, inputs: LawInputs, log_loss, latents: dict) -> np.ndarray:
+    """Log likelihood of each real observation (chain, draw, obs)."""
+    n, traced, observed, static = _prepare(inputs, log_loss)
+    program = _program("log_likelihood", model, static, (), lambda: _log_likelihood_program(
+        model, static))
+    return np.asarray(program(traced, observed, latents))[..., :n]
+
+
+def sites(model, inputs) -> dict[str, Site]:
+    """The model's sites, from one trace at the padded size for shared programs (the same
+    small operations each time, so JAX's compiled ones are reused; a site with one value per
+    observation then reports the padded size) or at the inputs' own size otherwise."""
+    if not compilable(model, inputs):
+        return _trace_sites(model, inputs)
+    _, traced, _, static = _prepare(inputs)
+    padded = LawInputs(**dict(static), **traced)
+    return _program("sites", model, static, (len(padded.N),), lambda: _trace_sites(model, padded))
+
+
+def _trace_sites(model, inputs) -> dict[str, Site]:
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(inputs)
+    return {name: Site(site["type"], bool(site.get("is_observed", False)),
+                       int(np.size(site["value"])) if "value" in site else 0,
+                       tuple(f.name for f in sorted(site.get("cond_indep_stack", []),
+                                                    key=lambda f: f.dim)))
+            for name, site in trace.items()}
+
+
+def clear() -> None:
+    """Forget the shared programs (their compiled code goes with JAX's caches)."""
+    _programs.clear()
+
+
+def _prepare(inputs: LawInputs, log_loss=None):
+    """(real rows, the program's arguments, padded observations, its static key part)."""
+    n = int(np.shape(inputs.N)[0])
+    padded, observed = pad(inputs, log_loss, padded_size(n))
+    traced, static = _split(padded)
+    return n, traced, observed, static
+
+
+def _split(inputs: LawInputs) -> tuple[dict, tuple]:
+    """Array and float fields (arguments of the program) and the rest (part of its key)."""
+    traced, static = {}, []
+    for name, value in inputs._asdict().items():
+        if isinstance(value, (np.ndarray, jax.Array)):
+            traced[name] = value
+        elif isinstance(value, float) and not isinstance(value, bool):
+            traced[name] = np.float32(value)
+        else:
+            static.append((name, value))
+    return traced, tuple(static)
+
+
+def _model_key(model) -> str | None:
+    """A key naming the model and its options, or None when the options are not JSON."""
+    try:
+        return json.dumps([model.func.__module__, model.func.__qualname__, list(model.args),
+                           model.keywords], sort_keys=True)
+    except TypeError:
+        return None
+
+
+def _program(kind: str, model, static: tuple, settings: tuple, build):
+    key = (kind, _model_key(model), static, settings)
+    if key in _programs:
+        _programs.move_to_end(key)
+    else:
+        _programs[key] = build()
+        if len(_programs) > MAX_PROGRAMS:
+            _programs.popitem(last=False)
+    return _programs[key]
+
+
+def _nuts_program(model, static, chains, warmup, draws, target_accept, dense):
+    def run(key, traced, log_loss):
+        kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=dense,
+                      init_strategy=init_to_median())
+        mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
+                    chain_method="vectorized", progress_bar=False)
+        mcmc.run(key, LawInputs(**dict(static), **traced), log_loss, extra_fields=EXTRA_FIELDS)
+        return mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True)
+    return jax.jit(run)
+
+
+def _predictive_program(model, static, sites, condition_deterministic):
+    def draw(key, traced, latents):
+        return Predictive(model, posterior_samples=latents, batch_ndims=2, return_sites=list(sites),
+                          condition_deterministic=condition_deterministic)(
+            key, LawInputs(**dict(static), **traced))
+    return jax.jit(draw)
+
+
+def _log_likelihood_program(model, static):
+    def log_lik(traced, log_loss, latents):
+        return numpyro_log_likelihood(model, latents, LawInputs(**dict(static), **traced),
+                                      log_loss, batch_ndims=2)["log_loss"]
+    return jax.jit(log_lik)

@@ -1,0 +1,164 @@
+"""A fitted tree's posterior draws as one language's law (`LawDraws`), and the law's loss at any
+(N, D) for every draw at once (`predicted_loss`): what decisions and design read from a fit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+import numpy as np
+
+from atlas_bayes import laws
+
+
+# law name -> the form decisions evaluate (monolingual: ATLAS's transfer terms are zero)
+KINDS = {"chinchilla": "chinchilla", "chinchilla-h": "chinchilla", "dcsl": "dcsl",
+         "atlas": "atlas", "atlas-dt": "atlas", "atlas-other": "atlas",
+         "atlas-h": "atlas", "atlas-dt-h": "atlas", "atlas-other-h": "atlas"}
+
+
+EXTRA = {"chinchilla": (), "dcsl": ("R_D_star", "R_N_star"), "atlas": ("lambda",)}
+
+
+@dataclass
+class LawDraws:
+    """One language's posterior draws of a law, natural scale, flattened over (chain, draw).
+
+    `kind` is the form evaluated (chinchilla, dcsl or atlas); `params` maps E, A, B, alpha,
+    beta (and R_D_star, R_N_star or lambda) to float64 arrays of one length. `unique_tokens`
+    is U for this language (inf: never repeated) and `unique_tokens_source` says where it
+    came from.
+    """
+    kind: str
+    params: dict
+    language: str = ""
+    law: str = ""
+    unique_tokens: float = np.inf
+    unique_tokens_source: str = "not recorded: data never repeated"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in EXTRA:
+            raise ValueError(f"unknown law form {self.kind!r}; expected one of {', '.join(EXTRA)}")
+        needed = ("E", "A", "B", "alpha", "beta") + EXTRA[self.kind]
+        missing = [k for k in needed if k not in self.params]
+        if missing:
+            raise ValueError(f"{self.kind} draws need parameters {missing} as well")
+        self.params = {k: np.atleast_1d(np.asarray(self.params[k], dtype=float)) for k in needed}
+        sizes = {v.size for v in self.params.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"parameter draws have different lengths {sorted(sizes)}")
+        check_unique_tokens(self.unique_tokens)
+
+    @property
+    def n(self) -> int:
+        """Number of draws."""
+        return next(iter(self.params.values())).size
+
+    def thin(self, max_draws: int | None) -> "LawDraws":
+        """At most `max_draws` draws, evenly spaced (the same indices for every parameter)."""
+        if max_draws is None or self.n <= max_draws:
+            return self
+        keep = np.linspace(0, self.n - 1, int(max_draws)).round().astype(int)
+        return LawDraws(self.kind, {k: v[keep] for k, v in self.params.items()}, self.language,
+                        self.law, self.unique_tokens, self.unique_tokens_source, dict(self.extra))
+
+    def with_unique_tokens(self, unique_tokens: float | None) -> "LawDraws":
+        """The same draws with U set by the user (None keeps the recorded one)."""
+        if unique_tokens is None:
+            return self
+        check_unique_tokens(unique_tokens)
+        return LawDraws(self.kind, self.params, self.language, self.law, float(unique_tokens),
+                        "given", dict(self.extra))
+
+
+def check_unique_tokens(value) -> None:
+    """U must be a positive number (inf allowed: never repeated)."""
+    try:
+        ok = float(value) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"unique_tokens must be a positive number of tokens (or inf), got {value!r}")
+
+
+def law_draws(tree, language: str | None = None, unique_tokens: float | None = None,
+              max_draws: int | None = None) -> LawDraws:
+    """A fitted tree's draws for one language (default: the fit's only or first language).
+
+    `unique_tokens` overrides U; by default it comes from the fit's data (`fit_data`): the
+    language's unique-token column, the largest value when runs used several subsets.
+    """
+    law = str(tree.attrs.get("law", ""))
+    if law not in KINDS:
+        raise ValueError(f"compute-optimal allocation supports the laws {', '.join(KINDS)}; "
+                         f"this fit is {law!r}"
+                         + (" (use atlas_bayes.decisions.curse.iso_loss for the curse law)"
+                            if law.startswith("curse") else ""))
+    kind = KINDS[law]
+    post = tree.posterior
+    fitted = json.loads(tree.attrs.get("languages", "[]"))
+    if "language" in post.dims:
+        fitted = [str(v) for v in post["language"].values]
+    lang = language if language is not None else (fitted[0] if fitted else "")
+    if fitted and lang not in fitted:
+        raise ValueError(f"language {lang!r} was not fitted; fitted: {', '.join(fitted)}")
+
+    def values(name):
+        v = post[name]
+        if "language" in v.dims:
+            v = v.sel(language=lang)
+        return np.asarray(v.values, dtype=float).ravel()
+
+    params = {k: values(k) for k in ("E", "A", "B", "alpha", "beta") + EXTRA[kind]}
+    U, source = recorded_unique_tokens(tree, lang)
+    draws = LawDraws(kind, params, lang, law, U, source).thin(max_draws)
+    return draws.with_unique_tokens(unique_tokens)
+
+
+def recorded_unique_tokens(tree, language: str) -> tuple[float, str]:
+    """U for `language` from the fit's run table: (largest recorded value, where it came from);
+    (inf, ...) when the table records none."""
+    if "fit_data" not in tree.children:
+        return np.inf, "not recorded: the fit has no fit_data"
+    data = tree["fit_data"].to_dataset()
+    rows = np.ones(data.sizes["obs"], dtype=bool)
+    if "language" in data:
+        rows = data["language"].values.astype(str) == language
+    found = []
+    for column in (f"unique_tokens_{language}", "unique_tokens"):
+        if column in data:
+            v = np.asarray(data[column].values, dtype=float)[rows]
+            found += [(float(v[np.isfinite(v)].max()), column)] if np.isfinite(v).any() else []
+    if not found:
+        return np.inf, "not recorded: data never repeated"
+    U, column = max(found)
+    n_values = len({float(x) for c in (f"unique_tokens_{language}", "unique_tokens") if c in data
+                    for x in np.asarray(data[c].values, dtype=float)[rows] if np.isfinite(x)})
+    note = f"fit data ({column}" + (f", largest of {n_values} values)" if n_values > 1 else ")")
+    return U, note
+
+
+def predicted_loss(draws: LawDraws, N, D, unique_tokens=None) -> np.ndarray:
+    """The law's loss at (N, D) for every draw; N, D broadcast against draws on the leading
+    axis (shape (n,) or (n, k)). `unique_tokens` overrides the draws' U."""
+    U = draws.unique_tokens if unique_tokens is None else unique_tokens
+    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
+    shape = (-1,) + (1,) * (max(N.ndim, D.ndim) - 1)
+    p = {k: v.reshape(shape) for k, v in draws.params.items()}
+    with jax.enable_x64(True):
+        return np.asarray(_law_loss(draws.kind, N, D, float(U), p), dtype=float)
+
+
+@partial(jax.jit, static_argnums=0)
+def _law_loss(kind, N, D, U, p):
+    """The monolingual law in natural scale (compiled once per form and shape)."""
+    core = (p["E"], p["A"], p["B"], p["alpha"], p["beta"])
+    if kind == "chinchilla":
+        return laws.chinchilla(N, D, *core)
+    if kind == "atlas":
+        return laws.atlas(N, laws.saturation(D, U, p["lambda"]), *core)
+    return laws.dcsl(N, D, U, *core, p["R_D_star"], p["R_N_star"])

@@ -1,0 +1,74 @@
+"""Process-wide JAX settings that atlas_bayes relies on: the compilation cache and a guard
+against running out of memory maps.
+
+**Memory maps.** A fit of a joint law compiles a fresh sampler (NumPyro builds new closures
+each run; single-language laws share one per size, `atlas_bayes.fitting.compiled`), and JAX keeps
+each compiled program alive in its caches, even though it can never be reused. On
+CPU a compiled sampler holds ~900 memory maps (measured: a Chinchilla fit raised
+/proc/self/maps by 893), and Linux stops a process at vm.max_map_count (65,530 by default):
+after ~70 fits in one process, XLA segfaults while compiling. The test suite, a design loop
+or a recovery study gets there. `release_compiled_if_crowded` (called before each fit) drops
+JAX's compiled-program caches once the process holds more than `MAP_FRACTION` of its limit;
+later calls of other jitted functions simply compile again.
+
+**Compilation cache.** NumPyro spends most of a small fit compiling the sampler, not sampling.
+JAX's persistent compilation cache keeps compiled programs on disk, so a second fit of the same
+law and data shape starts faster. It is opt-in: set ATLAS_BAYES_JAX_CACHE=1 to turn it on in
+~/.cache/atlas_bayes/jax, or to a folder to choose where it lives; a cache folder you configured
+in JAX yourself is always respected. (It was switched off after segfaults inside it, which
+later proved to be the memory-map exhaustion above; it stays opt-in until it has a longer
+record.) When on, the cache is size-capped (`CACHE_BYTES`): only then does JAX lock reads and
+writes, so parallel processes can share it. With the cap every write scans the folder, so only
+compilations of at least `MIN_COMPILE_SECONDS` are kept (caching every tiny program left ~7,000
+files and slowed the test suite several-fold).
+"""
+
+import gc
+import os
+from pathlib import Path
+
+import jax
+
+CACHE_BYTES = 4 * 1024 ** 3
+MIN_COMPILE_SECONDS = 0.5
+MAP_FRACTION = 0.5
+
+
+def enable_compilation_cache() -> None:
+    setting = os.environ.get("ATLAS_BAYES_JAX_CACHE", "")
+    if setting in ("", "0") or jax.config.jax_compilation_cache_dir:
+        return
+    if setting == "1":
+        folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "atlas_bayes" / "jax"
+    else:
+        folder = Path(setting)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    jax.config.update("jax_compilation_cache_max_size", CACHE_BYTES)   # enables the file lock
+
+
+def memory_maps() -> tuple[int, int] | None:
+    """(maps this process holds, the system's per-process limit), or None off Linux."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            held = sum(1 for _ in f)
+        limit = int(Path("/proc/sys/vm/max_map_count").read_text())
+    except (OSError, ValueError):
+        return None
+    return held, limit
+
+
+def release_compiled_if_crowded(fraction: float | None = None) -> bool:
+    """Clear JAX's compiled-program caches when this process holds more than `fraction` of
+    its memory-map limit (default `MAP_FRACTION`). Returns whether it cleared them."""
+    counts = memory_maps()
+    if counts is None or counts[0] <= (MAP_FRACTION if fraction is None else fraction) * counts[1]:
+        return False
+    from atlas_bayes.fitting import compiled
+    compiled.clear()
+    jax.clear_caches()
+    gc.collect()     # the executables go when their last Python reference does
+    return True
+
+
+enable_compilation_cache()
