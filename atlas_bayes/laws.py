@@ -123,3 +123,23 @@ def log_curse(K, N, D_t, E, A, B, alpha, beta, phi, psi):
 def _log_sum3(a, b, c):
     a, b, c = jnp.broadcast_arrays(a, b, c)
     return logsumexp(jnp.stack([a, b, c]), axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Monolingual natural-scale forms: what decisions evaluate from a fitted law's draws. Each takes
+# N, D, U (unique tokens; inf: never repeated) and a dict of natural-scale parameters.
+
+
+def chinchilla_form(N, D, U, p):
+    """Chinchilla at (N, D); U is ignored (the law does not model repetition)."""
+    return chinchilla(N, D, p["E"], p["A"], p["B"], p["alpha"], p["beta"])
+
+
+def atlas_form(N, D, U, p):
+    """ATLAS trained on the target language alone: Chinchilla on the saturated data S(D; U)."""
+    return atlas(N, saturation(D, U, p["lambda"]), p["E"], p["A"], p["B"], p["alpha"], p["beta"])
+
+
+def dcsl_form(N, D, U, p):
+    """The data-constrained law at (N, D, U)."""
+    return dcsl(N, D, U, p["E"], p["A"], p["B"], p["alpha"], p["beta"], p["R_D_star"], p["R_N_star"])

@@ -8,7 +8,7 @@ paper's convention) and a 95% t-interval of the mean, next to the published numb
 Published numbers: Li et al. 2026 Table 2, as reproduced in the README of
 github.com/PlanarG/active-sl (commit e0a58ff). They are task-level means over ScaleBench's
 ten data-constrained laws (10 seeds, ± population sd); our runs fit one law per task
-(`TASK_LAWS`), so they are context, not a like-for-like comparison. The paper reports no
+(`TASKS[task].law`), so they are context, not a like-for-like comparison. The paper reports no
 chinchilla task (removed upstream) and no 20% budget.
 
     .venv/bin/python benchmarks/design_scalebench.py --seeds 10 --jobs 16 --out results.json
@@ -47,10 +47,10 @@ PUBLISHED = {
 def one_episode(task: str, method: str, seed: int, data: str, fractions, ls_starts: int,
                 trust) -> list[dict]:
     """One (task, method, seed) episode in a worker process; rows with timing."""
-    from atlas_bayes.design.scalebench import TASK_LAWS, load_task, run_episode
+    from atlas_bayes.design.scalebench import TASKS, load_task, run_episode
     pool, target = load_task(data, task)
     start = time.perf_counter()
-    table = run_episode(pool, target, method=method, law=TASK_LAWS[task], fractions=fractions,
+    table = run_episode(pool, target, method=method, law=TASKS[task].law, fractions=fractions,
                         seed=seed, ls_starts=ls_starts, trust=trust)
     table["task"], table["seconds"] = task, time.perf_counter() - start
     return table.to_dict("records")

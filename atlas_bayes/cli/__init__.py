@@ -34,10 +34,11 @@ import numpy as np
 import warnings
 from pathlib import Path
 
+from atlas_bayes.models import get_law, law_names
+
 EXIT_BAD_INPUT = 2
 # laws whose posterior the decision commands (optimal, design) can read
-DECISION_LAWS = sorted(["chinchilla", "csl", "dcsl", "atlas", "atlas-dt", "atlas-other",
-                        "chinchilla-h", "atlas-h", "atlas-dt-h", "atlas-other-h"])
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +56,6 @@ class BadInput(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from atlas_bayes.models import ALIASES, LAWS
 
     parser = argparse.ArgumentParser(prog="atlas-bayes", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Fit a scaling law's posterior to a run table "
                                           "(CSV or Parquet; see docs/data-format.md).")
     fit.add_argument("runs", help="run table file (.csv or .parquet)")
-    fit.add_argument("--law", default="chinchilla", choices=sorted(list(LAWS) + list(ALIASES)),
+    fit.add_argument("--law", default="chinchilla", choices=law_names(),
                      help="scaling law to fit (default: chinchilla)")
     fit.add_argument("--lang", help="evaluated language to fit when the table has several")
     fit.add_argument("--transfer-languages",
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     optimal.add_argument("--compute", type=_positive_float, required=True,
                          help="compute budget in FLOPs (C = 6 N D)")
     optimal.add_argument("--law", default="atlas",
-                         choices=DECISION_LAWS,
+                         choices=law_names(decisions=True),
                          help="law to fit (default: atlas; ignored for a posterior.nc)")
     optimal.add_argument("--unique-tokens", type=_positive_float,
                          help="unique tokens U of the language (default: from the run table; "
@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "k complementary runs within a budget; optionally write a trainer plan.")
     design.add_argument("runs", help="run table file (.csv or .parquet), or a posterior.nc")
     design.add_argument("--law", default="chinchilla",
-                        choices=DECISION_LAWS,
+                        choices=law_names(decisions=True),
                         help="law to fit (default: chinchilla; ignored for a posterior.nc)")
     design.add_argument("--lang", help="language to design for (default: the fit's first)")
     design.add_argument("--target", default="params",
@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--shapes", help="trainer shapes of candidate runs, comma separated")
     loop.add_argument("--tokens", help="token budgets of candidate runs, comma separated")
     loop.add_argument("--tokens-per-param", help="or tokens per parameter (default 5,10,20,40,80)")
-    loop.add_argument("--law", default="chinchilla", choices=DECISION_LAWS)
+    loop.add_argument("--law", default="chinchilla", choices=law_names(decisions=True))
     loop.add_argument("--lang", help="language to fit and design for (default: the table's first)")
     loop.add_argument("--cost-power", type=float, default=1.0)
     loop.add_argument("--max-draws", type=_positive_int, default=512)
@@ -617,7 +617,7 @@ def run_optimal(args) -> int:
                 runs = _read_runs_or_fail(args.runs)
                 sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup,
                                   seed=args.seed, target_accept=args.target_accept)
-                hierarchical = args.law.endswith("-h")
+                hierarchical = get_law(args.law).hierarchical
                 tree = fit(runs, args.law, language=None if hierarchical else args.lang,
                            sampler=sampler, progress=not args.json)
             result = optimal(tree, args.compute, language=args.lang,
@@ -780,7 +780,7 @@ def _design_tree(args, fitted: bool):
     runs = _read_runs_or_fail(args.runs)
     sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup,
                       seed=args.seed, target_accept=args.target_accept)
-    hierarchical = args.law.endswith("-h")
+    hierarchical = get_law(args.law).hierarchical
     return fit(runs, args.law, language=None if hierarchical else args.lang,
                sampler=sampler, progress=not args.json)
 

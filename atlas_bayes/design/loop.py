@@ -44,6 +44,7 @@ from atlas_bayes.design.plan import plan_configs
 from atlas_bayes.design.posterior import posterior_from_tree
 from atlas_bayes.design.targets import target_summary
 from atlas_bayes.design.targets import weighted_interval
+from atlas_bayes.models import get_law
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, validate_runs, write_runs
 
 PROB = 0.9
@@ -241,7 +242,7 @@ def fit_table(table: pd.DataFrame, settings: LoopSettings, target):
         from atlas_bayes.design.curves import curve_study
         return curve_study(target, table, sampler=sampler, max_draws=settings.max_draws,
                            run_folder=Path(settings.runs).parent)[0]
-    hierarchical = settings.law.endswith("-h")
+    hierarchical = get_law(settings.law).hierarchical
     return fit(table, settings.law, language=None if hierarchical else settings.language,
                sampler=sampler, warn=False)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -39,15 +40,21 @@ from atlas_bayes.design.eig import greedy_batch
 from atlas_bayes.design.candidates import validate_candidates
 from atlas_bayes.fitting.inference import Sampler, fit, predict
 from atlas_bayes.fitting.draws import predicted_loss
+from atlas_bayes.models import FORMS, form_of
 from atlas_bayes.tables.runs import validate_runs
 
-# task -> (folder, column renames to the run-table names)
+class Task(NamedTuple):
+    """A ScaleBench task: its folder, column renames to the run-table names, the law we fit."""
+    folder: str
+    columns: dict
+    law: str
+
+
 TASKS = {
-    "chinchilla": ("chinchilla_scaling_law", {"N": "n_params", "D": "n_tokens"}),
-    "data_constrained": ("data_constrained_scaling_law",
-                         {"params": "n_params", "tokens": "n_tokens"}),
+    "chinchilla": Task("chinchilla_scaling_law", {"N": "n_params", "D": "n_tokens"}, "chinchilla"),
+    "data_constrained": Task("data_constrained_scaling_law",
+                             {"params": "n_params", "tokens": "n_tokens"}, "dcsl"),
 }
-TASK_LAWS = {"chinchilla": "chinchilla", "data_constrained": "dcsl"}   # the law we fit per task
 METHODS = ("eig", "eig_runs", "voptimal", "random")
 
 
@@ -55,7 +62,7 @@ def load_task(root, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(pool, target) of a task: candidate tables (cost 6ND) that keep the recorded `loss`."""
     if task not in TASKS:
         raise ValueError(f"unknown ScaleBench task {task!r}; supported: {', '.join(TASKS)}")
-    folder, names = TASKS[task]
+    folder, names, _ = TASKS[task]
     path = Path(root) / folder
     tables = []
     for split in ("train", "test"):
@@ -100,7 +107,7 @@ def log_mean(posterior: Posterior, table: pd.DataFrame) -> np.ndarray:
     column, its own `unique_tokens` (the fitted draws carry only one U)."""
     N, D = table["n_params"].to_numpy(float), table["n_tokens"].to_numpy(float)
     U = table["unique_tokens"].to_numpy(float) if "unique_tokens" in table else None
-    if U is None or posterior.draws.kind == "chinchilla":
+    if U is None or not FORMS[posterior.draws.kind].uses_unique_tokens:
         return np.log(predicted_loss(posterior.draws, N[None, :], D[None, :]))
     out = np.empty((posterior.n, len(table)))
     for u in np.unique(U):           # all rows at each U: one shape, one compilation
@@ -214,7 +221,7 @@ def run_episode(pool: pd.DataFrame, target: pd.DataFrame, *, method: str = "eig"
     rng = np.random.default_rng(seed)
     cost = pool.set_index("candidate")["cost"]
     total = float(pool["cost"].sum())
-    n_params = len(vopt.ls_law(law).params) if law in vopt.LS_LAWS else 5
+    n_params = len(form_of(law).parameters)
     bought = [] if method == "random" else initial_design(pool, n_params)
     allowed = shape_trust_region(pool, target, trust) if method.startswith("eig") else \
         np.ones(len(pool), dtype=bool)

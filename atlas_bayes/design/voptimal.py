@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import minimize
 
-from atlas_bayes import laws
+from atlas_bayes.models import FORMS
 
 A0 = 2.0            # sigma² prior shape (the selection scripts')
 COST_POWER = 0.3    # V-opt's cost discount exponent
@@ -73,25 +73,17 @@ class LSLaw:
         return np.column_stack([table[c].to_numpy(float) for c in self.inputs])
 
 
-def _chinchilla(theta, X):
-    return laws.chinchilla(X[:, 0], X[:, 1], *[theta[i] for i in range(5)])
+def _ls_law(form) -> LSLaw:
+    """A natural form (`models.FORMS`) as a least-squares law on the columns it reads."""
+    def loss(theta, X):
+        p = {name: theta[i] for i, name in enumerate(form.parameters)}
+        U = X[:, 2] if form.uses_unique_tokens else jnp.inf
+        return form.loss(X[:, 0], X[:, 1], U, p)
+
+    return LSLaw(form.name, loss, form.parameters, form.bounds, form.inputs)
 
 
-def _dcsl(theta, X):
-    return laws.dcsl(X[:, 0], X[:, 1], X[:, 2], *[theta[i] for i in range(7)])
-
-
-# Chinchilla bounds: ScaleBench's law file (SOURCE.md). DCSL is our Muennighoff form (separate
-# alpha, beta), not one of ScaleBench's ten data-constrained laws; its bounds are ours.
-LS_LAWS = {
-    "chinchilla": LSLaw("chinchilla", _chinchilla, ("E", "A", "B", "alpha", "beta"),
-                        ((0.0, 5.0), (0.0, 1e4), (0.0, 1e4), (0.01, 2.0), (0.01, 2.0)),
-                        ("n_params", "n_tokens")),
-    "dcsl": LSLaw("dcsl", _dcsl, ("E", "A", "B", "alpha", "beta", "R_D_star", "R_N_star"),
-                  ((0.0, 5.0), (0.0, 1e4), (0.0, 1e4), (0.01, 2.0), (0.01, 2.0),
-                   (0.1, 1e3), (0.1, 1e3)),
-                  ("n_params", "n_tokens", "unique_tokens")),
-}
+LS_LAWS = {name: _ls_law(form) for name, form in FORMS.items() if form.bounds is not None}
 
 
 def ls_law(name: str) -> LSLaw:

@@ -9,8 +9,8 @@ the compiled program: within a process through jit's own cache, across processes
 JAX's persistent cache when it is on. The same holds for the posterior predictive and the
 pointwise log likelihood.
 
-Only the single-language laws of `models/scaling.py` go this way (`compilable`): their only
-sums over observations are the masked likelihood and the initial values' placement. The
+Only the laws the registry marks `shareable` (`models.LAWS`) go this way (`compilable`): the
+single-language laws, whose only sums over observations are the masked likelihood and the initial values' placement. The
 joint (hierarchical, curse) models centre languages on host-side counts of the rows, which
 padding would change, so they keep a program of their own per fit.
 """
@@ -29,13 +29,14 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_median
 from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
 
 from atlas_bayes.fitting.law_inputs import LawInputs
+from atlas_bayes.models import LAWS
 
-COMPILABLE_MODULE = "atlas_bayes.models.scaling"
 OBS_FIELDS = ("N", "D", "U", "D_total", "D_transfer", "U_transfer", "D_other", "U_other",
               "p_family", "K")
 OBS_SITES = ("log_loss", "log_loss_mean")   # sites with one value per observation
 EXTRA_FIELDS = ("num_steps", "energy", "diverging", "accept_prob", "potential_energy")
 MAX_PROGRAMS = 32
+SHAREABLE_MODELS = {law.model for law in LAWS.values() if law.shareable}
 ENABLED = True       # False: every fit compiles its own program (the baseline in benchmarks)
 
 _programs: OrderedDict = OrderedDict()
@@ -60,10 +61,9 @@ def padded_size(n: int) -> int:
 
 
 def compilable(model, inputs) -> bool:
-    """Whether a fit may use the shared programs: a single-language scaling law (a bound
-    `functools.partial` of a `models/scaling.py` model) on `LawInputs`, with options JSON
-    can key."""
-    return (ENABLED and isinstance(model, partial) and model.func.__module__ == COMPILABLE_MODULE
+    """Whether a fit may use the shared programs: a bound (`functools.partial`) model of a law
+    the registry marks shareable, on single-language `LawInputs`, with options JSON can key."""
+    return (ENABLED and isinstance(model, partial) and model.func in SHAREABLE_MODELS
             and isinstance(inputs, LawInputs) and inputs.group is None
             and _model_key(model) is not None)
 

@@ -11,16 +11,7 @@ from functools import partial
 import jax
 import numpy as np
 
-from atlas_bayes import laws
-
-
-# law name -> the form decisions evaluate (monolingual: ATLAS's transfer terms are zero)
-KINDS = {"chinchilla": "chinchilla", "chinchilla-h": "chinchilla", "dcsl": "dcsl",
-         "atlas": "atlas", "atlas-dt": "atlas", "atlas-other": "atlas",
-         "atlas-h": "atlas", "atlas-dt-h": "atlas", "atlas-other-h": "atlas"}
-
-
-EXTRA = {"chinchilla": (), "dcsl": ("R_D_star", "R_N_star"), "atlas": ("lambda",)}
+from atlas_bayes.models import FORMS, form_of
 
 
 @dataclass
@@ -41,9 +32,9 @@ class LawDraws:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.kind not in EXTRA:
-            raise ValueError(f"unknown law form {self.kind!r}; expected one of {', '.join(EXTRA)}")
-        needed = ("E", "A", "B", "alpha", "beta") + EXTRA[self.kind]
+        if self.kind not in FORMS:
+            raise ValueError(f"unknown law form {self.kind!r}; expected one of {', '.join(FORMS)}")
+        needed = FORMS[self.kind].parameters
         missing = [k for k in needed if k not in self.params]
         if missing:
             raise ValueError(f"{self.kind} draws need parameters {missing} as well")
@@ -93,12 +84,7 @@ def law_draws(tree, language: str | None = None, unique_tokens: float | None = N
     language's unique-token column, the largest value when runs used several subsets.
     """
     law = str(tree.attrs.get("law", ""))
-    if law not in KINDS:
-        raise ValueError(f"compute-optimal allocation supports the laws {', '.join(KINDS)}; "
-                         f"this fit is {law!r}"
-                         + (" (use atlas_bayes.decisions.curse.iso_loss for the curse law)"
-                            if law.startswith("curse") else ""))
-    kind = KINDS[law]
+    form = form_of(law)
     post = tree.posterior
     fitted = json.loads(tree.attrs.get("languages", "[]"))
     if "language" in post.dims:
@@ -113,9 +99,9 @@ def law_draws(tree, language: str | None = None, unique_tokens: float | None = N
             v = v.sel(language=lang)
         return np.asarray(v.values, dtype=float).ravel()
 
-    params = {k: values(k) for k in ("E", "A", "B", "alpha", "beta") + EXTRA[kind]}
+    params = {k: values(k) for k in form.parameters}
     U, source = recorded_unique_tokens(tree, lang)
-    draws = LawDraws(kind, params, lang, law, U, source).thin(max_draws)
+    draws = LawDraws(form.name, params, lang, law, U, source).thin(max_draws)
     return draws.with_unique_tokens(unique_tokens)
 
 
@@ -156,9 +142,4 @@ def predicted_loss(draws: LawDraws, N, D, unique_tokens=None) -> np.ndarray:
 @partial(jax.jit, static_argnums=0)
 def _law_loss(kind, N, D, U, p):
     """The monolingual law in natural scale (compiled once per form and shape)."""
-    core = (p["E"], p["A"], p["B"], p["alpha"], p["beta"])
-    if kind == "chinchilla":
-        return laws.chinchilla(N, D, *core)
-    if kind == "atlas":
-        return laws.atlas(N, laws.saturation(D, U, p["lambda"]), *core)
-    return laws.dcsl(N, D, U, *core, p["R_D_star"], p["R_N_star"])
+    return FORMS[kind].loss(N, D, U, p)

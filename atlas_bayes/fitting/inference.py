@@ -116,8 +116,8 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
                                               centre=centre)
     if options.get("tau_prior") is not None:
         options["tau_prior"] = resolve_tau_prior(options["tau_prior"], info, spec.hierarchical)
-    _check_repetition_data(spec.name, inputs, runs)
-    _check_curse_data(spec.name, inputs, runs)
+    _check_repetition_data(spec, inputs, runs)
+    _check_curse_data(spec, inputs, runs)
     model = spec.bind(nu=nu, **options)
     start = time.perf_counter()
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(sampler.seed))
@@ -207,20 +207,21 @@ def _leave_out_continued(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return kept, left_out
 
 
-def _check_repetition_data(law: str, inputs, runs: pd.DataFrame) -> None:
-    """DCSL without any unique-token counts would silently become Chinchilla: refuse it."""
-    if law == "dcsl" and not np.any(np.isfinite(inputs.U)):
+def _check_repetition_data(law, inputs, runs: pd.DataFrame) -> None:
+    """A law of repeated data without any unique-token counts would silently become Chinchilla:
+    refuse it."""
+    if "unique_tokens" in law.needs and not np.any(np.isfinite(inputs.U)):
         source = runs.attrs.get("source") or "the run table"
-        raise ValueError(f"{source}: law 'dcsl' needs unique tokens, but column 'unique_tokens' "
+        raise ValueError(f"{source}: law {law.name!r} needs unique tokens, but column 'unique_tokens' "
                          "(or unique_tokens_<lang> for the target) is absent or empty in every "
                          "row; add it, or fit 'chinchilla'")
 
 
-def _check_curse_data(law: str, inputs, runs: pd.DataFrame) -> None:
+def _check_curse_data(law, inputs, runs: pd.DataFrame) -> None:
     """The curse law needs runs whose mixtures hold different numbers of languages."""
-    if law.startswith("curse") and np.ptp(np.asarray(inputs.K)) < 1e-6:
+    if "language_counts" in law.needs and np.ptp(np.asarray(inputs.K)) < 1e-6:
         source = runs.attrs.get("source") or "the run table"
-        raise ValueError(f"{source}: law {law!r} needs runs with different numbers of "
+        raise ValueError(f"{source}: law {law.name!r} needs runs with different numbers of "
                          f"languages, but every row's mixture (the mix_<lang> columns) holds "
                          f"K = {float(np.asarray(inputs.K)[0]):.3g}; add capacity runs")
 
