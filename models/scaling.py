@@ -137,8 +137,8 @@ def _centre_parameters(x, priors, log_loss=None):
     With few model sizes (the bundled study: three) E, the N term and alpha trade off along
     a curved ridge (E + A_ref (N / N_ref)^-alpha fits three sizes in many ways) whose width
     in log E grows as E shrinks and whose direction turns with alpha; sampled as log E,
-    log A_ref, log B_ref, alpha, beta, NUTS diverged in its tails and a chain could stick
-    there (the README's first fit: 46 divergences and R-hat 1.04 at seed 0). The data pin
+    log A_ref, log B_ref, alpha, beta, NUTS diverges in its tails and a chain can stick
+    there (on the bundled study: 46 divergences, R-hat 1.04). The data pin
     instead the loss at the centre, L_c = E + A_ref + B_ref, and how much each term changes
     across the data: the N term's secant slope between one sd of log N below and one above
     the centre, A_ref sinh(alpha s_N) / s_N (the tangent slope alpha A_ref when s_N = 0),

@@ -20,9 +20,9 @@ directions nearly uncorrelated). Measured values enter with their own standard e
 the four variance parameters everything is linear and Gaussian, so the model is written
 collapsed: NUTS samples (sd_source, sd_target, sd_pair, rho) against the exact marginal
 likelihood, and `coefficient_draws` / `pair_residuals` then draw mu, gamma, the effects and
-every pair's residual from their exact conditionals. Written uncollapsed, the same model needed
-centred effects for well-measured languages and non-centred ones for sparse ones, and still
-diverged on small designs (8-34 divergences on 6 languages, measured).
+every pair's residual from their exact conditionals. Uncollapsed, the same model needs centred
+effects for well-measured languages and non-centred ones for sparse ones, and still diverges on
+small designs (8-34 divergences on 6 languages).
 """
 
 from typing import NamedTuple

@@ -206,7 +206,7 @@ def fit_power_law(tree: xr.DataTree, *,
                   warn: bool = True) -> xr.DataTree:
     """The paper's C_x = k N^gamma over all cells whose crossover is finite in at least
     `MIN_FINITE` of draws (the rest are named in a warning), each with its posterior sd.
-    target_accept defaults to 0.95: at 0.9, 6 divergences in 4,000 draws on two languages."""
+    target_accept defaults to 0.95 (at 0.9: 6 divergences in 4,000 draws on two languages)."""
     post = tree.posterior
     C = post["C_cross"].stack(s=("chain", "draw")).transpose("cell", "s").to_numpy()
     finite = np.isfinite(C).mean(axis=1)

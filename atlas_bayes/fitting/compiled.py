@@ -1,7 +1,7 @@
 """One compiled program per law and data size, reused by every fit of that law.
 
 NumPyro compiles a sampler around the data it is given (the data are constants of the
-program), so every fit used to compile anew: ~15 s on 2 CPU cores for a Chinchilla fit whose
+program), so each fit would compile anew: ~15 s on 2 CPU cores for a Chinchilla fit whose
 sampling takes 0.2 s. Here the data are arguments of one jitted function per (model,
 options, sampler settings, static structure), and observations are padded to a few sizes
 (`padded_size`) with a mask, so later fits of the same law at a similar number of runs reuse
