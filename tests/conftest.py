@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("ATLAS_BAYES_JAX_CACHE", tempfile.mkdtemp(prefix="atlas-bayes-jax-"))
 
 import pytest  # noqa: E402

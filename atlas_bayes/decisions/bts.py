@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import warnings
 
-import arviz as az
+import arviz_base as azb
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -194,9 +194,9 @@ def fit_bts(runs: pd.DataFrame | str, *, n_params: float | None = None,
     dims.update({name: ["pair"] for name in ("bts", "g", "log_d_bi")})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        tree = az.from_dict({"posterior": posterior, "sample_stats": stats,
-                             "observed_data": {"log_loss": log_loss}},
-                            coords={"curve": labels, "pair": pair_labels}, dims=dims)
+        tree = azb.from_dict({"posterior": posterior, "sample_stats": stats,
+                              "observed_data": {"log_loss": log_loss}},
+                             coords={"curve": labels, "pair": pair_labels}, dims=dims)
     tree["posterior"] = tree.posterior.to_dataset().assign_coords(
         source=("pair", pairs["source"].to_numpy()), target=("pair", pairs["target"].to_numpy()),
         n_params=("pair", pairs["n_params"].to_numpy()), horizon=("pair", pairs["horizon"].to_numpy()))

@@ -6,8 +6,8 @@ rows. Single-language laws are fitted once per target language, as in the paper;
 (`*-h`) laws once to all training rows. On top of the paper's R² it reports the R²'s
 posterior interval and whether the posterior-predictive intervals cover the held-out losses.
 
-`loo_table` fits each law to all rows and compares them by PSIS-LOO (`az.loo`,
-`az.compare`). `plot_held_out` and `plot_loo` draw the two tables.
+`loo_table` fits each law to all rows and compares them by PSIS-LOO (`arviz_stats.loo`,
+`arviz_stats.compare`). `plot_held_out` and `plot_loo` draw the two tables.
 """
 
 from __future__ import annotations
@@ -19,20 +19,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import arviz as az
+import arviz_base as azb
+import arviz_stats as azs
 import jax
-import matplotlib
+import numpy as np
+import pandas as pd
+import xarray as xr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from atlas_bayes.fitting.diagnostics import ConvergenceWarning  # noqa: E402
-from atlas_bayes.fitting.inference import Approximation, Sampler, fit, predict  # noqa: E402
-from atlas_bayes.models import get_law  # noqa: E402
-from atlas_bayes.tables.splits import SPLITS, split_runs  # noqa: E402
+from atlas_bayes.fitting.diagnostics import ConvergenceWarning
+from atlas_bayes.fitting.inference import Approximation, Sampler, fit, predict
+from atlas_bayes.models import get_law
+from atlas_bayes.tables.splits import SPLITS, split_runs
 
 HELD_OUT_COLUMNS = ["law", "split", "language", "n_train", "n_test", "r2", "r2_log", "r2_q05",
                     "r2_q95", "r2_pooled", "coverage_50", "coverage_90", "width_90", "converged",
@@ -352,7 +349,7 @@ def loo_table(runs: pd.DataFrame, laws: Iterable[str], *,
               progress: Progress = None) -> pd.DataFrame:
     """PSIS-LOO comparison of laws fitted to all rows, one row per law (index: law).
 
-    Columns are `az.compare`'s (rank, elpd, se, elpd_diff, dse, weight, p, ...; unrounded)
+    Columns are `arviz_stats.compare`'s (rank, elpd, se, elpd_diff, dse, weight, p, ...; unrounded)
     plus `n_bad_k` (observations with Pareto k > 0.7, whose LOO estimate is unreliable),
     `n_obs`, `converged` and `error`. Single-language laws are fitted to each language
     (`languages`, default all evaluated) and their pointwise log likelihoods joined along
@@ -379,8 +376,8 @@ def loo_table(runs: pd.DataFrame, laws: Iterable[str], *,
         with warnings.catch_warnings():
             # Pareto k warnings: counted in n_bad_k instead
             warnings.simplefilter("ignore", UserWarning)
-            loos = {law: az.loo(tree, pointwise=True) for law, tree in trees.items()}
-            table = az.compare(loos, round_to="none")
+            loos = {law: azs.loo(tree, pointwise=True) for law, tree in trees.items()}
+            table = azs.compare(loos, round_to="none")
         table["n_bad_k"] = [int((loos[law].pareto_k > BAD_PARETO_K).sum()) for law in table.index]
         table["n_obs"] = [int(loos[law].pareto_k.size) for law in table.index]
         table["converged"] = [converged[law] for law in table.index]
@@ -396,7 +393,7 @@ def _loo_tree(runs: pd.DataFrame, law: str, languages: list[str],
     """One DataTree per law: posterior, pointwise log likelihood and observed log loss.
 
     Per-language fits are joined: row i of `runs` keeps its place along `obs`, and each
-    fit's posterior variables get the suffix `__<language>` (for az.loo's relative ESS).
+    fit's posterior variables get the suffix `__<language>` (for loo's relative ESS).
     """
     if get_law(law).hierarchical:
         tree, messages = fit_quietly(runs, law, sampler=sampler)
@@ -425,10 +422,10 @@ def _loo_tree(runs: pd.DataFrame, law: str, languages: list[str],
               in runs.loc[keep, ["language", "run_id", "n_tokens"]].itertuples(index=False)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)   # unnamed dims of posterior variables
-        tree = az.from_dict({"posterior": posterior,
-                             "log_likelihood": {"log_loss": log_lik[..., keep]},
-                             "observed_data": {"log_loss": observed[keep]}},
-                            coords={"obs": labels}, dims={"log_loss": ["obs"]})
+        tree = azb.from_dict({"posterior": posterior,
+                              "log_likelihood": {"log_loss": log_lik[..., keep]},
+                              "observed_data": {"log_loss": observed[keep]}},
+                             coords={"obs": labels}, dims={"log_loss": ["obs"]})
     tree.attrs["law"] = law
     return tree, messages
 
@@ -508,13 +505,18 @@ def _pivot(frame: pd.DataFrame, column: str, order: dict) -> str:
 # --- plots --------------------------------------------------------------------------------
 
 def plot_loo(table: pd.DataFrame, path: str | Path | None = None):
-    """`az.plot_compare` of the laws that could be fitted; saved as PNG when `path` is given."""
+    """`arviz_plots.plot_compare` of the laws that could be fitted; saved as PNG (and its
+    figure closed) when `path` is given."""
+    import arviz_plots as azp
+
     fitted = table[table["elpd"].notna()].drop(columns=["n_bad_k", "n_obs", "converged", "error"],
                                                errors="ignore")
-    collection = az.plot_compare(fitted)
+    collection = azp.plot_compare(fitted)
     if path is not None:
+        import matplotlib.pyplot as plt
+
         collection.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close("all")
+        plt.close(collection.get_viz("figure"))
     return collection
 
 
@@ -524,6 +526,8 @@ def plot_held_out(table: pd.DataFrame, path: str | Path | None = None, floor: fl
     Uses the overall rows (mean over languages). R² below `floor` is drawn at the floor
     with its value written next to it; laws that could not be fitted are marked "n/a".
     """
+    import matplotlib.pyplot as plt
+
     overall = table[table["language"] == ALL]
     laws = list(dict.fromkeys(overall["law"]))
     splits = list(dict.fromkeys(overall["split"]))

@@ -16,21 +16,17 @@ from __future__ import annotations
 import json
 import warnings
 
-import arviz as az
-import matplotlib
+import arviz_base as azb
+import numpy as np
+import pandas as pd
+import xarray as xr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from atlas_bayes.decisions.bts import run_kinds  # noqa: E402
-from atlas_bayes.fitting.diagnostics import ConvergenceWarning, check_convergence  # noqa: E402
-from atlas_bayes.fitting.inference import Sampler, sample_posterior  # noqa: E402
-from atlas_bayes.models.crossover import (CrossoverInputs, PowerLawInputs,  # noqa: E402
+from atlas_bayes.decisions.bts import run_kinds
+from atlas_bayes.fitting.diagnostics import ConvergenceWarning, check_convergence
+from atlas_bayes.fitting.inference import Sampler, sample_posterior
+from atlas_bayes.models.crossover import (CrossoverInputs, PowerLawInputs,
                                           crossover_curves, crossover_power_law, log_k_draws)
-from atlas_bayes.tables.runs import read_runs  # noqa: E402
+from atlas_bayes.tables.runs import read_runs
 
 MIN_CHECKPOINTS = 3
 MAX_SPAN = 1e4          # search crossovers up to this multiple of a cell's largest scratch tokens
@@ -127,10 +123,10 @@ def fit_crossover(runs: pd.DataFrame | str, *, sampler: Sampler = Sampler(chains
                   "beta", "delta", "D0_rel", "d_cross", "C_cross")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        tree = az.from_dict({"posterior": posterior, "sample_stats": stats,
-                             "observed_data": {"log_loss": log_loss}},
-                            coords={"cell": info["cell"].tolist()},
-                            dims={name: ["cell"] for name in cell_sites})
+        tree = azb.from_dict({"posterior": posterior, "sample_stats": stats,
+                              "observed_data": {"log_loss": log_loss}},
+                             coords={"cell": info["cell"].tolist()},
+                             dims={name: ["cell"] for name in cell_sites})
     tree["posterior"] = tree.posterior.to_dataset().assign_coords(
         language=("cell", info["language"].to_numpy()), n_params=("cell", info["n_params"].to_numpy()),
         d_end=("cell", info["d_end"].to_numpy()))
@@ -229,8 +225,8 @@ def fit_power_law(tree: xr.DataTree, *,
     posterior["log_k"] = posterior["log_k_ref"] - posterior["gamma"][..., None] * log_N_ref
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        law = az.from_dict({"posterior": posterior, "sample_stats": stats}, coords={"language": langs},
-                           dims={"log_k_ref": ["language"], "log_k": ["language"]})
+        law = azb.from_dict({"posterior": posterior, "sample_stats": stats}, coords={"language": langs},
+                            dims={"log_k_ref": ["language"], "log_k": ["language"]})
     diagnostics = check_convergence(law, ["gamma", "log_k", "sigma"])
     law.attrs.update({"kind": "crossover_power_law", "log_N_ref": log_N_ref,
                       "cells": json.dumps(list(post["cell"].values[keep])),
@@ -259,6 +255,8 @@ def predict_crossover(law: xr.DataTree, language: str, n_params: float, seed: in
 def plot_crossover(tree: xr.DataTree, language: str, n_params: float | None = None, path=None,
                    prob: float = 0.9):
     """Both fitted curves with bands and the data, and the crossover distribution."""
+    import matplotlib.pyplot as plt
+
     cell = _cell(tree, language, n_params)
     post = tree.posterior.sel(cell=cell)
     data = tree["fit_data"].to_dataset()

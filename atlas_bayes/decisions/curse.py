@@ -113,8 +113,6 @@ def plot_iso_loss(tree, from_k: float, to_k: float, path, *, n_params: float | N
     """The iso-loss frontier at `to_k` languages: total-token multiplier needed for each
     parameter multiplier (median and 90% band over posterior draws), with the least-compute
     point marked."""
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     p, exps = _draws(tree, language)

@@ -288,8 +288,6 @@ def plot_trajectories(table: pd.DataFrame, path, *, title: str | None = None):
     grows, one line per language/regime with its `prob` band (the band's edges pair N's lower
     quantile with D's upper one: N D = C/6 on each budget's line), iso-compute lines in grey,
     and a second panel of tokens per parameter against compute. Returns the figure."""
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     if table.empty:

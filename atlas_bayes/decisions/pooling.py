@@ -17,15 +17,11 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import xarray as xr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from atlas_bayes.fitting.inference import Approximation, Sampler, fit, predict  # noqa: E402
+from atlas_bayes.fitting.inference import Approximation, Sampler, fit, predict
 
 PARAMETERS = ("beta", "alpha", "E")
 POOLINGS = ("partial", "none")
@@ -157,6 +153,8 @@ def plot_pooling(exponents: pd.DataFrame, study: pd.DataFrame, path: str | Path 
     intervals, e.g. without pooling, drawn behind in grey); right: held-out |log error| by
     training runs, pooled vs separate. Returns the figure (saved when `path` is given).
     """
+    import matplotlib.pyplot as plt
+
     rows = exponents.sort_values(f"{parameter}_median").reset_index(drop=True)
     fig, (forest, bars) = plt.subplots(
         1, 2, figsize=(12, max(6, 0.09 * len(rows))), width_ratios=(2, 1), constrained_layout=True)

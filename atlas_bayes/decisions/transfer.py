@@ -21,21 +21,17 @@ import json
 import warnings
 from pathlib import Path
 
-import arviz as az
+import arviz_base as azb
 import jax
-import matplotlib
+import numpy as np
+import pandas as pd
+import xarray as xr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from atlas_bayes.tables import languages as language_info  # noqa: E402
-from atlas_bayes.decisions.bts import bts_from_efficiency  # noqa: E402
-from atlas_bayes.fitting.diagnostics import ConvergenceWarning, check_convergence  # noqa: E402
-from atlas_bayes.fitting.inference import Sampler, sample_posterior  # noqa: E402
-from atlas_bayes.models.transfer import (MatrixInputs, coefficient_draws,  # noqa: E402
+from atlas_bayes.tables import languages as language_info
+from atlas_bayes.decisions.bts import bts_from_efficiency
+from atlas_bayes.fitting.diagnostics import ConvergenceWarning, check_convergence
+from atlas_bayes.fitting.inference import Sampler, sample_posterior
+from atlas_bayes.models.transfer import (MatrixInputs, coefficient_draws,
                                          pair_residuals, transfer_matrix)
 
 COVARIATES = ("same_script", "same_family", "same_genus")
@@ -155,9 +151,9 @@ def fit_transfer_matrix(table: pd.DataFrame, *, languages=None,
             "g": ["target", "source"]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        tree = az.from_dict({"posterior": posterior, "sample_stats": stats},
-                            coords={"language": langs, "target": langs, "source": langs,
-                                    "covariate": list(COVARIATES)}, dims=dims)
+        tree = azb.from_dict({"posterior": posterior, "sample_stats": stats},
+                             coords={"language": langs, "target": langs, "source": langs,
+                                     "covariate": list(COVARIATES)}, dims=dims)
     tree["observed"] = xr.DataTree(dataset=xr.Dataset(
         {name: ("measured", table[name].to_numpy()) for name in ("source", "target", "g_mean", "g_sd")}))
     diagnostics = check_convergence(tree, list(HYPERPARAMETERS) + ["source_effect", "target_effect"])
@@ -249,6 +245,8 @@ def tau_priors(tree: xr.DataTree, transfer_languages: dict[str, list[str]],
 def plot_transfer_matrix(tree: xr.DataTree, path: str | Path | None = None, prob: float = 0.9,
                          scale: str = "bts"):
     """Heatmaps of the posterior median and of the interval width; dots mark measured pairs."""
+    import matplotlib.pyplot as plt
+
     low, median, high = transfer_quantiles(tree, ((1 - prob) / 2, 0.5, (1 + prob) / 2), scale)
     median, width = median.to_numpy(), (high - low).to_numpy()
     langs = list(tree.posterior["target"].to_numpy().astype(str))
@@ -283,6 +281,8 @@ def plot_transfer_matrix(tree: xr.DataTree, path: str | Path | None = None, prob
 def plot_source_ranking(tree: xr.DataTree, target: str, path: str | Path | None = None,
                         prob: float = 0.9, top: int | None = None):
     """Per-target ranking: tau interval per source, coloured by P(positive transfer)."""
+    import matplotlib.pyplot as plt
+
     table = rank_sources(tree, target, prob)
     if top:
         table = table.head(top)

@@ -377,8 +377,6 @@ def plot_width(log: list[dict], path) -> Path:
     """The target's 90% interval width (or, for params, each parameter's relative width)
     against the compute spent, one point per round; for a single target, a second panel
     shows the interval itself, so a shift between rounds is seen, not only its width."""
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     spent = [e["spent"] for e in log]

@@ -46,8 +46,6 @@ def write_plan(configs: list[dict], path) -> Path:
 
 def plot_design(design: Design, path, *, data: pd.DataFrame | None = None):
     """Gain per FLOP over the candidate grid (N vs D), chosen runs numbered, fitted runs grey."""
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 

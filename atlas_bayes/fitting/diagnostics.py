@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import xarray as xr
 
@@ -37,8 +37,8 @@ class Diagnostics:
 def check_convergence(tree: xr.DataTree, var_names: list[str]) -> Diagnostics:
     """R-hat, bulk ESS and divergences for `var_names`, with advice for each failure."""
     chains = int(tree.posterior.sizes["chain"])
-    r_hat = flatten_scalars(az.rhat(tree, var_names=var_names)) if chains > 1 else {}
-    ess = flatten_scalars(az.ess(tree, var_names=var_names, method="bulk"))
+    r_hat = flatten_scalars(azs.rhat(tree, var_names=var_names)) if chains > 1 else {}
+    ess = flatten_scalars(azs.ess(tree, var_names=var_names, method="bulk"))
     divergences = int(tree.sample_stats["diverging"].sum()) if "sample_stats" in tree else 0
     n_draws = int(chains * tree.posterior.sizes["draw"])
     diag = Diagnostics(divergences, _nan_max(r_hat), _nan_min(ess), r_hat, ess)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-import arviz as az
+import arviz_base as azb
 import jax
 import numpy as np
 import pandas as pd
@@ -392,8 +392,8 @@ def _to_tree(model, inputs, log_loss, latents, draws, log_lik, stats, info) -> x
     used = {d for v in dims.values() for d in v}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        tree = az.from_dict(groups, coords={k: v for k, v in coords.items() if k in used},
-                            dims={k: v for k, v in dims.items() if v})
+        tree = azb.from_dict(groups, coords={k: v for k, v in coords.items() if k in used},
+                             dims={k: v for k, v in dims.items() if v})
     if isinstance(info, GroupInfo) and "transfer_slot" in tree.posterior.dims:
         slots = np.array(info.transfer_languages, dtype=str)
         tree["posterior"] = tree.posterior.to_dataset().assign_coords(

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import LogFormatter  # noqa: E402
+import numpy as np
+import xarray as xr
 
 
 def predictive_intervals(tree: xr.DataTree, prob: float = 0.9):
@@ -28,6 +22,10 @@ def plot_fit(tree: xr.DataTree, path: str | Path | None = None, prob: float = 0.
     Points are coloured by model size; runs with several checkpoints get their predicted
     learning curve drawn through the medians. Returns the figure (saved when `path` is given).
     """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+    from matplotlib.ticker import LogFormatter
+
     data = tree["fit_data"].to_dataset()
     observed = np.exp(tree.observed_data["log_loss"].values)
     median, low, high = predictive_intervals(tree, prob)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -22,8 +22,8 @@ def parameter_table(tree: xr.DataTree) -> pd.DataFrame:
         "median": flatten_scalars(stacked.median("sample")),
         "q05": flatten_scalars(stacked.quantile(0.05, "sample").drop_vars("quantile")),
         "q95": flatten_scalars(stacked.quantile(0.95, "sample").drop_vars("quantile")),
-        "r_hat": flatten_scalars(az.rhat(tree, var_names=names)),
-        "ess_bulk": flatten_scalars(az.ess(tree, var_names=names, method="bulk")),
+        "r_hat": flatten_scalars(azs.rhat(tree, var_names=names)),
+        "ess_bulk": flatten_scalars(azs.ess(tree, var_names=names, method="bulk")),
     }
     return pd.DataFrame(stats)
 
