@@ -19,7 +19,6 @@ README's "One joint fit" section has the distance table.
 """
 
 import argparse
-import json
 import time
 import warnings
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from atlas_bayes import laws
 from atlas_bayes.tables.adapters import load_shared
 from atlas_bayes.fitting.inference import Sampler, fit
 from atlas_bayes.fitting.draws import LawDraws, law_draws
@@ -36,8 +37,7 @@ PUBLISHED = {"N": 6.8e9, "D": 227e9, "epochs": 9.1}
 
 def budget_for_tokens(p, D):
     """Per draw, the compute whose Chinchilla optimum trains on D tokens."""
-    log_G = (np.log(p["alpha"] * p["A"]) - np.log(p["beta"] * p["B"])) / (p["alpha"] + p["beta"])
-    return 6 * np.exp((np.log(D) + log_G) * (p["alpha"] + p["beta"]) / p["alpha"])
+    return 6 * laws.chinchilla_params_for_tokens(D, p["A"], p["B"], p["alpha"], p["beta"]) * D
 
 
 def q(v):

@@ -23,6 +23,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from atlas_bayes import laws
 from atlas_bayes.models.transfer import GAP_PRIOR, SHARE_PRIOR
 
 
@@ -56,8 +57,8 @@ def crossover_curves(x: CrossoverInputs, log_loss=None, nu=4.0):
     D0 = numpyro.deterministic("D0_rel", jnp.exp(log_d0_mu + log_d0_sd * log_d0_z))
     c = x.cell
     d_rel = jnp.exp(x.log_d_rel)
-    scratch = L0[c] + B[c] * d_rel ** -beta[c]
-    tuned = L0[c] + delta[c] + B[c] * (d_rel + D0[c]) ** -beta[c]
+    scratch = laws.scratch_curve(d_rel, L0[c], B[c], beta[c])
+    tuned = laws.finetune_curve(d_rel, L0[c], B[c], beta[c], delta[c], D0[c])
     mu = jnp.log(jnp.where(x.finetune > 0, jnp.maximum(tuned, 1e-6), scratch))
     sigma = numpyro.sample("sigma", dist.HalfNormal(0.05))
     with numpyro.plate("obs", len(x.cell)):

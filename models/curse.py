@@ -16,7 +16,6 @@ data centre, where they barely correlate with the exponents.
 
 import jax.numpy as jnp
 import numpyro
-import numpyro.distributions as dist
 
 from atlas_bayes import laws
 from atlas_bayes.models.hierarchical import (EXPONENT_SPREAD, LOG_E_SPREAD, TERM_SPREAD,

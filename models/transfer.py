@@ -33,6 +33,8 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from atlas_bayes import laws
+
 GAP_PRIOR = (jnp.log(0.2), 1.5)   # log of L_start / L_end - 1: the drop across a curve's range
 SHARE_PRIOR = (0.0, 1.5)          # logit of E / L_end
 EFFECT_SD = 0.3                   # half-normal scale of the source, target and pair spreads
@@ -63,7 +65,7 @@ def learning_curves(x: CurveInputs, log_loss=None, nu=4.0):
     E = numpyro.deterministic("E", s * L_end)
     beta = numpyro.deterministic("beta", jnp.log1p(jnp.exp(log_gap) / (1.0 - s)) / x.log_span)
     c = x.curve
-    mu = jnp.log(E[c] + (L_end - E)[c] * jnp.exp(-beta[c] * x.log_d_rel))
+    mu = jnp.log(laws.learning_curve(x.log_d_rel, E[c], (L_end - E)[c], beta[c]))
     sigma = numpyro.sample("sigma", dist.HalfNormal(0.05))
     with numpyro.plate("obs", len(x.curve)):
         numpyro.sample("log_loss", dist.StudentT(nu, mu, sigma), obs=log_loss)

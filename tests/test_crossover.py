@@ -9,7 +9,6 @@ import json
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from atlas_bayes.cli import main

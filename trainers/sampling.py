@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from atlas_bayes import laws
+
 
 @dataclass(frozen=True)
 class Mixture:
@@ -30,13 +32,8 @@ def unimax_allocation(sizes: dict[str, float], budget: float, max_epochs: float)
     """
     if budget <= 0 or max_epochs <= 0:
         raise ValueError("UNIMAX needs a positive budget and max_epochs")
-    order = sorted(sizes, key=lambda lang: sizes[lang])
-    remaining, allocation = float(budget), {}
-    for i, lang in enumerate(order):
-        share = remaining / (len(order) - i)
-        allocation[lang] = min(share, max_epochs * float(sizes[lang]))
-        remaining -= allocation[lang]
-    return {lang: allocation[lang] for lang in sizes}
+    allocation = laws.unimax([sizes[lang] for lang in sizes], budget, max_epochs)
+    return {lang: float(a) for lang, a in zip(sizes, allocation)}
 
 
 def unimax(sizes: dict[str, float], budget: float, max_epochs: float = 4.0) -> Mixture:

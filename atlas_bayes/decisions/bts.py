@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from atlas_bayes import laws
 from atlas_bayes.fitting.diagnostics import ConvergenceWarning, check_convergence
 from atlas_bayes.fitting.inference import Sampler, sample_posterior
 from atlas_bayes.tables.runs import mixture_fractions, read_runs
@@ -132,16 +133,13 @@ def curve_inputs(runs: pd.DataFrame, curves: list[tuple[str, str]]):
 def curve_at(post: dict, curve, log_d, log_d_end):
     """Loss of curve(s) at log tokens, per draw (arrays broadcast over (chain, draw, k))."""
     E, L_end, beta = (post[name][..., curve] for name in ("E", "L_end", "beta"))
-    return E + (L_end - E) * np.exp(-beta * (log_d - log_d_end[curve]))
+    return laws.learning_curve(log_d - log_d_end[curve], E, L_end - E, beta)
 
 
 def tokens_to_reach(post: dict, curve, loss, log_d_end):
     """Log tokens at which curve(s) reach `loss`; +inf where the curve's floor E is above it."""
     E, L_end, beta = (post[name][..., curve] for name in ("E", "L_end", "beta"))
-    ratio = (loss - E) / (L_end - E)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_d = log_d_end[curve] - np.log(ratio) / beta
-    return np.where(ratio > 0, log_d, np.inf)
+    return log_d_end[curve] + laws.tokens_for_loss(loss, E, L_end - E, beta)
 
 
 def bts_from_efficiency(g):

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from atlas_bayes import laws
 from atlas_bayes.decisions.bts import run_kinds
 from atlas_bayes.fitting.diagnostics import ConvergenceWarning, check_convergence
 from atlas_bayes.fitting.inference import Sampler, sample_posterior
@@ -98,7 +99,9 @@ def crossover_tokens(post: dict, d_end) -> np.ndarray:
     """
     B = post["L_end"] - post["L0"]
     beta, delta, D0 = post["beta"], post["delta"], post["D0_rel"]
-    gap = lambda log_u: B * (np.exp(-beta * log_u) - (np.exp(log_u) + D0) ** -beta) - delta  # noqa: E731
+    # scratch minus finetune loss at u = exp(log_u); L0 cancels
+    gap = lambda log_u: (laws.scratch_curve(np.exp(log_u), 0.0, B, beta)  # noqa: E731
+                         - laws.finetune_curve(np.exp(log_u), 0.0, B, beta, delta, D0))
     lo = np.full(np.shape(B), np.log(1e-8))
     hi = np.full(np.shape(B), np.log(MAX_SPAN))
     found = (delta > 0) & (gap(hi) < 0)
@@ -267,8 +270,8 @@ def plot_crossover(tree: xr.DataTree, language: str, n_params: float | None = No
     flat = {k: post[k].stack(s=("chain", "draw")).to_numpy()[:, None]
             for k in ("L0", "L_end", "beta", "delta", "D0_rel")}
     B = flat["L_end"] - flat["L0"]
-    curves = {"scratch": flat["L0"] + B * u ** -flat["beta"],
-              "finetune": flat["L0"] + flat["delta"] + B * (u + flat["D0_rel"]) ** -flat["beta"]}
+    curves = {"scratch": laws.scratch_curve(u, flat["L0"], B, flat["beta"]),
+              "finetune": laws.finetune_curve(u, flat["L0"], B, flat["beta"], flat["delta"], flat["D0_rel"])}
     fig, (ax, hx) = plt.subplots(1, 2, figsize=(11, 4.2))
     for (name, draws), colour in zip(curves.items(), ("C0", "C3")):
         lo, mid, hi = np.quantile(draws, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)

@@ -24,12 +24,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from atlas_bayes import laws
 
 
 def term_shares(K, N, D_t, A, B, alpha, beta, phi, psi):
     """(w_N, w_D): the parameter and data terms' shares of the reducible loss at (K, N, D_t)."""
-    log_n = np.log(A) + phi * np.log(K) - alpha * np.log(N)
-    log_d = np.log(B) + psi * np.log(K) - beta * np.log(D_t)
+    log_n, log_d = laws.log_curse_terms(K, N, D_t, A, B, alpha, beta, phi, psi)
     w_N = 1.0 / (1.0 + np.exp(log_d - log_n))
     return w_N, 1.0 - w_N
 

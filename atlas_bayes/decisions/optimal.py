@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from atlas_bayes import laws
 from atlas_bayes.fitting.draws import LawDraws, check_unique_tokens, law_draws, predicted_loss
 
 MIN_PARAMS = 1e6      # default smallest model and token count the search considers
@@ -43,10 +44,7 @@ GOLDEN_STEPS = 40     # refinement steps: the bracket shrinks 0.618^40 ~ 4e-9 ti
 
 def chinchilla_optimum(compute, A, B, alpha, beta) -> tuple[np.ndarray, np.ndarray]:
     """Chinchilla's closed-form (N*, D*) at compute C = 6 N D (Hoffmann et al. 2022)."""
-    compute = np.asarray(compute, dtype=float)
-    log_G = (np.log(alpha * A) - np.log(beta * B)) / (alpha + beta)
-    N = np.exp(log_G + beta / (alpha + beta) * np.log(compute / 6.0))
-    return N, compute / (6.0 * N)
+    return laws.chinchilla_optimum(np.asarray(compute, dtype=float), A, B, alpha, beta)
 
 
 def allocation(draws: LawDraws, compute, *, unique_tokens=None, solver: str = "auto",
@@ -135,12 +133,7 @@ def compute_for_loss(draws: LawDraws, target_loss, *, unique_tokens=None,
     U = draws.unique_tokens if unique_tokens is None else float(unique_tokens)
     p = draws.params
     target = np.broadcast_to(np.asarray(target_loss, dtype=float), (draws.n,))
-    gamma = p["alpha"] * p["beta"] / (p["alpha"] + p["beta"])
-    log_G = (np.log(p["alpha"] * p["A"]) - np.log(p["beta"] * p["B"])) / (p["alpha"] + p["beta"])
-    K = p["A"] * np.exp(-p["alpha"] * log_G) + p["B"] * np.exp(p["beta"] * log_G)
-    gap = target - p["E"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        C = np.where(gap > 0, 6.0 * (gap / K) ** (-1.0 / gamma), np.inf)
+    C = laws.chinchilla_compute_for_loss(target, p["E"], p["A"], p["B"], p["alpha"], p["beta"])
     floor = 6.0 * min_params * min_tokens
     C = np.where(np.isfinite(C), np.maximum(C, floor), C)
     if not np.isfinite(U):

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from atlas_bayes import laws
 from atlas_bayes.design.posterior import DEFAULT_DRAWS
 from atlas_bayes.design.targets import Target
 from atlas_bayes.design.candidates import flops, validate_candidates
@@ -121,8 +122,8 @@ class CrossoverPosterior:
         u = candidates["n_tokens"].to_numpy(float)[None, :] / self.d_end
         tuned = (candidates["init"].astype(str) != "scratch").to_numpy()[None, :]
         B = p["L_end"] - p["L0"]
-        scratch = p["L0"] + B * u ** -p["beta"]
-        finetune = p["L0"] + p["delta"] + B * (u + p["D0_rel"]) ** -p["beta"]
+        scratch = laws.scratch_curve(u, p["L0"], B, p["beta"])
+        finetune = laws.finetune_curve(u, p["L0"], B, p["beta"], p["delta"], p["D0_rel"])
         return np.log(np.where(tuned, np.maximum(finetune, 1e-6), scratch))
 
     def target_values(self) -> np.ndarray:
@@ -217,7 +218,8 @@ class BtsPosterior:
         out = np.empty((self.n, len(candidates)))
         for i, (run, d) in enumerate(zip(candidates["extends"], candidates["n_tokens"])):
             c = next(c for c in self.curves.values() if c["run_id"] == run)
-            out[:, i] = np.log(c["E"] + (c["L_end"] - c["E"]) * (d / c["d_end"]) ** -c["beta"])
+            out[:, i] = np.log(laws.learning_curve(np.log(d / c["d_end"]), c["E"], c["L_end"] - c["E"],
+                                                   c["beta"]))
         return out
 
     def target_values(self) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from atlas_bayes import laws
 from atlas_bayes.decisions.crossover import crossover_tokens
 
 
@@ -42,7 +43,8 @@ def true_curves(t: dict, n: float, d):
     delta = t["delta"] * (n / 1e9) ** -t.get("eta", 0.0)
     D0 = t["D0"] * (n / 1e9) ** t.get("zeta", 0.0)
     d = np.asarray(d, dtype=float)
-    return L0 + t["B"] * (d / 1e9) ** -t["beta"], L0 + delta + t["B"] * ((d + D0) / 1e9) ** -t["beta"]
+    return (laws.scratch_curve(d / 1e9, L0, t["B"], t["beta"]),
+            laws.finetune_curve(d / 1e9, L0, t["B"], t["beta"], delta, D0 / 1e9))
 
 
 def true_crossover(t: dict, n: float) -> float:

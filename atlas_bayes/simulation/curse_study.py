@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from atlas_bayes import laws
 from atlas_bayes.fitting.law_inputs import effective_languages
 from atlas_bayes.simulation.simulate import mixture_design
 from atlas_bayes.tables.runs import mixture_fractions
@@ -52,8 +53,8 @@ def simulate_curse(design: pd.DataFrame, truth: dict, sigma: float = 0.01, seed:
     p = {name: (design["language"].map(value).to_numpy(float) if isinstance(value, dict)
                 else np.full(len(design), float(value)))
          for name, value in truth.items()}
-    loss = (p["E"] + p["A"] * K ** p["phi"] / design["n_params"].to_numpy(float) ** p["alpha"]
-            + p["B"] * K ** p["psi"] / D_t ** p["beta"])
+    loss = laws.curse(K, design["n_params"].to_numpy(float), D_t, p["E"], p["A"], p["B"], p["alpha"],
+                      p["beta"], p["phi"], p["psi"])
     noise = np.random.default_rng(seed).normal(0.0, sigma, len(design))
     return design.assign(loss=loss * np.exp(noise),
                          source=f"simulated: curse law, seed={seed}, sigma={sigma}")

@@ -28,6 +28,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from atlas_bayes import laws
 from atlas_bayes.tables import languages
 from atlas_bayes.fitting.law_inputs import build_group_inputs
 from atlas_bayes.simulation.simulate import PAPER_MODEL_SIZES, PAPER_UNIQUE_TOKENS, language_parameters, simulate
@@ -121,10 +122,8 @@ def unimax_shares(unique: dict[str, float], budget: float, max_epochs: float = U
     remaining = budget * rest
     order = sorted((lang for lang in unique if lang not in pinned),
                    key=lambda lang: (unique[lang], lang))
-    allocated = {}
-    for i, lang in enumerate(order):
-        allocated[lang] = min(remaining / (len(order) - i), max_epochs * unique[lang])
-        remaining -= allocated[lang]
+    allocated = dict(zip(order, laws.unimax([unique[lang] for lang in order], remaining,
+                                            max_epochs).tolist()))
     total = sum(allocated.values())
     shares = {lang: rest * a / total for lang, a in allocated.items()} | pinned
     return {lang: shares[lang] for lang in unique}

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from atlas_bayes.decisions.bts import efficiency_from_bts
+from atlas_bayes import laws
+from atlas_bayes.decisions.bts import bts_from_efficiency, efficiency_from_bts
 from atlas_bayes.fitting.inference import Sampler
 from atlas_bayes.decisions.transfer import covariates, fit_transfer_matrix, language_order, transfer_draws
 
@@ -73,7 +74,8 @@ def simulate_bilingual_runs(bts: pd.DataFrame, pairs=None, *, n_params: float = 
 
     def curve(run_id, lang, d_eff, shares):
         p = truth.loc[lang]
-        loss = (p["E"] + p["R"] * (d_eff / 1e9) ** -p["beta"]) * np.exp(sigma * rng.standard_normal(len(d)))
+        loss = (laws.learning_curve(np.log(d_eff / 1e9), p["E"], p["R"], p["beta"])
+                * np.exp(sigma * rng.standard_normal(len(d))))
         for tokens, value in zip(d, loss):
             rows.append({"run_id": run_id, "language": lang, "n_params": n_params,
                          "n_tokens": tokens, "loss": value, "init": "scratch",
@@ -161,7 +163,7 @@ def heldout_comparison(truth_g: pd.DataFrame, measured: pd.DataFrame, heldout, *
                                 "truth": truth, "bayes": np.median(draws, axis=1),
                                 "bayes_lo": lo, "bayes_hi": hi,
                                 "forest": regressor_baseline(train, heldout, langs, seed)})
-    bts = lambda v: 2.0 * (1.0 - np.exp(-v))  # noqa: E731
+    bts = bts_from_efficiency
     metrics = []
     for method in ("bayes", "forest"):
         error = predictions[method] - truth
