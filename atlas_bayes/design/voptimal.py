@@ -3,18 +3,17 @@
 
 * Fit: least squares on the loss (not log loss) inside the law's box bounds, `n_starts` starts
   (log-uniform for parameters with a positive lower bound, else uniform), up to 30 earlier
-  best fits reused as warm starts; the best training MSE wins.
-  The selection scripts run L-BFGS-B from each start in turn; here all starts run at once in
-  one jitted, batched Levenberg-Marquardt on unconstrained coordinates u, theta = lo + (hi - lo)
-  sigmoid(u) (in log theta where the lower bound is positive, as the starts are drawn), and
-  the best `polish` distinct results are finished with L-BFGS-B in the box, so the answer is
-  the same kind of bounded optimum. Why: the sequential loop makes a JAX dispatch per
-  evaluation, 35-45 s per 64-start fit on the data-constrained pool (> 20 min an episode);
-  the batched fit takes well under a second there, and reaches a lower MSE from the same
-  starts, because L-BFGS-B on the natural scale (A up to 1e4 beside alpha ~ 0.3) stops early
-  in the law's flat valleys (benchmarks/voptimal_speed.py). optax's L-BFGS vmapped over the
-  starts was measured too: ~3x faster than the loop only, its nested line-search loops run
-  for the slowest start. The sequential path stays as `method="scipy"`.
+  best fits reused as warm starts; the best training MSE wins. All starts run at once in one
+  jitted, batched Levenberg-Marquardt on unconstrained coordinates u, theta = lo + (hi - lo)
+  sigmoid(u) (in log theta where the lower bound is positive, as the starts are drawn); the
+  best `polish` distinct results are finished with L-BFGS-B in the box, so the answer is a
+  bounded optimum as in the selection scripts, which run L-BFGS-B from each start in turn
+  (`method="scipy"`). On the data-constrained pool a 64-start batched fit takes 0.2-1 s,
+  against 43-52 s for the sequential one (a JAX dispatch per evaluation), and
+  reaches the same or a lower MSE from the same starts: L-BFGS-B on the natural scale (A up to
+  1e4 beside alpha ~ 0.3) can stop early in the law's flat valleys
+  (benchmarks/voptimal_speed.py; optax's L-BFGS vmapped over the starts was only ~3x faster
+  than the sequential loop).
 * Laplace: sigma² = (b0 + SSR/2) / (a0 + n/2 - 1), a0 = 2, b0 = 2 Var(y over the whole pool)
   (the paper's small leak of unobserved outcomes, kept for fidelity);
   H = JᵀJ / sigma² + diag(1/s²), J taken w.r.t. log theta_j where the lower bound is positive,
@@ -173,6 +172,7 @@ def _to_u(law: LSLaw, theta) -> np.ndarray:
     return np.log(s) - np.log1p(-s)
 
 
+# Hand-written: vmapped optimistix.LevenbergMarquardt was 1.5-3.3x slower at equal MSE (RESULTS.md)
 def _batched(law: LSLaw):
     """Jitted (u starts (S, P), X, y, w) -> (u, MSE (S,), iterations): Levenberg-Marquardt
     on all starts at once. Each start keeps its own damping; a rejected step keeps the
