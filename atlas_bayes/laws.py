@@ -123,18 +123,20 @@ def msl(N, D, p_family, E, A, B, alpha, beta, gamma):
 def log_curse(K, N, D_t, E, A, B, alpha, beta, phi, psi):
     """log L for the curse of multilinguality (ATLAS section 5), K languages sampled uniformly:
     L = E + A K^phi / N^alpha + B K^psi / D_t^beta, D_t the tokens per language."""
-    return _log_sum3(jnp.log(E), *log_curse_terms(jnp.asarray(K), N, D_t, A, B, alpha, beta, phi, psi))
+    K = jnp.asarray(K)  # jax.numpy throughout, numpy inputs included
+    return _log_sum3(jnp.log(E), *log_curse_terms(K, N, D_t, A, B, alpha, beta, phi, psi))
 
 
 def log_curse_terms(K, N, D_t, A, B, alpha, beta, phi, psi):
-    """The curse law's two reducible terms, as logs: (log A K^phi / N^alpha, log B K^psi / D_t^beta)."""
+    """The curse law's two reducible terms, as logs:
+    (log A K^phi / N^alpha, log B K^psi / D_t^beta)."""
     xp = _xp(K, N, D_t, A, B, alpha, beta, phi, psi)
     return (xp.log(A) + phi * xp.log(K) - alpha * xp.log(N),
             xp.log(B) + psi * xp.log(K) - beta * xp.log(D_t))
 
 
 def curse(K, N, D_t, E, A, B, alpha, beta, phi, psi):
-    """Curse-of-multilinguality loss L = E + A K^phi / N^alpha + B K^psi / D_t^beta (natural scale)."""
+    """The curse law, natural scale: L = E + A K^phi / N^alpha + B K^psi / D_t^beta."""
     xp = _xp(K, N, D_t, E, A, B, alpha, beta, phi, psi)
     log_n, log_d = log_curse_terms(K, N, D_t, A, B, alpha, beta, phi, psi)
     return E + xp.exp(log_n) + xp.exp(log_d)
@@ -223,8 +225,8 @@ def chinchilla_compute_for_loss(loss, E, A, B, alpha, beta):
 
 
 def learning_curve(log_u, E, R, beta):
-    """Loss on a learning curve L(d) = E + R (d / d_end)^-beta, given log_u = log(d / d_end): floor
-    E and reducible loss R = L_end - E at the curve's anchor d_end (models.transfer, BTS, design)."""
+    """Loss on a learning curve L(d) = E + R (d / d_end)^-beta, given log_u = log(d / d_end):
+    floor E, reducible loss R = L_end - E at the curve's anchor d_end (transfer model, BTS)."""
     xp = _xp(log_u, E, R, beta)
     return E + R * xp.exp(-beta * log_u)
 

@@ -94,3 +94,141 @@ def test_msl_scales_by_family_share():
 def test_laws_are_jittable_and_vectorise():
     f = jax.jit(jax.vmap(lambda n: laws.log_chinchilla(n, 1e10, **HOFFMANN)))
     assert f(jnp.array([1e8, 1e9])).shape == (2,)
+
+
+# ---------------------------------------------------------------------------------------------
+# Formulas shared by models, decisions, simulators, design and the trainer
+
+
+@pytest.mark.unit
+def test_learning_curve_matches_the_formula_and_tokens_for_loss_inverts_it():
+    E, L_end, beta, d_end = 1.8, 2.3, 0.35, 4e9
+    d = np.array([1e8, 1e9, 4e9, 3e10])
+    expected = E + (L_end - E) * (d / d_end) ** -beta
+    loss = laws.learning_curve(np.log(d / d_end), E, L_end - E, beta)
+    assert isinstance(loss, np.ndarray) and loss.dtype == np.float64      # numpy in, float64 out
+    np.testing.assert_allclose(loss, expected, rtol=1e-13)
+    np.testing.assert_allclose(loss[2], L_end, rtol=1e-15)               # L_end at the anchor
+    log_u = laws.tokens_for_loss(loss, E, L_end - E, beta)
+    np.testing.assert_allclose(np.exp(log_u) * d_end, d, rtol=1e-12)
+    np.testing.assert_allclose(laws.learning_curve(log_u, E, L_end - E, beta), loss, rtol=1e-14)
+    # never reached at or below the floor; no warnings from the unused branch
+    with np.errstate(all="raise"):
+        assert np.all(np.isinf(laws.tokens_for_loss(np.array([E, E - 0.1]), E, L_end - E, beta)))
+
+
+@pytest.mark.unit
+def test_curve_formulas_give_jax_inside_jit_and_keep_gradients_finite():
+    f = jax.jit(lambda L: laws.tokens_for_loss(L, 1.8, 0.5, 0.35))
+    assert np.isinf(f(1.7)) and np.isfinite(jax.grad(lambda L: laws.tokens_for_loss(L, 1.8, 0.5, 0.35))(1.7))
+    g = jax.jit(jax.grad(lambda b: laws.learning_curve(jnp.log(2.0), 1.8, 0.5, b)))(0.35)
+    assert g == pytest.approx(-0.5 * np.log(2.0) * 2.0 ** -0.35, rel=1e-5)
+
+
+@pytest.mark.unit
+def test_scratch_and_finetune_curves_match_the_crossover_models_formulas():
+    L0, B, beta, delta, D0 = 1.6, 0.4, 0.3, 0.05, 0.7
+    u = np.array([0.1, 1.0, 20.0])
+    np.testing.assert_allclose(laws.scratch_curve(u, L0, B, beta), [1.6 + 0.4 * 0.1 ** -0.3, 2.0,
+                                                                   1.6 + 0.4 * 20 ** -0.3], rtol=1e-15)
+    np.testing.assert_allclose(laws.finetune_curve(u, L0, B, beta, delta, D0),
+                               1.65 + 0.4 * (u + 0.7) ** -0.3, rtol=1e-15)
+    # the scratch curve is the learning curve with floor L0 and L_end = L0 + B at u = 1
+    np.testing.assert_allclose(laws.scratch_curve(u, L0, B, beta),
+                               laws.learning_curve(np.log(u), L0, B, beta), rtol=1e-14)
+    # no head start and no penalty: finetuning is training from scratch
+    np.testing.assert_allclose(laws.finetune_curve(u, L0, B, beta, 0.0, 0.0),
+                               laws.scratch_curve(u, L0, B, beta), rtol=1e-15)
+
+
+@pytest.mark.unit
+def test_curse_natural_scale_matches_the_formula_and_its_log():
+    p = dict(E=1.5, A=300.0, B=400.0, alpha=0.34, beta=0.28, phi=0.2, psi=0.1)
+    K, N, D_t = np.array([1.0, 4.0, 16.0]), np.array([1e8, 1e9, 3e9]), np.array([2e9, 1e10, 5e10])
+    expected = 1.5 + 300.0 * K ** 0.2 / N ** 0.34 + 400.0 * K ** 0.1 / D_t ** 0.28
+    loss = laws.curse(K, N, D_t, **p)
+    assert loss.dtype == np.float64
+    np.testing.assert_allclose(loss, expected, rtol=1e-13)
+    np.testing.assert_allclose(np.exp(laws.log_curse(K, N, D_t, **p)), expected, rtol=1e-5)
+    log_n, log_d = laws.log_curse_terms(K, N, D_t, p["A"], p["B"], p["alpha"], p["beta"],
+                                        p["phi"], p["psi"])
+    np.testing.assert_allclose(np.exp(log_n), 300.0 * K ** 0.2 / N ** 0.34, rtol=1e-13)
+    np.testing.assert_allclose(np.exp(log_d), 400.0 * K ** 0.1 / D_t ** 0.28, rtol=1e-13)
+    # one language: the curse law is Chinchilla on that language's tokens
+    np.testing.assert_allclose(laws.curse(1.0, N, D_t, **p),
+                               laws.chinchilla(N, D_t, 1.5, 300.0, 400.0, 0.34, 0.28), rtol=1e-5)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("compute", [1e19, 3e21, 5.76e23])
+def test_chinchilla_optimum_minimises_the_loss_along_the_iso_compute_line(compute):
+    p = dict(A=406.4, B=410.7, alpha=0.34, beta=0.28)
+    N, D = laws.chinchilla_optimum(compute, **p)
+    assert N * D * 6 == pytest.approx(compute, rel=1e-12)
+    grid = np.geomspace(1e6, compute / 6e6, 400001)                       # brute force, 6 N D = C
+    loss = 1.69 + p["A"] / grid ** p["alpha"] + p["B"] / (compute / (6 * grid)) ** p["beta"]
+    assert N == pytest.approx(grid[np.argmin(loss)], rel=1e-4)
+    # the closed-form G of the hand derivation: N* = G (C/6)^(beta/(alpha+beta))
+    G = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"]))
+    assert np.exp(laws.chinchilla_log_G(**p)) == pytest.approx(G, rel=1e-13)
+    assert N == pytest.approx(G * (compute / 6) ** (p["beta"] / (p["alpha"] + p["beta"])), rel=1e-13)
+    # the optimum's loss, its inverse, and the model size for the optimum's tokens
+    best = laws.chinchilla_optimal_loss(compute, 1.69, **p)
+    assert best == pytest.approx(1.69 + p["A"] / N ** p["alpha"] + p["B"] / D ** p["beta"], rel=1e-13)
+    assert best == pytest.approx(loss.min(), rel=1e-9)
+    assert laws.chinchilla_compute_for_loss(best, 1.69, **p) == pytest.approx(compute, rel=1e-11)
+    assert laws.chinchilla_params_for_tokens(D, **p) == pytest.approx(N, rel=1e-12)
+
+
+@pytest.mark.unit
+def test_chinchilla_optimum_is_float64_for_numpy_and_traceable_under_jit():
+    A, B = np.array([406.4, 300.0]), np.array([410.7, 500.0])
+    N, D = laws.chinchilla_optimum(np.array([1e21, 1e22]), A, B, 0.34, 0.28)
+    assert N.dtype == np.float64 and D.dtype == np.float64
+    Nj, _ = jax.jit(laws.chinchilla_optimum)(jnp.array([1e21, 1e22]), A, B, 0.34, 0.28)
+    np.testing.assert_allclose(Nj, N, rtol=1e-4)
+    assert np.isinf(laws.chinchilla_compute_for_loss(np.array([1.69, 1.5]), 1.69, 406.4, 410.7,
+                                                     0.34, 0.28)).all()
+
+
+def _unimax_by_water_filling(sizes, budget, max_epochs):
+    """The paper's definition, computed another way: every language gets min(its cap, level),
+    one common level spending the budget (all caps when they cannot)."""
+    caps = max_epochs * np.asarray(sizes, float)
+    if caps.sum() <= budget:
+        return caps
+    lo, hi = 0.0, float(budget)
+    for _ in range(200):
+        level = 0.5 * (lo + hi)
+        lo, hi = (level, hi) if np.minimum(caps, level).sum() < budget else (lo, level)
+    return np.minimum(caps, 0.5 * (lo + hi))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("sizes, budget, max_epochs", [
+    ([200.0, 5.0, 10.0], 100.0, 2.0),               # two capped, the rest to the largest
+    ([100.0, 100.0, 100.0], 30.0, 1.0),              # nothing capped: uniform
+    ([1.0, 3.0], 100.0, 4.0),                        # everything capped: less than the budget
+    ([3e9, 1e7, 5e11, 2e8, 2e8, 7e10], 1e12, 4.0),   # ties in size
+])
+def test_unimax_caps_at_max_epochs_and_spreads_the_rest_uniformly(sizes, budget, max_epochs):
+    alloc = laws.unimax(sizes, budget, max_epochs)
+    caps = max_epochs * np.asarray(sizes)
+    np.testing.assert_allclose(alloc, _unimax_by_water_filling(sizes, budget, max_epochs), rtol=1e-9)
+    assert np.all(alloc <= caps * (1 + 1e-12))
+    assert alloc.sum() == pytest.approx(min(budget, caps.sum()), rel=1e-12)
+    uncapped = alloc < caps * (1 - 1e-12)
+    if uncapped.any():                                # one common share, above every capped one
+        assert np.ptp(alloc[uncapped]) <= 1e-9 * alloc[uncapped].max()
+        assert np.all(alloc[~uncapped] <= alloc[uncapped].min() * (1 + 1e-12))
+
+
+@pytest.mark.unit
+def test_unimax_is_what_the_trainer_and_the_paper_design_use():
+    from atlas_bayes.simulation.paper_design import unimax_shares
+    from atlas_bayes.trainers import sampling
+    sizes = {"big": 200.0, "small": 5.0, "mid": 10.0}
+    expected = laws.unimax(list(sizes.values()), 100.0, 2.0)
+    assert list(sampling.unimax_allocation(sizes, 100.0, 2.0).values()) == list(expected)
+    shares = unimax_shares(sizes, 100.0, 2.0)
+    np.testing.assert_array_equal(list(shares.values()), expected / expected.sum())
