@@ -37,11 +37,15 @@ def simulate_crossover(truth: dict, sizes, *, checkpoints=tuple(np.geomspace(1e9
     return pd.DataFrame(rows)
 
 
+def _at_size(t: dict, n: float) -> tuple[float, float, float]:
+    """The truth's L0 = E + A n^-alpha, finetune penalty delta and head start D0 at size n."""
+    return (t["E"] + t["A"] * n ** -t["alpha"], t["delta"] * (n / 1e9) ** -t.get("eta", 0.0),
+            t["D0"] * (n / 1e9) ** t.get("zeta", 0.0))
+
+
 def true_curves(t: dict, n: float, d):
     """The truth's scratch and finetune losses at current-run tokens d, model size n."""
-    L0 = t["E"] + t["A"] * n ** -t["alpha"]
-    delta = t["delta"] * (n / 1e9) ** -t.get("eta", 0.0)
-    D0 = t["D0"] * (n / 1e9) ** t.get("zeta", 0.0)
+    L0, delta, D0 = _at_size(t, n)
     d = np.asarray(d, dtype=float)
     return (laws.scratch_curve(d / 1e9, L0, t["B"], t["beta"]),
             laws.finetune_curve(d / 1e9, L0, t["B"], t["beta"], delta, D0 / 1e9))
@@ -50,8 +54,7 @@ def true_curves(t: dict, n: float, d):
 def true_crossover(t: dict, n: float) -> float:
     """The truth's crossover tokens at size n (inf when the finetune always wins)."""
     d_end = 1e9
-    L0 = t["E"] + t["A"] * n ** -t["alpha"]
+    L0, delta, D0 = _at_size(t, n)
     post = {"L0": np.array(L0), "L_end": np.array(L0 + t["B"]), "beta": np.array(t["beta"]),
-            "delta": np.array(t["delta"] * (n / 1e9) ** -t.get("eta", 0.0)),
-            "D0_rel": np.array(t["D0"] * (n / 1e9) ** t.get("zeta", 0.0) / d_end)}
+            "delta": np.array(delta), "D0_rel": np.array(D0 / d_end)}
     return float(crossover_tokens(post, d_end))
