@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -12,6 +11,7 @@ import jax
 import numpy as np
 
 from atlas_bayes import laws
+from atlas_bayes.fitting.record import FitRecord
 
 
 # law name -> the form decisions evaluate (monolingual: ATLAS's transfer terms are zero)
@@ -92,7 +92,8 @@ def law_draws(tree, language: str | None = None, unique_tokens: float | None = N
     `unique_tokens` overrides U; by default it comes from the fit's data (`fit_data`): the
     language's unique-token column, the largest value when runs used several subsets.
     """
-    law = str(tree.attrs.get("law", ""))
+    record = FitRecord.from_tree(tree)
+    law = record.law or ""
     if law not in KINDS:
         raise ValueError(f"compute-optimal allocation supports the laws {', '.join(KINDS)}; "
                          f"this fit is {law!r}"
@@ -100,7 +101,7 @@ def law_draws(tree, language: str | None = None, unique_tokens: float | None = N
                             if law.startswith("curse") else ""))
     kind = KINDS[law]
     post = tree.posterior
-    fitted = json.loads(tree.attrs.get("languages", "[]"))
+    fitted = list(record.languages or [])
     if "language" in post.dims:
         fitted = [str(v) for v in post["language"].values]
     lang = language if language is not None else (fitted[0] if fitted else "")
