@@ -15,17 +15,17 @@ fitted floor E lies above L*) give d_bi = inf, BTS = -inf: counted, never hidden
 
 from __future__ import annotations
 
-import json
 import warnings
+from dataclasses import asdict
 
-import arviz_base as azb
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from atlas_bayes import laws
-from atlas_bayes.fitting.diagnostics import ConvergenceWarning, check_convergence
 from atlas_bayes.fitting.inference import Sampler, sample_posterior
+from atlas_bayes.fitting.record import FitRecord
+from atlas_bayes.fitting.tree import build_tree
 from atlas_bayes.tables.runs import mixture_fractions, read_runs
 from atlas_bayes.models.transfer import CurveInputs, learning_curves
 
@@ -190,31 +190,24 @@ def fit_bts(runs: pd.DataFrame | str, *, n_params: float | None = None,
     pair_labels = [f"{r.source}->{r.target}@{r.n_params:.3g}" for r in pairs.itertuples()]
     dims = {name: ["curve"] for name in ("log_L_end", "log_gap", "logit_share", "L_end", "E", "beta")}
     dims.update({name: ["pair"] for name in ("bts", "g", "log_d_bi")})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        tree = azb.from_dict({"posterior": posterior, "sample_stats": stats,
-                              "observed_data": {"log_loss": log_loss}},
-                             coords={"curve": labels, "pair": pair_labels}, dims=dims)
-    tree["posterior"] = tree.posterior.to_dataset().assign_coords(
-        source=("pair", pairs["source"].to_numpy()), target=("pair", pairs["target"].to_numpy()),
-        n_params=("pair", pairs["n_params"].to_numpy()), horizon=("pair", pairs["horizon"].to_numpy()))
     inside_mono = (log_h >= log_d_start[mono] - 1e-9) & (log_h <= log_d_end[mono] + 1e-9)
     extrapolated = (log_d_bi > log_d_end[bi]) | (log_d_bi < log_d_start[bi])
-    tree["pair_info"] = xr.DataTree(dataset=xr.Dataset(
+    pair_info = xr.Dataset(
         {"mono_run": ("pair", pairs["mono_run"].to_numpy().astype(str)),
          "bilingual_run": ("pair", pairs["bilingual_run"].to_numpy().astype(str)),
          "horizon_inside_mono_curve": ("pair", inside_mono),
          "p_extrapolated": ("pair", extrapolated.mean(axis=(0, 1))),
          "p_unreachable": ("pair", np.isinf(log_d_bi).mean(axis=(0, 1)))},
-        coords={"pair": pair_labels}))
-    diagnostics = check_convergence(tree, list(CURVE_PARAMETERS))
-    tree.attrs.update({"kind": "bts", "diagnostics": json.dumps(diagnostics.as_dict()),
-                       "source": str(runs.attrs.get("source", "")),
-                       "sampler": json.dumps(sampler.__dict__)})
-    if warn:
-        for message in diagnostics.messages:
-            warnings.warn(message, ConvergenceWarning, stacklevel=2)
-    return tree
+        coords={"pair": pair_labels})
+    record = FitRecord("bts", source=str(runs.attrs.get("source", "")), sampler=asdict(sampler))
+    return build_tree(
+        {"posterior": posterior, "sample_stats": stats, "observed_data": {"log_loss": log_loss}},
+        record, coords={"curve": labels, "pair": pair_labels}, dims=dims,
+        labels={"posterior": {"source": ("pair", pairs["source"].to_numpy()),
+                              "target": ("pair", pairs["target"].to_numpy()),
+                              "n_params": ("pair", pairs["n_params"].to_numpy()),
+                              "horizon": ("pair", pairs["horizon"].to_numpy())}},
+        datasets={"pair_info": pair_info}, check=CURVE_PARAMETERS, warn=warn)
 
 
 def bts_table(tree: xr.DataTree, prob: float = 0.9) -> pd.DataFrame:

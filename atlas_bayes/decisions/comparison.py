@@ -28,6 +28,7 @@ import xarray as xr
 
 from atlas_bayes.fitting.diagnostics import ConvergenceWarning
 from atlas_bayes.fitting.inference import Approximation, Sampler, fit, predict
+from atlas_bayes.fitting.record import LAW, FitRecord
 from atlas_bayes.models import get_law
 from atlas_bayes.tables.splits import SPLITS, split_runs
 
@@ -214,7 +215,7 @@ def _fit_predict(train, test, law, language, targets, sampler, seed, progress) -
     start = time.perf_counter()
     try:
         tree, messages = fit_quietly(train, law, language=language, sampler=sampler)
-        result.n_train, result.converged = int(tree.attrs["n_obs"]), not messages
+        result.n_train, result.converged = FitRecord.from_tree(tree).n_obs, not messages
         for lang in targets:
             result.held[lang] = predict_rows(tree, test[test["language"].astype(str) == lang],
                                              seed=seed)
@@ -426,7 +427,7 @@ def _loo_tree(runs: pd.DataFrame, law: str, languages: list[str],
                               "log_likelihood": {"log_loss": log_lik[..., keep]},
                               "observed_data": {"log_loss": observed[keep]}},
                              coords={"obs": labels}, dims={"log_loss": ["obs"]})
-    tree.attrs["law"] = law
+    tree.attrs.update(FitRecord(LAW, law=law).to_attrs())   # a joined view: the law only
     return tree, messages
 
 

@@ -13,18 +13,17 @@ languages with each cell's uncertainty, and `predict_crossover` uses it at an un
 
 from __future__ import annotations
 
-import json
 import warnings
 
-import arviz_base as azb
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from atlas_bayes import laws
 from atlas_bayes.decisions.bts import run_kinds
-from atlas_bayes.fitting.diagnostics import ConvergenceWarning, check_convergence
 from atlas_bayes.fitting.inference import Sampler, sample_posterior
+from atlas_bayes.fitting.record import FitRecord
+from atlas_bayes.fitting.tree import build_tree
 from atlas_bayes.models.crossover import (CrossoverInputs, PowerLawInputs,
                                           crossover_curves, crossover_power_law, log_k_draws)
 from atlas_bayes.tables.runs import read_runs
@@ -124,24 +123,16 @@ def fit_crossover(runs: pd.DataFrame | str, *, sampler: Sampler = Sampler(chains
     posterior["C_cross"] = 6.0 * info["n_params"].to_numpy() * posterior["d_cross"]
     cell_sites = ("log_L_end", "log_gap", "logit_share", "delta_z", "log_D0_z", "L_end", "L0",
                   "beta", "delta", "D0_rel", "d_cross", "C_cross")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        tree = azb.from_dict({"posterior": posterior, "sample_stats": stats,
-                              "observed_data": {"log_loss": log_loss}},
-                             coords={"cell": info["cell"].tolist()},
-                             dims={name: ["cell"] for name in cell_sites})
-    tree["posterior"] = tree.posterior.to_dataset().assign_coords(
-        language=("cell", info["language"].to_numpy()), n_params=("cell", info["n_params"].to_numpy()),
-        d_end=("cell", info["d_end"].to_numpy()))
-    tree["fit_data"] = xr.DataTree(dataset=xr.Dataset(
-        {name: ("row", rows[name].to_numpy()) for name in ("cell", "run_id", "d", "loss", "finetune")}))
-    diagnostics = check_convergence(tree, list(CELL_PARAMETERS))
-    tree.attrs.update({"kind": "crossover", "diagnostics": json.dumps(diagnostics.as_dict()),
-                       "source": str(runs.attrs.get("source", ""))})
-    if warn:
-        for message in diagnostics.messages:
-            warnings.warn(message, ConvergenceWarning, stacklevel=2)
-    return tree
+    fit_data = xr.Dataset({name: ("row", rows[name].to_numpy())
+                           for name in ("cell", "run_id", "d", "loss", "finetune")})
+    record = FitRecord("crossover", source=str(runs.attrs.get("source", "")))
+    return build_tree(
+        {"posterior": posterior, "sample_stats": stats, "observed_data": {"log_loss": log_loss}},
+        record, coords={"cell": info["cell"].tolist()}, dims={name: ["cell"] for name in cell_sites},
+        labels={"posterior": {"language": ("cell", info["language"].to_numpy()),
+                              "n_params": ("cell", info["n_params"].to_numpy()),
+                              "d_end": ("cell", info["d_end"].to_numpy())}},
+        datasets={"fit_data": fit_data}, check=CELL_PARAMETERS, warn=warn)
 
 
 def _cell(tree: xr.DataTree, language: str, n_params: float | None) -> str:
@@ -226,18 +217,12 @@ def fit_power_law(tree: xr.DataTree, *,
     posterior, stats = sample_posterior(crossover_power_law, x, y, sampler)
     posterior["log_k_ref"] = log_k_draws(x, y, posterior, np.random.default_rng(sampler.seed))
     posterior["log_k"] = posterior["log_k_ref"] - posterior["gamma"][..., None] * log_N_ref
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        law = azb.from_dict({"posterior": posterior, "sample_stats": stats}, coords={"language": langs},
-                            dims={"log_k_ref": ["language"], "log_k": ["language"]})
-    diagnostics = check_convergence(law, ["gamma", "log_k", "sigma"])
-    law.attrs.update({"kind": "crossover_power_law", "log_N_ref": log_N_ref,
-                      "cells": json.dumps(list(post["cell"].values[keep])),
-                      "diagnostics": json.dumps(diagnostics.as_dict())})
-    if warn:
-        for message in diagnostics.messages:
-            warnings.warn(message, ConvergenceWarning, stacklevel=2)
-    return law
+    record = FitRecord("crossover_power_law", log_N_ref=log_N_ref,
+                       extra={"cells": [str(c) for c in post["cell"].values[keep]]})
+    return build_tree({"posterior": posterior, "sample_stats": stats}, record,
+                      coords={"language": langs},
+                      dims={"log_k_ref": ["language"], "log_k": ["language"]},
+                      check=["gamma", "log_k", "sigma"], warn=warn)
 
 
 def predict_crossover(law: xr.DataTree, language: str, n_params: float, seed: int = 0) -> np.ndarray:
@@ -251,7 +236,8 @@ def predict_crossover(law: xr.DataTree, language: str, n_params: float, seed: in
         z = np.random.default_rng(seed).standard_normal(gamma.shape)
         log_k_ref = post["log_k_mu"].to_numpy() + post["log_k_sd"].to_numpy() * z
     noise = np.random.default_rng(seed + 1).standard_normal(gamma.shape) * post["sigma"].to_numpy()
-    log_C = log_k_ref + gamma * (np.log(n_params) - law.attrs["log_N_ref"]) + noise
+    log_N_ref = FitRecord.from_tree(law, require=("log_N_ref",), purpose="predict_crossover").log_N_ref
+    log_C = log_k_ref + gamma * (np.log(n_params) - log_N_ref) + noise
     return np.exp(log_C) / (6.0 * n_params)
 
 

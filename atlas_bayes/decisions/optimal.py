@@ -31,6 +31,7 @@ import pandas as pd
 
 from atlas_bayes import laws
 from atlas_bayes.fitting.draws import LawDraws, check_unique_tokens, law_draws, predicted_loss
+from atlas_bayes.fitting.record import FitRecord
 
 MIN_PARAMS = 1e6      # default smallest model and token count the search considers
 MIN_TOKENS = 1e6
@@ -236,7 +237,9 @@ def _sources(fits, unique_tokens, max_draws) -> dict[str, LawDraws]:
     if not isinstance(fits, dict):
         tree = fits
         langs = ([str(v) for v in tree.posterior["language"].values]
-                 if "language" in tree.posterior.dims else json.loads(tree.attrs["languages"]))
+                 if "language" in tree.posterior.dims
+                 else list(FitRecord.from_tree(tree, require=("languages",),
+                                               purpose="trajectories").languages))
         fits = {lang: (tree, lang) for lang in langs}
     unique_tokens = unique_tokens or {}
     if not isinstance(unique_tokens, dict):

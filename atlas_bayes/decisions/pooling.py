@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from atlas_bayes.fitting.inference import Approximation, Sampler, fit, predict
+from atlas_bayes.fitting.record import FitRecord
 
 PARAMETERS = ("beta", "alpha", "E")
 POOLINGS = ("partial", "none")
@@ -57,7 +57,8 @@ def population_summary(tree: xr.DataTree, name: str = "beta", prob: float = PROB
 
 def points_per_language(tree: xr.DataTree) -> pd.Series:
     """How many runs of each fitted language the fit saw (0 for a language with none)."""
-    languages = json.loads(tree.attrs["languages"])
+    languages = list(FitRecord.from_tree(tree, require=("languages",),
+                                         purpose="points_per_language").languages)
     seen = pd.Series(tree["fit_data"]["language"].values).value_counts()
     return seen.reindex(languages, fill_value=0).astype(int)
 
@@ -137,8 +138,9 @@ def pooling_study(runs: pd.DataFrame, *, sampler: Sampler | Approximation,
         model_options = {**(options or {}), "pooling": pooling}
         tree = fit(train, law, sampler=sampler, nu=nu, options=model_options, warn=False)
         points.append(heldout_errors(tree, test, prob).assign(pooling=pooling))
-        seconds[pooling] = float(tree.attrs["seconds"])
-        diagnostics[pooling] = json.loads(tree.attrs["diagnostics"])
+        record = FitRecord.from_tree(tree)
+        seconds[pooling] = record.seconds
+        diagnostics[pooling] = record.diagnostics.as_dict()
     points = pd.concat(points, ignore_index=True)
     table = summarise_errors(points)
     table.attrs.update(seconds=seconds, diagnostics=diagnostics, law=law, min_points=min_points,

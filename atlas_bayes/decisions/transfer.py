@@ -17,11 +17,10 @@ and script), `plot_source_ranking`.
 
 from __future__ import annotations
 
-import json
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
-import arviz_base as azb
 import jax
 import numpy as np
 import pandas as pd
@@ -29,8 +28,9 @@ import xarray as xr
 
 from atlas_bayes.tables import languages as language_info
 from atlas_bayes.decisions.bts import bts_from_efficiency
-from atlas_bayes.fitting.diagnostics import ConvergenceWarning, check_convergence
 from atlas_bayes.fitting.inference import Sampler, sample_posterior
+from atlas_bayes.fitting.record import FitRecord
+from atlas_bayes.fitting.tree import build_tree
 from atlas_bayes.models.transfer import (MatrixInputs, coefficient_draws,
                                          pair_residuals, transfer_matrix)
 
@@ -149,21 +149,14 @@ def fit_transfer_matrix(table: pd.DataFrame, *, languages=None,
     posterior["g"] = g
     dims = {"source_effect": ["language"], "target_effect": ["language"], "gamma": ["covariate"],
             "g": ["target", "source"]}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        tree = azb.from_dict({"posterior": posterior, "sample_stats": stats},
-                             coords={"language": langs, "target": langs, "source": langs,
-                                     "covariate": list(COVARIATES)}, dims=dims)
-    tree["observed"] = xr.DataTree(dataset=xr.Dataset(
-        {name: ("measured", table[name].to_numpy()) for name in ("source", "target", "g_mean", "g_sd")}))
-    diagnostics = check_convergence(tree, list(HYPERPARAMETERS) + ["source_effect", "target_effect"])
-    tree.attrs.update({"kind": "transfer_matrix", "languages": json.dumps(langs),
-                       "diagnostics": json.dumps(diagnostics.as_dict()),
-                       "sampler": json.dumps(sampler.__dict__)})
-    if warn:
-        for message in diagnostics.messages:
-            warnings.warn(message, ConvergenceWarning, stacklevel=2)
-    return tree
+    observed = xr.Dataset(
+        {name: ("measured", table[name].to_numpy()) for name in ("source", "target", "g_mean", "g_sd")})
+    record = FitRecord("transfer_matrix", languages=langs, sampler=asdict(sampler))
+    return build_tree({"posterior": posterior, "sample_stats": stats}, record,
+                      coords={"language": langs, "target": langs, "source": langs,
+                              "covariate": list(COVARIATES)}, dims=dims,
+                      datasets={"observed": observed},
+                      check=list(HYPERPARAMETERS) + ["source_effect", "target_effect"], warn=warn)
 
 
 def transfer_draws(tree: xr.DataTree, scale: str = "bts") -> xr.DataArray:

@@ -35,6 +35,7 @@ from atlas_bayes import laws
 from atlas_bayes.design.posterior import DEFAULT_DRAWS
 from atlas_bayes.design.targets import Target
 from atlas_bayes.design.candidates import flops, validate_candidates
+from atlas_bayes.fitting.record import FitRecord
 
 CURVE_KINDS = ("crossover", "bts")
 CROSSOVER_FORM = "crossover:LANG@N (e.g. crossover:sw@2e9)"
@@ -136,10 +137,11 @@ class CrossoverPosterior:
 def crossover_posterior(tree, language: str, n_params: float,
                         max_draws: int | None = DEFAULT_DRAWS) -> CrossoverPosterior:
     """The draws of the fitted cell (language, n_params) of a `fit_crossover` tree."""
-    if tree.attrs.get("kind") != "crossover":
+    record = FitRecord.from_tree(tree)
+    if record.kind != "crossover":
         raise ValueError(f"target crossover:{language}@{n_params:.3g} needs a crossover fit "
                          "(atlas_bayes.decisions.crossover.fit_crossover); this posterior is a "
-                         f"{tree.attrs.get('law') or tree.attrs.get('kind')} fit")
+                         f"{record.model or None} fit")
     post = tree.posterior
     cells = list(post["cell"].values)
     mine = [(c, float(n)) for c, lang, n in zip(cells, post["language"].values,
@@ -231,9 +233,10 @@ def bts_posterior(tree, runs: pd.DataFrame, source: str, target: str,
                   n_params: float | None = None, max_draws: int | None = DEFAULT_DRAWS) -> BtsPosterior:
     """The pair source->target of a `fit_bts` tree; `runs` gives each curve's last tokens."""
     text = f"bts:{source}->{target}"
-    if tree.attrs.get("kind") != "bts":
+    record = FitRecord.from_tree(tree)
+    if record.kind != "bts":
         raise ValueError(f"target {text!r} needs a BTS fit (atlas_bayes.decisions.bts.fit_bts); this "
-                         f"posterior is a {tree.attrs.get('law') or tree.attrs.get('kind')} fit")
+                         f"posterior is a {record.model or None} fit")
     post = tree.posterior
     pairs = [i for i, (s, t) in enumerate(zip(post["source"].values, post["target"].values))
              if s == source and t == target

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from atlas_bayes.fitting.draws import LawDraws, law_draws, predicted_loss
+from atlas_bayes.fitting.record import FitRecord
 
 
 DEFAULT_DRAWS = 512       # posterior draws the estimators use (cost grows as draws^2)
@@ -60,4 +61,5 @@ def posterior_from_tree(tree, *, language: str | None = None, unique_tokens: flo
         keep = np.linspace(0, draws.n - 1, int(max_draws)).round().astype(int)
         draws, sigma = draws.thin(max_draws), sigma[keep]
     draws = draws.with_unique_tokens(unique_tokens)
-    return Posterior(draws, sigma, float(tree.attrs.get("student_t_nu", 4.0)))
+    nu = FitRecord.from_tree(tree).student_t_nu
+    return Posterior(draws, sigma, 4.0 if nu is None else nu)

@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import partial
 
 import jax
 import numpy as np
 
+from atlas_bayes.fitting.record import FitRecord
 from atlas_bayes.models import FORMS, form_of
 
 
@@ -83,10 +83,11 @@ def law_draws(tree, language: str | None = None, unique_tokens: float | None = N
     `unique_tokens` overrides U; by default it comes from the fit's data (`fit_data`): the
     language's unique-token column, the largest value when runs used several subsets.
     """
-    law = str(tree.attrs.get("law", ""))
+    record = FitRecord.from_tree(tree)
+    law = record.law or ""
     form = form_of(law)
     post = tree.posterior
-    fitted = json.loads(tree.attrs.get("languages", "[]"))
+    fitted = list(record.languages or [])
     if "language" in post.dims:
         fitted = [str(v) for v in post["language"].values]
     lang = language if language is not None else (fitted[0] if fitted else "")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import sys
 import time
 import warnings
@@ -19,7 +18,6 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-import arviz_base as azb
 import jax
 import numpy as np
 import pandas as pd
@@ -33,14 +31,17 @@ from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
 from atlas_bayes import __version__
 from atlas_bayes.fitting import compiled
 from atlas_bayes.fitting.jax_setup import release_compiled_if_crowded
-from atlas_bayes.fitting.diagnostics import ConvergenceWarning, Diagnostics, check_convergence
 from atlas_bayes.fitting.law_inputs import GroupInfo, Scales, build_group_inputs, build_inputs
+from atlas_bayes.fitting.record import LAW, FitRecord
+from atlas_bayes.fitting.tree import build_tree
 from atlas_bayes.models import get_law
 from atlas_bayes.models.hierarchical import centredness, group_centres
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, split_continued
 
 
 DENSE_MAX = 200
+PREDICT_NEEDS = ("law", "scales", "languages", "transfer_languages", "has_other", "student_t_nu",
+                 "latent_sites")
 
 
 @dataclass(frozen=True)
@@ -129,35 +130,26 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
     log_lik = log_likelihood(model, inputs, log_loss, latents)
     seconds = time.perf_counter() - start
 
-    tree = _to_tree(model, inputs, log_loss, latents, draws, log_lik, stats, info)
-    tree["fit_data"] = xr.DataTree(dataset=runs_to_dataset(runs, info.obs_labels))
-    reported = [name for name in spec.parameters if name in tree.posterior.data_vars] + ["sigma"]
-    if isinstance(sampler, Approximation):
-        diagnostics = Diagnostics(0, float("nan"), float("nan"))
-    else:
-        diagnostics = check_convergence(tree, reported)
-    tree.attrs.update({
-        "law": spec.name, "law_description": spec.description,
-        "target_language": ",".join(info.languages) if spec.hierarchical else info.target,
-        "languages": json.dumps(info.languages if spec.hierarchical else [info.target]),
-        "transfer_languages": json.dumps(info.transfer_languages),
-        "options": json.dumps(options), "latent_sites": json.dumps(sorted(latents)),
-        "parameters": json.dumps(reported), "n_obs": int(len(runs)),
-        "left_out_runs": json.dumps(left_out),
-        "method": sampler.method if isinstance(sampler, Approximation) else "nuts",
-        "sampler": json.dumps(asdict(sampler)), "student_t_nu": float(nu), "centred": int(centre),
-        "log_N_ref": float(inputs.log_N_ref), "log_D_ref": float(inputs.log_D_ref),
-        "scales": json.dumps(Scales(*(float(getattr(inputs, f)) for f in Scales._fields))._asdict()),
-        "has_other": int(inputs.has_other),
-        "data_hash": data_hash(runs), "source": str(runs.attrs.get("source", "")),
-        "simulated": int(runs["source"].astype(str).str.startswith("simulated").any()),
-        "seconds": float(seconds), "atlas_bayes_version": __version__,
-        "diagnostics": json.dumps(diagnostics.as_dict()),
-    })
-    if warn:
-        for message in diagnostics.messages:
-            warnings.warn(message, ConvergenceWarning, stacklevel=2)
-    return tree
+    posterior = {k: np.asarray(v) for k, v in {**latents, **draws}.items() if k != "log_loss"}
+    reported = [name for name in spec.parameters if name in posterior] + ["sigma"]
+    approximate = isinstance(sampler, Approximation)
+    record = FitRecord(
+        LAW, law=spec.name, law_description=spec.description,
+        target_language=",".join(info.languages) if spec.hierarchical else info.target,
+        languages=info.languages if spec.hierarchical else [info.target],
+        transfer_languages=info.transfer_languages, options=options,
+        latent_sites=sorted(latents), parameters=reported, n_obs=int(len(runs)),
+        left_out_runs=left_out, method=sampler.method if approximate else "nuts",
+        sampler=asdict(sampler), student_t_nu=float(nu), centred=bool(centre),
+        log_N_ref=float(inputs.log_N_ref), log_D_ref=float(inputs.log_D_ref),
+        scales=Scales(*(float(getattr(inputs, f)) for f in Scales._fields))._asdict(),
+        has_other=bool(inputs.has_other), data_hash=data_hash(runs),
+        source=str(runs.attrs.get("source", "")),
+        simulated=bool(runs["source"].astype(str).str.startswith("simulated").any()),
+        seconds=float(seconds), version=__version__,
+        extra={} if "diverging" in stats else {k: float(v) for k, v in stats.items()})
+    return _to_tree(model, inputs, log_loss, posterior, draws, log_lik, stats, info, runs,
+                    record, None if approximate else reported, warn)
 
 
 def resolve_tau_prior(given: dict, info, hierarchical: bool) -> dict:
@@ -369,14 +361,18 @@ def log_likelihood(model, inputs, log_loss, latents: dict) -> np.ndarray:
     return np.asarray(values)
 
 
-def _to_tree(model, inputs, log_loss, latents, draws, log_lik, stats, info) -> xr.DataTree:
-    """Assemble the ArviZ DataTree, labelling language, transfer-slot and observation axes."""
+def _to_tree(model, inputs, log_loss, posterior, draws, log_lik, stats, info, runs, record,
+             check, warn) -> xr.DataTree:
+    """The fit's DataTree (`tree.build_tree`), labelling language, transfer-slot and
+    observation axes, with the run table as `fit_data`."""
     dims = site_dims(model, inputs)
-    posterior = {k: np.asarray(v) for k, v in {**latents, **draws}.items() if k != "log_loss"}
     coords = {"obs": info.obs_labels}
+    labels = {}
     if isinstance(info, GroupInfo):
         coords["language"] = info.languages
         coords["transfer_slot"] = list(range(len(info.transfer_languages[0]) if info.transfer_languages else 0))
+        slots = np.array(info.transfer_languages, dtype=str)
+        labels["posterior"] = {"transfer_language": (("language", "transfer_slot"), slots)}
     else:
         coords["transfer_language"] = info.transfer_languages
         dims = {k: ["transfer_language" if d == "transfer_language" else d for d in v]
@@ -390,17 +386,10 @@ def _to_tree(model, inputs, log_loss, latents, draws, log_lik, stats, info) -> x
     if "diverging" in stats:
         groups["sample_stats"] = {k: np.asarray(v) for k, v in stats.items()}
     used = {d for v in dims.values() for d in v}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        tree = azb.from_dict(groups, coords={k: v for k, v in coords.items() if k in used},
-                             dims={k: v for k, v in dims.items() if v})
-    if isinstance(info, GroupInfo) and "transfer_slot" in tree.posterior.dims:
-        slots = np.array(info.transfer_languages, dtype=str)
-        tree["posterior"] = tree.posterior.to_dataset().assign_coords(
-            transfer_language=(("language", "transfer_slot"), slots))
-    if "diverging" not in stats:
-        tree.attrs.update({k: float(v) for k, v in stats.items()})
-    return tree
+    return build_tree(groups, record, coords={k: v for k, v in coords.items() if k in used},
+                      dims={k: v for k, v in dims.items() if v}, labels=labels,
+                      datasets={"fit_data": runs_to_dataset(runs, info.obs_labels)},
+                      check=check, warn=warn, stacklevel=4)
 
 
 def predict(tree: xr.DataTree, runs: pd.DataFrame, *, seed: int = 0) -> xr.Dataset:
@@ -411,12 +400,13 @@ def predict(tree: xr.DataTree, runs: pd.DataFrame, *, seed: int = 0) -> xr.Datas
     fit's reference scales, transfer languages and terms, so the fitted coefficients keep
     their meaning; `loss` may be absent from `runs`.
     """
-    spec = get_law(tree.attrs["law"])
-    options = json.loads(tree.attrs.get("options", "{}"))
-    scales = Scales(**json.loads(tree.attrs["scales"]))
-    languages = json.loads(tree.attrs["languages"])
-    transfer = json.loads(tree.attrs["transfer_languages"])
-    has_other = bool(tree.attrs["has_other"])
+    record = FitRecord.from_tree(tree, require=PREDICT_NEEDS, purpose="predict")
+    spec = get_law(record.law)
+    options = dict(record.options or {})
+    scales = Scales(**record.scales)
+    languages = list(record.languages)
+    transfer = [list(t) if isinstance(t, tuple) else t for t in record.transfer_languages]
+    has_other = record.has_other
     runs = runs.reset_index(drop=True)
     if spec.hierarchical:
         given = {t: [s for s in slots if s] for t, slots in zip(languages, transfer)}
@@ -435,8 +425,8 @@ def predict(tree: xr.DataTree, runs: pd.DataFrame, *, seed: int = 0) -> xr.Datas
                              f"evaluate {other}")
         inputs, info, _ = build_inputs(runs, transfer_languages=transfer, scales=scales,
                                        has_other=has_other)
-    model = spec.bind(nu=float(tree.attrs["student_t_nu"]), **options)
-    names = json.loads(tree.attrs["latent_sites"])
+    model = spec.bind(nu=record.student_t_nu, **options)
+    names = list(record.latent_sites)
     latents = {name: tree.posterior[name].values for name in names}
     # fits saved before the single-language laws sampled L_c and the slope sites hold log_E,
     # log_A_ref and log_B_ref as latents; the models now derive those, so they are given

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from atlas_bayes.fitting.record import FitRecord  # noqa: E402
+
 
 def predictive_intervals(tree: xr.DataTree, prob: float = 0.9):
     """Posterior-predictive median and equal-tailed `prob` interval of the loss, per observation."""
@@ -26,6 +28,7 @@ def plot_fit(tree: xr.DataTree, path: str | Path | None = None, prob: float = 0.
     from matplotlib.colors import LogNorm
     from matplotlib.ticker import LogFormatter
 
+    record = FitRecord.from_tree(tree, require=("law", "target_language"), purpose="plot_fit")
     data = tree["fit_data"].to_dataset()
     observed = np.exp(tree.observed_data["log_loss"].values)
     median, low, high = predictive_intervals(tree, prob)
@@ -46,7 +49,7 @@ def plot_fit(tree: xr.DataTree, path: str | Path | None = None, prob: float = 0.
     ax_curve.scatter(tokens, observed, c=colours, s=14, edgecolors="black", linewidths=0.3,
                      label="observed", zorder=3)
     ax_curve.set(xscale="log", yscale="log", xlabel="training tokens seen (n_tokens)",
-                 ylabel="loss", title=f"{tree.attrs['law']} fit: loss vs tokens")
+                 ylabel="loss", title=f"{record.law} fit: loss vs tokens")
     ax_curve.legend(loc="upper right", fontsize=8)
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax_curve,
                  label="model parameters N")
@@ -62,9 +65,9 @@ def plot_fit(tree: xr.DataTree, path: str | Path | None = None, prob: float = 0.
     for axis in (ax_curve.yaxis, ax_diag.xaxis, ax_diag.yaxis):
         axis.set_major_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(3, 1)))
         axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(3, 1)))
-    source = tree.attrs.get("source", "")
-    simulated = "   SIMULATED DATA" if tree.attrs.get("simulated") else ""
-    fig.suptitle(f"target language: {tree.attrs['target_language']}"
+    source = record.source or ""
+    simulated = "   SIMULATED DATA" if record.simulated else ""
+    fig.suptitle(f"target language: {record.target_language}"
                  + (f"   data: {Path(source).name}" if source else "") + simulated, fontsize=10)
     if path is not None:
         fig.savefig(path, dpi=120)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import arviz_stats as azs
 import numpy as np
@@ -10,11 +9,16 @@ import pandas as pd
 import xarray as xr
 
 from atlas_bayes.fitting.diagnostics import flatten_scalars
+from atlas_bayes.fitting.record import FitRecord
+
+SUMMARY_NEEDS = ("law", "law_description", "target_language", "n_obs", "parameters",
+                 "diagnostics", "seconds")
 
 
 def parameter_table(tree: xr.DataTree) -> pd.DataFrame:
     """One row per natural-scale parameter: mean, median, q05, q95, r_hat, ess_bulk."""
-    names = json.loads(tree.attrs["parameters"])
+    record = FitRecord.from_tree(tree, require=("parameters",), purpose="the parameter table")
+    names = list(record.parameters)
     posterior = tree.posterior.to_dataset()[names]
     stacked = posterior.stack(sample=("chain", "draw"))
     stats = {
@@ -30,44 +34,42 @@ def parameter_table(tree: xr.DataTree) -> pd.DataFrame:
 
 def summary_dict(tree: xr.DataTree) -> dict:
     """The fit summary as plain JSON-able Python (see the CLI contract in the README)."""
+    record = FitRecord.from_tree(tree, require=SUMMARY_NEEDS, purpose="the summary")
     table = parameter_table(tree)
-    diagnostics = json.loads(tree.attrs["diagnostics"])
+    diagnostics = record.diagnostics.as_dict()
     return {
-        "law": tree.attrs["law"],
-        "n_obs": int(tree.attrs["n_obs"]),
-        "target_language": tree.attrs["target_language"],
+        "law": record.law,
+        "n_obs": record.n_obs,
+        "target_language": record.target_language,
         "parameters": {name: {k: _finite(v) for k, v in row.items()}
                        for name, row in table.to_dict(orient="index").items()},
         "diagnostics": {k: _finite(v) if isinstance(v, float) else v for k, v in diagnostics.items()},
-        "seconds": float(tree.attrs["seconds"]),
-        "left_out_runs": _left_out(tree),
+        "seconds": record.seconds,
+        "left_out_runs": list(record.left_out_runs or []),
     }
 
 
 def format_summary(tree: xr.DataTree) -> str:
     """A readable summary: what was fitted, the parameter table, and the diagnostics."""
+    record = FitRecord.from_tree(tree, require=SUMMARY_NEEDS, purpose="the summary")
     table = parameter_table(tree)
-    diagnostics = json.loads(tree.attrs["diagnostics"])
+    diagnostics = record.diagnostics.as_dict()
+    left_out = list(record.left_out_runs or [])   # older fits record none
     lines = [
-        f"{tree.attrs['law_description']}"
-        + ("   [fitted to SIMULATED data]" if tree.attrs.get("simulated") else ""),
-        f"target language: {tree.attrs['target_language']}   observations: {tree.attrs['n_obs']}"
-        f"   source: {tree.attrs.get('source') or '-'}",
+        f"{record.law_description}"
+        + ("   [fitted to SIMULATED data]" if record.simulated else ""),
+        f"target language: {record.target_language}   observations: {record.n_obs}"
+        f"   source: {record.source or '-'}",
         "",
         table.to_string(float_format=_fmt),
         "",
         f"90% credible intervals (q05-q95). Divergences: {diagnostics['divergences']}, "
         f"max R-hat: {diagnostics['max_r_hat']:.3f}, min bulk ESS: {diagnostics['min_ess_bulk']:.0f}, "
-        f"sampling time: {tree.attrs['seconds']:.1f} s",
+        f"sampling time: {record.seconds:.1f} s",
     ]
-    if _left_out(tree):
-        lines.append(f"left out (continued from a checkpoint): {', '.join(_left_out(tree))}")
+    if left_out:
+        lines.append(f"left out (continued from a checkpoint): {', '.join(left_out)}")
     return "\n".join(lines)
-
-
-def _left_out(tree: xr.DataTree) -> list[str]:
-    """Runs the fit left out (`runs.split_continued`); older fits record none."""
-    return json.loads(tree.attrs.get("left_out_runs", "[]"))
 
 
 def _fmt(value: float) -> str:

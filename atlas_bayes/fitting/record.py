@@ -1,0 +1,227 @@
+"""What a fitted result is: one typed record, written to and read from a DataTree's attributes.
+
+`FitRecord` holds what every reader of a fit needs (the law or kind of fit, languages,
+scales, model options, sampler settings, diagnostics, the data's provenance); `to_attrs`
+writes it as netCDF-safe attributes and `FitRecord.from_tree` reads it back, from a tree
+just fitted or from a file saved by any version that wrote the same attribute names.
+Kind-specific values that one decision alone reads live in `extra`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from atlas_bayes.fitting.diagnostics import Diagnostics
+
+LAW = "law"    # the kind of a scaling-law fit (`fitting.inference.fit`); its name is `law`
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """Sampler diagnostics: divergences, the largest R-hat, the smallest bulk ESS (NaN where
+    not checked, e.g. an approximation) and the warnings they raised."""
+    divergences: int = 0
+    max_r_hat: float = float("nan")
+    min_ess_bulk: float = float("nan")
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, diagnostics: Diagnostics) -> Convergence:
+        """The recorded part of `check_convergence`'s result."""
+        return cls(int(diagnostics.divergences), float(diagnostics.max_r_hat),
+                   float(diagnostics.min_ess_bulk), tuple(diagnostics.messages))
+
+    @property
+    def converged(self) -> bool:
+        return not self.warnings
+
+    def as_dict(self) -> dict:
+        """The `diagnostics` attribute (and the CLI's JSON) as written by every fit."""
+        return {"divergences": self.divergences, "max_r_hat": self.max_r_hat,
+                "min_ess_bulk": self.min_ess_bulk}
+
+
+# field -> (attribute name, encoding); "json" attributes hold JSON text, the others scalars
+_ENCODING = {
+    "law": ("law", str), "law_description": ("law_description", str),
+    "target_language": ("target_language", str), "languages": ("languages", "json"),
+    "transfer_languages": ("transfer_languages", "json"), "options": ("options", "json"),
+    "latent_sites": ("latent_sites", "json"), "parameters": ("parameters", "json"),
+    "n_obs": ("n_obs", int), "left_out_runs": ("left_out_runs", "json"),
+    "method": ("method", str), "sampler": ("sampler", "json"),
+    "student_t_nu": ("student_t_nu", float), "centred": ("centred", bool),
+    "log_N_ref": ("log_N_ref", float), "log_D_ref": ("log_D_ref", float),
+    "scales": ("scales", "json"), "has_other": ("has_other", bool),
+    "data_hash": ("data_hash", str), "source": ("source", str), "simulated": ("simulated", bool),
+    "seconds": ("seconds", float), "version": ("atlas_bayes_version", str),
+}
+_SEQUENCES = ("languages", "transfer_languages", "latent_sites", "parameters", "left_out_runs")
+_CONVERGENCE = ("diagnostics", "convergence_warnings")
+
+
+@dataclass(frozen=True)
+class FitRecord:
+    """A fitted result's description. `kind` is "law" for a scaling law (named by `law`) or
+    "bts", "crossover", "crossover_power_law", "transfer_matrix"; None marks what a kind does
+    not record. Lists are tuples (nested for a joint fit's transfer slots)."""
+    kind: str
+    law: str | None = None
+    law_description: str | None = None
+    target_language: str | None = None
+    languages: tuple[str, ...] | None = None
+    transfer_languages: tuple | None = None
+    options: dict | None = None
+    latent_sites: tuple[str, ...] | None = None
+    parameters: tuple[str, ...] | None = None
+    n_obs: int | None = None
+    left_out_runs: tuple[str, ...] | None = None
+    method: str | None = None
+    sampler: dict | None = None
+    student_t_nu: float | None = None
+    centred: bool | None = None
+    log_N_ref: float | None = None
+    log_D_ref: float | None = None
+    scales: dict | None = None
+    has_other: bool | None = None
+    data_hash: str | None = None
+    source: str | None = None
+    simulated: bool | None = None
+    seconds: float | None = None
+    version: str | None = None
+    diagnostics: Convergence | None = None
+    extra: dict = field(default_factory=dict)
+    origin: str = field(default="", compare=False, repr=False)   # where it was read from
+
+    def __post_init__(self):
+        for name in _SEQUENCES:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _tuples(value))
+
+    @property
+    def model(self) -> str:
+        """The law's name for a law fit, else the kind (for messages)."""
+        return self.law if self.kind == LAW and self.law else self.kind
+
+    def to_attrs(self) -> dict:
+        """netCDF-safe attributes (str, float, int; lists and dicts as JSON), in the layout
+        `inference.fit` has always written; a law fit has no `kind` attribute, only `law`."""
+        attrs = {} if self.kind == LAW else {"kind": self.kind}
+        for name, (attr, encoding) in _ENCODING.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if encoding == "json":
+                attrs[attr] = json.dumps(value)
+            elif encoding is bool:
+                attrs[attr] = int(value)
+            else:
+                attrs[attr] = encoding(value)
+        if self.diagnostics is not None:
+            attrs["diagnostics"] = json.dumps(self.diagnostics.as_dict())
+            attrs["convergence_warnings"] = json.dumps(list(self.diagnostics.warnings))
+        for attr, value in self.extra.items():
+            attrs[attr] = _encode(value)
+        return attrs
+
+    @classmethod
+    def from_tree(cls, tree, require=(), purpose: str | None = None) -> FitRecord:
+        """The record of a fitted tree, from its attributes.
+
+        `require` names fields a caller needs (e.g. ("law", "scales")); any that the tree does
+        not record raise a ValueError naming the missing attribute(s), the tree's file and
+        `purpose` (what needed them).
+        """
+        attrs = dict(tree.attrs)
+        origin = _origin(tree)
+        missing = [_attribute(name) for name in require
+                   if not (name == "kind" and "law" in attrs) and _attribute(name) not in attrs]
+        if missing:
+            needed = f" that {purpose} needs" if purpose else ""
+            raise ValueError(
+                f"{origin} lacks attribute(s) {', '.join(repr(m) for m in missing)}{needed}; it "
+                "was not written by atlas_bayes's fitting (fit, fit_bts, fit_crossover, "
+                "fit_power_law, fit_transfer_matrix), or was edited: refit it")
+        values = {"kind": str(attrs.pop("kind")) if "kind" in attrs else
+                  (LAW if "law" in attrs else "")}
+        for name, (attr, encoding) in _ENCODING.items():
+            if attr in attrs:
+                values[name] = _decode(attrs.pop(attr), attr, encoding, origin)
+        if "diagnostics" in attrs:
+            recorded = _decode(attrs.pop("diagnostics"), "diagnostics", "json", origin)
+            messages = _decode(attrs.pop("convergence_warnings", "[]"), "convergence_warnings",
+                               "json", origin)
+            values["diagnostics"] = Convergence(
+                int(recorded.get("divergences", 0)), float(recorded.get("max_r_hat", math.nan)),
+                float(recorded.get("min_ess_bulk", math.nan)), tuple(messages))
+        extra = {attr: _decode_extra(value) for attr, value in attrs.items()
+                 if attr not in _CONVERGENCE}
+        return cls(**values, extra=extra, origin=origin)
+
+
+def _attribute(name: str) -> str:
+    """The attribute that records field `name` (fields not in the table keep their name)."""
+    return _ENCODING[name][0] if name in _ENCODING else name
+
+
+def _origin(tree) -> str:
+    """The tree's file, or words for a tree that was never saved."""
+    source = getattr(tree, "encoding", {}).get("source")
+    return f"the fit in {source}" if source else "this fit (not read from a file)"
+
+
+def _tuples(value):
+    """Lists (nested too) as tuples, so the record does not change under its readers."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def _plain(value):
+    """numpy scalars as Python scalars."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _decode(value, attr: str, encoding, origin: str):
+    value = _plain(value)
+    if encoding == "json":
+        try:
+            return json.loads(value)
+        except (TypeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{origin}: attribute {attr!r} is not JSON ({value!r}): {err}") from None
+    if encoding is bool:
+        return bool(int(value))
+    return encoding(value)
+
+
+def _encode(value):
+    """An `extra` value as an attribute: containers as JSON, booleans as 0/1."""
+    value = _plain(value)
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(_lists(value))
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _lists(value):
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    return _plain(value)
+
+
+def _decode_extra(value):
+    """An attribute outside the schema: JSON lists and objects decoded, scalars as they are."""
+    value = _plain(value)
+    if isinstance(value, str) and value[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
