@@ -13,12 +13,14 @@ TARGET_FORMS = ("'params', 'loss@N=1e9,D=2e10', 'nstar@C=1e21', 'crossover:sw@2e
 
 def parse_target(text: str) -> Target:
     """A target from its text form: params, loss@N=..,D=.., nstar@C=.., crossover:LANG@N or
-    bts:SRC->TGT[@N] (the last two read curve fits: `atlas_bayes.design.curves`)."""
+    bts:SRC->TGT[@N] (the last two read curve fits: `atlas_bayes.design.curves`). Which model a
+    target needs is decided by `design.study.study_for`."""
     text = str(text).strip()
     if text == "params":
         return parameters_target()
-    if text.startswith(("crossover:", "bts:")):
-        return parse_curve_target(text)
+    curve = parse_curve_target(text)
+    if curve is not None:
+        return curve
     kind, _, rest = text.partition("@")
     fields = {}
     for part in filter(None, rest.split(",")):
