@@ -125,6 +125,7 @@ class CrossoverPosterior(DesignPosterior):
 
     @property
     def n(self) -> int:
+        """The number of draws."""
         return self.sigma.size
 
     def candidate_log_mean(self, candidates: pd.DataFrame) -> np.ndarray:
@@ -222,6 +223,7 @@ class BtsPosterior(DesignPosterior):
 
     @property
     def n(self) -> int:
+        """The number of draws."""
         return self.sigma.size
 
     def candidate_log_mean(self, candidates: pd.DataFrame) -> np.ndarray:
@@ -299,6 +301,7 @@ def bts_candidates(posterior: BtsPosterior, *, multiples=(1.5, 2.0, 3.0, 4.0, 8.
 
 
 def _thin(n: int, max_draws: int | None) -> np.ndarray:
+    """Indices of `max_draws` evenly spaced draws of n (all of them when None or n is smaller)."""
     if max_draws is None or n <= max_draws:
         return np.arange(n)
     return np.linspace(0, n - 1, int(max_draws)).round().astype(int)

@@ -168,6 +168,9 @@ class LoopTable:
         if path.exists():
             return cls(path, _read_quietly(path))
         runs = start if isinstance(start, pd.DataFrame) else read_runs(start)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RunTableWarning)
+            runs = validate_runs(runs, source=str(path))     # as reading the file back gives it
         write_runs(runs, path)
         return cls(path, runs)
 
@@ -210,6 +213,7 @@ def run_cost(rows: pd.DataFrame) -> float:
 
 
 def _read_log(out: Path) -> list[dict]:
+    """The finished rounds (OUT/rounds.jsonl), oldest first; [] before round 0."""
     path = out / "rounds.jsonl"
     if not path.exists():
         return []
@@ -217,6 +221,7 @@ def _read_log(out: Path) -> list[dict]:
 
 
 def _write_json(path: Path, value) -> None:
+    """`value` as indented JSON, written atomically."""
     _write_text(path, json.dumps(value, indent=2, default=_plain) + "\n")
 
 
@@ -229,12 +234,14 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _plain(value):
+    """JSON's fallback for numpy scalars."""
     if hasattr(value, "item"):
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _say(message: str) -> None:
+    """A progress message on stderr."""
     print(f"atlas-bayes loop: {message}", file=sys.stderr, flush=True)
 
 
@@ -278,6 +285,8 @@ def target_interval(posterior: DesignPosterior, target: Target, prob: float = PR
 
 
 def _stop_reason(settings: LoopSettings, log: list[dict]) -> str:
+    """Why the loop stops after the last round ('' to go on): width reached, budget spent or
+    the round limit."""
     last = log[-1]
     if settings.width is not None and last.get("width") is not None \
             and last["width"] <= settings.width:
@@ -361,6 +370,7 @@ def _train_run(config: dict, folder: Path, progress: bool) -> pd.DataFrame:
 
 
 def _finish(out: Path, log: list[dict], stopped: str, say) -> dict:
+    """Write OUT/status.json for a stopped loop and return it."""
     status = {"stopped": stopped, "rounds": len(log) - 1, "spent": log[-1]["spent"],
               "last": log[-1]}
     _write_json(out / "status.json", status)

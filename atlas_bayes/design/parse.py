@@ -21,7 +21,7 @@ def parse_target(text: str) -> Target:
     curve = parse_curve_target(text)
     if curve is not None:
         return curve
-    kind, _, rest = text.partition("@")
+    form, _, rest = text.partition("@")
     fields = {}
     for part in filter(None, rest.split(",")):
         name, eq, value = part.partition("=")
@@ -32,8 +32,8 @@ def parse_target(text: str) -> Target:
         if not eq:
             raise ValueError(f"target {text!r}: cannot read {part!r}; expected NAME=NUMBER "
                              f"(forms: {TARGET_FORMS})")
-    if kind == "loss" and set(fields) == {"N", "D"}:
+    if form == "loss" and set(fields) == {"N", "D"}:
         return loss_target(fields["N"], fields["D"])
-    if kind == "nstar" and set(fields) == {"C"}:
+    if form == "nstar" and set(fields) == {"C"}:
         return optimal_size_target(fields["C"])
     raise ValueError(f"unknown target {text!r}; expected {TARGET_FORMS}")

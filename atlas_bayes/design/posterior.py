@@ -69,6 +69,7 @@ class Posterior(DesignPosterior):
 
     @property
     def n(self) -> int:
+        """The number of draws."""
         return self.draws.n
 
     def log_mean(self, n_params, n_tokens) -> np.ndarray:
