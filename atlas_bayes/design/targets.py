@@ -11,7 +11,7 @@ import numpy as np
 
 from atlas_bayes.decisions.optimal import allocation
 from atlas_bayes.design.candidates import _positive_list
-from atlas_bayes.design.posterior import DesignPosterior
+from atlas_bayes.design.posterior import DesignPosterior, require_design_posterior
 from atlas_bayes.fitting.draws import predicted_loss
 
 
@@ -71,6 +71,7 @@ def weighted_interval(values, weights=None, prob: float = 0.9) -> tuple[float, f
 def target_summary(posterior: DesignPosterior, target: Target, prob: float = 0.9) -> dict:
     """A scalar target's median and central `prob` interval over the posterior's draws:
     {median, lo, hi, width} in the target's own units (log loss, log N*, ...)."""
+    require_design_posterior(posterior, "target_summary")
     if target.is_parameters:
         raise ValueError("target 'params' has no single interval; summarise each parameter")
     q = np.asarray(target.values(posterior), dtype=float)
