@@ -51,7 +51,7 @@ from atlas_bayes.design.eig import choose_batch
 from atlas_bayes.design.parse import parse_target
 from atlas_bayes.design.targets import target_summary
 from atlas_bayes.fitting.diagnostics import MAX_R_HAT, MIN_ESS_BULK
-from atlas_bayes.design.curves import curve_study
+from atlas_bayes.design.study import curve_study
 from atlas_bayes.fitting.inference import Sampler, fit
 from atlas_bayes.decisions.optimal import optimal, plot_trajectories, trajectories
 from atlas_bayes.tables.runs import read_runs, validate_runs

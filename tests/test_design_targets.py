@@ -34,7 +34,7 @@ def crossover_fit():
 def test_crossover_target_is_the_crossover_modules_quantity_and_scores_runs():
     runs, tree = crossover_fit()
     target = design.parse_target("crossover:sw@2e9")
-    _, post, candidates = design_curves.curve_study(target, runs, tree=tree, max_draws=None)
+    _, post, candidates = design.curve_study(target, runs, tree=tree, max_draws=None)
     # the same crossover as atlas_bayes.decisions.crossover reports
     q = target.values(post)
     d_cross = tree.posterior["d_cross"].sel(cell="sw@2e+09").values.ravel()
@@ -60,9 +60,9 @@ def test_crossover_target_is_the_crossover_modules_quantity_and_scores_runs():
 def test_crossover_targets_that_the_posterior_cannot_answer_say_why():
     runs, tree = crossover_fit()
     with pytest.raises(ValueError, match="unmeasured size.*power law"):
-        design_curves.curve_study(design.parse_target("crossover:sw@5e9"), runs, tree=tree)
+        design.curve_study(design.parse_target("crossover:sw@5e9"), runs, tree=tree)
     with pytest.raises(ValueError, match="no crossover cell for language 'fr'"):
-        design_curves.curve_study(design.parse_target("crossover:fr@2e9"), runs, tree=tree)
+        design.curve_study(design.parse_target("crossover:fr@2e9"), runs, tree=tree)
     law = design.Posterior(design.LawDraws("chinchilla", {"E": [1.0, 1.1], "A": [1, 1], "B": [1, 1],
                                                           "alpha": [.3, .3], "beta": [.3, .3]}, law="chinchilla"),
                            [0.1, 0.1])
@@ -83,7 +83,7 @@ def test_bts_target_continues_the_pairs_runs_and_has_no_trainer_plan():
         warnings.simplefilter("ignore")
         tree = fit_bts(runs, sampler=SAMPLER, warn=False)
     target = design.parse_target("bts:en->sw")
-    _, post, candidates = design_curves.curve_study(target, runs, tree=tree, max_draws=None)
+    _, post, candidates = design.curve_study(target, runs, tree=tree, max_draws=None)
     g = tree.posterior["g"].sel(pair="en->sw@1e+09").values.ravel()
     assert np.allclose(target.values(post), np.maximum(g, np.log(2 / design_curves.BTS_MAX_RATIO)))
     assert set(candidates["extends"]) == {"mono-sw", "bi-en-sw"}
@@ -99,7 +99,7 @@ def test_bts_target_continues_the_pairs_runs_and_has_no_trainer_plan():
     result = design.choose_batch(post, candidates, target, k=2, cost_power=0.0)
     assert result.total_gain > 0 and len(result.chosen) == 2
     with pytest.raises(ValueError, match="cannot continue a finished run"):
-        design_curves.plan_check(target)
+        design.study_for(target).plan_check()
 
 
 def test_cli_design_with_a_crossover_target(tmp_path, capsys):

@@ -7,11 +7,9 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from atlas_bayes.cli.common import (BadInput, echo_warnings, finite, positive_float, positive_int,
                                     read_json_or_fail, read_runs_or_fail, sampler_and_output_options)
-from atlas_bayes.models import get_law, law_names
+from atlas_bayes.models import law_names
 
 
 def add_commands(commands) -> None:
@@ -97,111 +95,76 @@ def add_commands(commands) -> None:
 
 
 def run_design(args) -> int:
+    """The `design` command: read the inputs, let the design layer choose (`design.make_design`),
+    write its outputs and show them."""
     from atlas_bayes import design as design_lib
     from atlas_bayes.fitting.diagnostics import ConvergenceWarning
-    from atlas_bayes.fitting.inference import save
-
-    def numbers(text, flag):
-        try:
-            return [float(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise BadInput(f"{flag}: expected numbers separated by commas, got {text!r}") from None
+    from atlas_bayes.fitting.inference import Sampler
 
     fitted = Path(args.runs).suffix != ".nc"
     plan, out = args.plan, args.out
     if out is not None and out.suffix == ".jsonl":       # --out plan.jsonl, as the issue spells it
         plan, out = plan or out, out.parent
+    options = design_lib.CandidateOptions(
+        file=args.candidates,
+        shapes=None if not args.shapes else "all" if args.shapes == "all" else args.shapes.split(","),
+        n_params=_numbers(args.n_params, "--n-params"), tokens=_numbers(args.tokens, "--tokens"),
+        tokens_per_param=_numbers(args.tokens_per_param, "--tokens-per-param"),
+        eval_tokens=args.eval_tokens)
+    sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup, seed=args.seed,
+                      target_accept=args.target_accept)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         try:
-            target = design_lib.parse_target(args.target)
-            curve = target.spec.get("kind") in ("crossover", "bts")
-            if curve:
-                tree, posterior, candidates, language = _curve_design_inputs(args, target, numbers)
-            else:
-                tree = _design_tree(args, fitted)
-                posterior = design_lib.posterior_from_tree(tree, language=args.lang,
-                                                           unique_tokens=args.unique_tokens,
-                                                           max_draws=args.max_draws)
-                language = posterior.draws.language or "und"
-                candidates = _design_candidates(args, tree, target, language, numbers)
-            result = design_lib.choose_batch(posterior, candidates, target, k=args.k,
-                                             budget=args.budget, cost_power=args.cost_power,
-                                             seed=args.seed)
-            if plan and curve:
-                from atlas_bayes.design.curves import plan_check
-                plan_check(target)
-            configs = design_lib.plan_configs(result.chosen) if plan else None
+            study = design_lib.study_for(design_lib.parse_target(args.target), law=args.law,
+                                         language=args.lang, unique_tokens=args.unique_tokens,
+                                         run_folder=Path(args.runs).parent)
+            study.check(options, runs_given=fitted)
+            runs = read_runs_or_fail(args.runs) if fitted else None
+            output = design_lib.make_design(
+                study, runs=runs, tree=None if fitted else _load_posterior(args.runs),
+                sampler=sampler, options=options, k=args.k, budget=args.budget,
+                cost_power=args.cost_power, max_draws=args.max_draws, seed=args.seed, plan=plan,
+                progress=not args.json)
+        except design_lib.OptionError as err:
+            raise BadInput(str(err)) from None
         except ValueError as err:
             raise BadInput(f"{args.runs}: {err}") from None
     echo_warnings(caught)
 
     out = out or Path("results") / f"{Path(args.runs).stem}-design"
-    out.mkdir(parents=True, exist_ok=True)
-    if fitted:
-        save(tree, out / "posterior.nc")
-    result.scores.to_csv(out / "scores.csv", index=False)
-    data = tree["fit_data"].to_dataset().to_dataframe() \
-        if "fit_data" in tree.children and not curve else None
-    design_lib.plot_design(result, out / "design.png", data=data)
-    outside = []
-    if data is not None and len(result.chosen):
-        lo, hi = data["n_params"].min(), data["n_params"].max()
-        outside = result.chosen["candidate"][(result.chosen["n_params"] < lo / 1.5)
-                                             | (result.chosen["n_params"] > hi * 1.5)].tolist()
-    model = tree.attrs.get("law") or tree.attrs.get("kind")
-    summary = finite({**result.as_dict(), "law": model, "language": language,
-                       "outside_fitted_sizes": outside, "plan": str(plan) if plan else None})
-    (out / "design.json").write_text(json.dumps(summary, indent=2))
-    if configs is not None:
-        design_lib.write_plan(configs, plan)
-    if outside:
-        print(f"atlas-bayes: warning: chosen runs {outside} lie outside the fitted model sizes "
-              f"({lo:.3g}-{hi:.3g}); their value assumes the law holds there", file=sys.stderr)
+    output.write(out)
+    for message in output.warnings():
+        print(f"atlas-bayes: warning: {message}", file=sys.stderr)
     if args.json:
-        print(json.dumps(summary))
-        return 0
-    print(f"Runs chosen to learn {target.name} ({model}, {language}; "
-          f"{len(candidates)} candidates, {posterior.n} posterior draws"
-          + (f", budget {args.budget:.3g} FLOPs" if args.budget else "") + "):")
-    shown = result.chosen[["order", "candidate", "n_params", "n_tokens", "cost", "gain",
-                           "cumulative_gain"]]
-    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"\nexpected gain {result.total_gain:.3g} nats for {summary['total_cost']:.3g} FLOPs"
-          + (f" (stopped: {result.stopped})" if result.stopped else ""))
-    print(f"wrote {out / 'design.json'}, {out / 'scores.csv'}, {out / 'design.png'}"
-          + (f", plan {plan}" if plan else ""))
+        print(json.dumps(output.summary()))
+    else:
+        print(output.to_text(out))
     return 0
 
 
 def run_loop(args) -> int:
+    """The `loop` command: the settings from the options, then `design.loop.run_loop`."""
     from atlas_bayes.design.loop import LoopSettings, run_loop as loop
-
-    def numbers(text, flag):
-        if not text:
-            return None
-        try:
-            return [float(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise BadInput(f"{flag}: expected numbers separated by commas, got {text!r}") from None
 
     if args.tokens and args.tokens_per_param:
         raise BadInput("give either --tokens or --tokens-per-param, not both")
     base = read_json_or_fail(args.train_config, "--train-config") if args.train_config else {}
     if not isinstance(base, dict):
         raise BadInput(f"--train-config {args.train_config}: expected a JSON object of config fields")
-    read_runs_or_fail(args.runs)
+    start = read_runs_or_fail(args.runs)
     try:
         settings = LoopSettings(
             runs=str(args.runs), target=args.target, budget=args.budget,
             shapes=args.shapes.split(",") if args.shapes else [],
-            tokens=numbers(args.tokens, "--tokens"),
-            tokens_per_param=numbers(args.tokens_per_param, "--tokens-per-param"), k=args.k,
+            tokens=_numbers(args.tokens, "--tokens"),
+            tokens_per_param=_numbers(args.tokens_per_param, "--tokens-per-param"), k=args.k,
             width=args.width, max_rounds=args.max_rounds, law=args.law, language=args.lang,
             cost_power=args.cost_power, max_draws=args.max_draws,
             sampler={"chains": args.chains, "warmup": args.warmup, "draws": args.draws},
             train_base=base, external=args.external, seed=args.seed)
-        status = loop(settings, args.out, ingest=args.ingest, progress=not args.no_progress)
+        status = loop(settings, args.out, ingest=args.ingest, progress=not args.no_progress,
+                      start=start)
     except ValueError as err:
         raise BadInput(f"{args.runs}: {err}") from None
     if args.json:
@@ -211,67 +174,20 @@ def run_loop(args) -> int:
     return 0
 
 
-def _design_tree(args, fitted: bool):
-    """The law posterior `design` scores with: read from a posterior.nc, or fitted."""
-    from atlas_bayes.fitting.inference import Sampler, fit, load
-
-    if not fitted:
-        if not Path(args.runs).is_file():
-            raise BadInput(f"{args.runs}: file not found")
-        return load(args.runs)
-    runs = read_runs_or_fail(args.runs)
-    sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup,
-                      seed=args.seed, target_accept=args.target_accept)
-    hierarchical = get_law(args.law).hierarchical
-    return fit(runs, args.law, language=None if hierarchical else args.lang,
-               sampler=sampler, progress=not args.json)
+def _numbers(text, flag):
+    """A comma-separated list of numbers (None for no text); BadInput naming `flag` otherwise."""
+    if not text:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise BadInput(f"{flag}: expected numbers separated by commas, got {text!r}") from None
 
 
-def _design_candidates(args, tree, target, language: str, numbers):
-    """Candidate runs from --candidates, or a grid of --shapes / --n-params x token budgets."""
-    from atlas_bayes import design as design_lib
+def _load_posterior(path):
+    """A saved posterior.nc; BadInput when the file is missing."""
+    from atlas_bayes.fitting.inference import load
 
-    if args.candidates:
-        return design_lib.read_candidates(args.candidates, eval_tokens=args.eval_tokens)
-    if args.tokens and args.tokens_per_param:
-        raise BadInput("give either --tokens or --tokens-per-param, not both")
-    amounts = ({"tokens": numbers(args.tokens, "--tokens")} if args.tokens else
-               {"tokens_per_param": numbers(args.tokens_per_param or "5,10,20,40,80",
-                                            "--tokens-per-param")})
-    if args.shapes:
-        sizes = {"shapes": None if args.shapes == "all" else args.shapes.split(",")}
-    elif args.n_params:
-        sizes = {"n_params": numbers(args.n_params, "--n-params")}
-    else:
-        seen = tree["fit_data"]["n_params"].values.astype(float)
-        top = max(10 * seen.max(), target.spec.get("n_params", 0.0))
-        sizes = {"n_params": np.geomspace(seen.min(), top, 10)}
-    return design_lib.candidate_grid(**sizes, **amounts, language=language,
-                                     eval_tokens=args.eval_tokens)
-
-
-def _curve_design_inputs(args, target, numbers):
-    """(tree, posterior, candidates, language) for a crossover or BTS target: the curve model
-    fitted to the run table (or read from a posterior.nc) and its own candidates."""
-    from atlas_bayes.design.curves import curve_study
-    from atlas_bayes.fitting.inference import Sampler
-
-    if args.candidates or args.shapes or args.n_params or args.tokens_per_param:
-        raise BadInput(f"target {target.name}: its candidates are runs of the fitted cell or "
-                       "pair; choose their token counts with --tokens (no --candidates, "
-                       "--shapes, --n-params or --tokens-per-param)")
-    if Path(args.runs).suffix == ".nc":
-        raise BadInput(f"target {target.name}: give the run table, not a posterior.nc (the "
-                       "candidates need the runs: the finetunes' checkpoint, the curves' tokens)")
-    runs = read_runs_or_fail(args.runs)
-    sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup,
-                      seed=args.seed, target_accept=args.target_accept)
-    tokens = numbers(args.tokens, "--tokens") if args.tokens else None
-    if tokens is not None and target.spec["kind"] == "bts":
-        raise BadInput(f"target {target.name}: BTS candidates continue the pair's runs to 1.5-8x "
-                       "their tokens; --tokens does not apply")
-    tree, posterior, candidates = curve_study(
-        target, runs, sampler=sampler, tokens=tokens, eval_tokens=args.eval_tokens,
-        max_draws=args.max_draws, run_folder=Path(args.runs).parent, progress=not args.json)
-    language = target.spec.get("language") or target.spec.get("target")
-    return tree, posterior, candidates, language
+    if not Path(path).is_file():
+        raise BadInput(f"{path}: file not found")
+    return load(path)

@@ -1,8 +1,9 @@
 """Design targets read from learning-curve fits: the pretrain-vs-finetune crossover and a BTS entry.
 
-`design.py` scores candidates with any posterior that gives each draw's predicted log loss of
+Design scores candidates with any `posterior.DesignPosterior`: each draw's predicted log loss of
 a candidate run (`candidate_log_mean`), a noise scale per draw (`sigma`) and the Student-t
-degrees of freedom (`nu`). Two curve fits give such posteriors:
+degrees of freedom (`nu`). Two curve fits give such posteriors (`study.CrossoverStudy` and
+`study.BtsStudy` fit them and build their candidates):
 
 * `crossover:LANG@N`: the crossover fit (`crossover.fit_crossover`) of the cell (LANG, N).
   Candidates are new scratch or finetuned runs in that cell with d tokens of their own; a
@@ -19,7 +20,7 @@ degrees of freedom (`nu`). Two curve fits give such posteriors:
   tokens. The target is g = log(2 d_mono / d_bi) (BTS = 2(1 - e^-g)), floored where the
   bilingual curve never reaches the monolingual loss or needs over `BTS_MAX_RATIO` x the
   horizon. The companion trainer cannot continue a finished run on a longer schedule, so
-  these designs have no trainer plan (`plan_check` says so).
+  these designs have no trainer plan (`BTS_NO_PLAN`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from atlas_bayes import laws
-from atlas_bayes.design.posterior import DEFAULT_DRAWS
+from atlas_bayes.design.posterior import DEFAULT_DRAWS, DesignPosterior
 from atlas_bayes.design.targets import Target
 from atlas_bayes.design.candidates import flops, validate_candidates
 from atlas_bayes.fitting.record import FitRecord
@@ -43,15 +44,26 @@ BTS_FORM = "bts:SRC->TGT or bts:SRC->TGT@N (e.g. bts:en->sw)"
 SIZE_RTOL = 0.05            # a target's N matches a fitted size within 5%
 TOKEN_MULTIPLES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)    # default candidate tokens x the data's end
 BTS_MAX_RATIO = 100.0       # g is floored at log(2 / BTS_MAX_RATIO): d_bi = 100 x the horizon
+CROSSOVER_FIT = ("a crossover fit (scratch and finetuned learning curves: "
+                 "atlas_bayes.decisions.crossover.fit_crossover)")
+BTS_FIT = ("a BTS fit (monolingual and 50/50 bilingual learning curves: "
+           "atlas_bayes.decisions.bts.fit_bts)")
+BTS_NO_PLAN = ("its runs continue existing runs to more tokens (a BTS fit's curves are one per "
+               "run), and the companion trainer cannot continue a finished run on a longer "
+               "schedule, so there is no trainer plan; continue the runs in design.json with "
+               "your own runner")
 
 
 # ---------------------------------------------------------------------------------------------
 # Targets
 
 
-def parse_curve_target(text: str) -> Target:
-    """crossover:LANG@N or bts:SRC->TGT[@N] as a `Target` (values read by the curve posteriors)."""
-    kind, _, rest = text.partition(":")
+def parse_curve_target(text: str) -> Target | None:
+    """crossover:LANG@N or bts:SRC->TGT[@N] as a `Target` (values read by the curve posteriors);
+    None when `text` does not start with a curve kind (crossover: or bts:)."""
+    kind, colon, rest = str(text).strip().partition(":")
+    if not colon or kind not in CURVE_KINDS:
+        return None
     body, at, size = rest.partition("@")
     n_params = None
     if at:
@@ -67,7 +79,8 @@ def parse_curve_target(text: str) -> Target:
         if not language or n_params is None:
             raise ValueError(f"unknown target {text!r}; a crossover target names a language and "
                              f"a model size: {CROSSOVER_FORM}")
-        return Target(f"crossover:{language}@{n_params:.3g}", _values("crossover", text),
+        return Target(f"crossover:{language}@{n_params:.3g}",
+                      _values("crossover", text, CROSSOVER_FIT),
                       {"kind": "crossover", "language": language, "n_params": n_params})
     match = re.fullmatch(r"\s*([^\s>-]+)\s*->\s*([^\s>-]+)\s*", body)
     if not match:
@@ -75,23 +88,22 @@ def parse_curve_target(text: str) -> Target:
                          f"language: {BTS_FORM}")
     source, target = match.groups()
     name = f"bts:{source}->{target}" + (f"@{n_params:.3g}" if n_params else "")
-    return Target(name, _values("bts", text),
+    return Target(name, _values("bts", text, BTS_FIT),
                   {"kind": "bts", "source": source, "target": target, "n_params": n_params})
 
 
-def _values(kind: str, text: str):
+def _values(kind: str, text: str, needs: str):
+    """The target's `values`: the posterior's own `target_values()`, refused (naming `needs`,
+    the fit that answers the target) for a posterior of another kind."""
     def values(posterior):
         if getattr(posterior, "kind", None) != kind:
-            raise ValueError(_wrong_posterior(kind, text, posterior))
+            raise ValueError(_wrong_posterior(text, needs, posterior))
         return posterior.target_values()
     return values
 
 
-def _wrong_posterior(kind: str, text: str, posterior) -> str:
+def _wrong_posterior(text: str, needs: str, posterior) -> str:
     law = getattr(getattr(posterior, "draws", None), "law", "") or type(posterior).__name__
-    needs = ("a crossover fit (scratch and finetuned learning curves: "
-             "atlas_bayes.decisions.crossover.fit_crossover)" if kind == "crossover" else
-             "a BTS fit (monolingual and 50/50 bilingual learning curves: atlas_bayes.decisions.bts.fit_bts)")
     return (f"target {text!r} needs {needs}; the posterior given is a {law} fit, whose draws "
             "say nothing about it (design fits the right model itself from a run table)")
 
@@ -101,7 +113,7 @@ def _wrong_posterior(kind: str, text: str, posterior) -> str:
 
 
 @dataclass
-class CrossoverPosterior:
+class CrossoverPosterior(DesignPosterior):
     """One crossover cell's draws (flattened): scratch L0 + B u^-beta, finetune L0 + delta +
     B (u + D0)^-beta in u = d / d_end, noise sigma; `d_cross` the crossover tokens (inf: none)."""
     cell: str
@@ -115,6 +127,7 @@ class CrossoverPosterior:
 
     @property
     def n(self) -> int:
+        """The number of draws."""
         return self.sigma.size
 
     def candidate_log_mean(self, candidates: pd.DataFrame) -> np.ndarray:
@@ -200,7 +213,7 @@ def crossover_candidates(posterior: CrossoverPosterior, runs: pd.DataFrame, *, t
 
 
 @dataclass
-class BtsPosterior:
+class BtsPosterior(DesignPosterior):
     """The two curves of one BTS pair (E + (L_end - E)(d / d_end)^-beta, draws flattened),
     their runs and last tokens, the pair's g draws and the shared noise sigma."""
     pair: str
@@ -213,6 +226,7 @@ class BtsPosterior:
 
     @property
     def n(self) -> int:
+        """The number of draws."""
         return self.sigma.size
 
     def candidate_log_mean(self, candidates: pd.DataFrame) -> np.ndarray:
@@ -288,46 +302,11 @@ def bts_candidates(posterior: BtsPosterior, *, multiples=(1.5, 2.0, 3.0, 4.0, 8.
 
 
 # ---------------------------------------------------------------------------------------------
-# What the design command and the loop call
-
-
-def curve_study(target: Target, runs: pd.DataFrame | None, *, tree=None, sampler=None,
-                tokens=None, eval_tokens: float = 0.0, max_draws: int | None = DEFAULT_DRAWS,
-                run_folder=None, progress: bool = False):
-    """Fit (or take) the curve model a crossover or BTS target needs: (tree, posterior,
-    candidates). `runs` is the run table (required for BTS: the curves' token ranges)."""
-    spec = target.spec
-    if spec["kind"] == "crossover":
-        if tree is None:
-            from atlas_bayes.decisions.crossover import fit_crossover
-            tree = fit_crossover(runs, sampler=sampler, progress=progress, warn=False)
-        post = crossover_posterior(tree, spec["language"], spec["n_params"], max_draws)
-        if runs is None:
-            raise ValueError(f"target {target.name}: finetune candidates need the run table "
-                             "(which checkpoint the cell's finetunes continue)")
-        return tree, post, crossover_candidates(post, runs, tokens=tokens, run_folder=run_folder,
-                                                eval_tokens=eval_tokens)
-    if runs is None:
-        raise ValueError(f"target {target.name}: a BTS design needs the run table (the saved "
-                         "posterior does not record the curves' token ranges)")
-    if tree is None:
-        from atlas_bayes.decisions.bts import fit_bts
-        tree = fit_bts(runs, n_params=spec["n_params"], sampler=sampler, progress=progress,
-                       warn=False)
-    post = bts_posterior(tree, runs, spec["source"], spec["target"], spec["n_params"], max_draws)
-    return tree, post, bts_candidates(post, eval_tokens=eval_tokens)
-
-
-def plan_check(target: Target) -> None:
-    """Raise where a target's chosen runs cannot become a plan for the companion trainer."""
-    if target.spec.get("kind") == "bts":
-        raise ValueError(f"target {target.name}: its runs continue existing runs to more tokens "
-                         "(a BTS fit's curves are one per run), and the companion trainer cannot "
-                         "continue a finished run on a longer schedule, so there is no trainer "
-                         "plan; continue the runs in design.json with your own runner")
+# Helpers
 
 
 def _thin(n: int, max_draws: int | None) -> np.ndarray:
+    """Indices of `max_draws` evenly spaced draws of n (all of them when None or n is smaller)."""
     if max_draws is None or n <= max_draws:
         return np.arange(n)
     return np.linspace(0, n - 1, int(max_draws)).round().astype(int)

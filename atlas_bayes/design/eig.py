@@ -48,7 +48,7 @@ import pandas as pd
 from jax.scipy.special import gammaln, logsumexp
 
 from atlas_bayes.design.candidates import validate_candidates
-from atlas_bayes.design.posterior import Posterior
+from atlas_bayes.design.posterior import DesignPosterior, require_design_posterior
 from atlas_bayes.design.targets import Target
 
 
@@ -168,6 +168,7 @@ class Design:
     stopped: str = ""
 
     def as_dict(self) -> dict:
+        """The design as plain values: target, budget, totals and the chosen runs' records."""
         cols = ["candidate", "model", "n_params", "n_tokens", "language", "mixture", "init",
                 "cost", "gain", "gain_per_flop", "cumulative_gain", "ess"]
         return {"target": self.target.name, "target_spec": self.target.spec,
@@ -176,6 +177,20 @@ class Design:
                 "total_cost": float(self.chosen["cost"].sum()) if len(self.chosen) else 0.0,
                 "stopped": self.stopped,
                 "chosen": self.chosen[[c for c in cols if c in self.chosen]].to_dict("records")}
+
+    def to_text(self, *, model: str = "", language: str = "") -> str:
+        """The chosen runs as the `design` command shows them: a heading (target, `model` and
+        `language` of the fit, candidates, draws, budget), one line per run, the totals."""
+        heading = (f"Runs chosen to learn {self.target.name} ({model}, {language}; "
+                   f"{len(self.scores)} candidates, {self.n_draws} posterior draws"
+                   + (f", budget {self.budget:.3g} FLOPs" if self.budget else "") + "):")
+        shown = self.chosen[["order", "candidate", "n_params", "n_tokens", "cost", "gain",
+                             "cumulative_gain"]]
+        total_cost = float(self.chosen["cost"].sum()) if len(self.chosen) else 0.0
+        totals = (f"expected gain {self.total_gain:.3g} nats for {total_cost:.3g} FLOPs"
+                  + (f" (stopped: {self.stopped})" if self.stopped else ""))
+        return "\n".join([heading, shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+                          "", totals])
 
 
 def greedy_batch(mu, sigma, q, cost, *, nu: float = 4.0, k: int = 1, budget: float | None = None,
@@ -217,14 +232,17 @@ def greedy_batch(mu, sigma, q, cost, *, nu: float = 4.0, k: int = 1, budget: flo
     return picks, first, stopped
 
 
-def choose_batch(posterior: Posterior, candidates: pd.DataFrame, target: Target, *, k: int = 1,
-                 budget: float | None = None, cost_power: float = 1.0, seed: int = 0,
+def choose_batch(posterior: DesignPosterior, candidates: pd.DataFrame, target: Target, *,
+                 k: int = 1, budget: float | None = None, cost_power: float = 1.0, seed: int = 0,
                  method: str = "reweight") -> Design:
     """Greedily choose up to `k` runs maximising gain / cost^cost_power within `budget` FLOPs.
 
-    `cost_power=1` ranks by information per FLOP, 0 by information alone. Every pick is
-    scored given the fantasised outcomes of the earlier ones (see the module docstring).
+    `posterior` is any `DesignPosterior` (a law's, a crossover cell's, a BTS pair's) and
+    `candidates` runs it can predict. `cost_power=1` ranks by information per FLOP, 0 by
+    information alone. Every pick is scored given the fantasised outcomes of the earlier ones
+    (see the module docstring).
     """
+    require_design_posterior(posterior, "choose_batch")
     candidates = validate_candidates(candidates)
     mu = posterior.candidate_log_mean(candidates)
     if not np.all(np.isfinite(mu)):
@@ -254,9 +272,15 @@ def choose_batch(posterior: Posterior, candidates: pd.DataFrame, target: Target,
                   stopped)
 
 
-def reweight(posterior: Posterior, n_params: float, n_tokens: float, loss: float) -> np.ndarray:
-    """Normalised weights of the draws after observing `loss` at (N, D)."""
-    mu = posterior.log_mean([n_params], [n_tokens])[:, 0]
+def reweight(posterior: DesignPosterior, n_params: float, n_tokens: float, loss: float,
+             **run) -> np.ndarray:
+    """Normalised weights of the draws after observing `loss` from one run of N = `n_params`
+    parameters and D = `n_tokens` tokens; `run` gives any other column the posterior's
+    `candidate_log_mean` reads (a crossover run's `init`, a BTS continuation's `extends`)."""
+    require_design_posterior(posterior, "reweight")
+    one = pd.DataFrame({"n_params": [float(n_params)], "n_tokens": [float(n_tokens)],
+                        **{name: [value] for name, value in run.items()}})
+    mu = posterior.candidate_log_mean(one)[:, 0]
     ll = np.asarray(_logpdf((np.log(loss) - mu) / posterior.sigma, posterior.nu)) \
         - np.log(posterior.sigma)
     w = np.exp(ll - ll.max())

@@ -6,7 +6,9 @@ taken away) and running the same command again goes on without losing or repeati
 
     loop.json            the settings; a rerun may change only the stopping rules
     runs.csv             the run table: the starting runs and every finished run. A run is added
-                         only once it is complete, in one atomic rewrite (`runs.write_runs`)
+                         only once it is complete, in one atomic rewrite (`runs.write_runs`).
+                         Each invocation reads and validates it once and keeps it in memory
+                         (`LoopTable`), adding each finished run to both
     rounds.jsonl         one line per finished round: its runs, their cost (6 N D of the tokens
                          actually trained), compute spent so far, the target's 90% interval
     round-R/plan.jsonl   round R's chosen runs as trainer configs, written (atomically) before any
@@ -19,6 +21,9 @@ taken away) and running the same command again goes on without losing or repeati
 With `external=True` the loop writes the round's plan and stops; whoever trains it puts the
 runs' rows (a run table) in round-R/results.csv, or passes the file as `ingest`, and the next
 invocation takes every complete planned run from it, refits and goes on.
+
+Which model a target needs (a law, or crossover / BTS curves), its posterior and its candidate
+runs come from the target's study (`design.study.study_for`).
 
 The trainer is imported only when a round is trained here (it needs the 'train' extra).
 """
@@ -37,14 +42,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from atlas_bayes.design.candidates import candidate_grid
 from atlas_bayes.design.eig import choose_batch
 from atlas_bayes.design.parse import parse_target
 from atlas_bayes.design.plan import plan_configs
-from atlas_bayes.design.posterior import posterior_from_tree
-from atlas_bayes.design.targets import target_summary
-from atlas_bayes.design.targets import weighted_interval
-from atlas_bayes.models import get_law
+from atlas_bayes.design.posterior import DesignPosterior
+from atlas_bayes.design.study import CandidateOptions, Study, study_for
+from atlas_bayes.design.targets import Target, target_summary, weighted_interval
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, validate_runs, write_runs
 
 PROB = 0.9
@@ -82,19 +85,22 @@ class LoopSettings:
             raise ValueError(f"k must be at least 1, got {self.k}")
 
 
-def run_loop(settings: LoopSettings, out, *, ingest=None, progress: bool = True) -> dict:
-    """Run (or continue) the loop in folder `out`; returns {stopped, rounds, spent, ...}."""
+def run_loop(settings: LoopSettings, out, *, ingest=None, progress: bool = True,
+             start: pd.DataFrame | None = None) -> dict:
+    """Run (or continue) the loop in folder `out`; returns {stopped, rounds, spent, ...}.
+
+    `ingest`: a run table holding an external round's runs; `start`: the starting run table
+    (`settings.runs`) already read and validated, used when OUT/runs.csv does not exist yet."""
     out = Path(out)
-    state = _open(settings, out)
-    target = parse_target(settings.target)
-    if target.spec.get("kind") == "bts":
-        from atlas_bayes.design.curves import plan_check
-        plan_check(target)                     # fails early: BTS runs have no trainer plan
+    table = _open(settings, out, start)
+    study = study_for(parse_target(settings.target), law=settings.law,
+                      language=settings.language, run_folder=Path(settings.runs).parent)
+    study.plan_check()                         # fails early where runs have no trainer plan
     log = _read_log(out)
     say = _say if progress else (lambda *_: None)
     if not log:
         say(f"round 0: fitting the starting runs ({settings.runs})")
-        tree = _fit_round(state, out, 0, settings, target, [], 0.0, log, say)
+        tree = _fit_round(table, out, 0, settings, study, [], 0.0, log, say)
     else:
         from atlas_bayes.fitting.inference import load
         tree = load(out / f"round-{len(log) - 1}" / "posterior.nc")
@@ -105,11 +111,11 @@ def run_loop(settings: LoopSettings, out, *, ingest=None, progress: bool = True)
             stopped = _stop_reason(settings, log)
             if stopped:
                 return _finish(out, log, stopped, say)
-            configs = _design_round(state, out, r, settings, target, tree, log, say)
+            configs = _design_round(table, out, r, settings, study, tree, log, say)
             if not configs:
                 return _finish(out, log, "budget spent: no candidate fits the remaining budget", say)
         configs = [json.loads(line) for line in plan_path.read_text().splitlines() if line.strip()]
-        missing = _collect_runs(state, out, r, configs, settings, ingest, say, progress)
+        missing = _collect_runs(table, out, r, configs, settings, ingest, say, progress)
         if missing:
             status = {"stopped": f"waiting for round {r}'s runs {missing}", "waiting": missing,
                       "plan": str(plan_path), "results": str(out / f"round-{r}" / "results.csv"),
@@ -118,18 +124,18 @@ def run_loop(settings: LoopSettings, out, *, ingest=None, progress: bool = True)
             say(f"round {r}: plan {plan_path}; waiting for runs {missing}: put their rows in "
                 f"{status['results']} (or pass --ingest FILE) and run the command again")
             return status
-        table = _table(state)
         ids = [c["run_id"] for c in configs]
-        cost = sum(run_cost(table[table["run_id"] == i]) for i in ids)
-        tree = _fit_round(state, out, r, settings, target, ids, cost, log, say)
+        cost = sum(run_cost(table.rows(i)) for i in ids)
+        tree = _fit_round(table, out, r, settings, study, ids, cost, log, say)
 
 
 # ---------------------------------------------------------------------------------------------
 # State
 
 
-def _open(settings: LoopSettings, out: Path) -> Path:
-    """Create or check OUT/loop.json and OUT/runs.csv; returns the run table's path."""
+def _open(settings: LoopSettings, out: Path, start: pd.DataFrame | None = None) -> LoopTable:
+    """Create or check OUT/loop.json, and open the loop's run table OUT/runs.csv (created from
+    the starting runs, `start` or `settings.runs`, when absent)."""
     out.mkdir(parents=True, exist_ok=True)
     stored_path = out / "loop.json"
     mine = json.loads(json.dumps(dataclasses.asdict(settings)))
@@ -143,29 +149,59 @@ def _open(settings: LoopSettings, out: Path) -> Path:
                                          for k in changed)
                              + "); use a new output folder, or rerun with the same settings")
     _write_json(stored_path, mine)
-    table = out / "runs.csv"
-    if not table.exists():
-        write_runs(read_runs(settings.runs), table)
-    return table
+    return LoopTable.open(out / "runs.csv", settings.runs if start is None else start)
 
 
-def _table(path: Path) -> pd.DataFrame:
+@dataclass
+class LoopTable:
+    """The loop's run table: the file `path` (the state a rerun continues from) and `runs`, the
+    same rows validated in memory. It is read once per invocation; `add` appends a finished
+    run to the file (one atomic rewrite) and then to memory, so the two stay equal."""
+    path: Path
+    runs: pd.DataFrame
+
+    @classmethod
+    def open(cls, path, start) -> LoopTable:
+        """The table at `path`; where there is none yet, the starting runs `start` (a validated
+        table, or a run-table file to read) written there."""
+        path = Path(path)
+        if path.exists():
+            return cls(path, _read_quietly(path))
+        runs = start if isinstance(start, pd.DataFrame) else read_runs(start)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RunTableWarning)
+            runs = validate_runs(runs, source=str(path))     # as reading the file back gives it
+        write_runs(runs, path)
+        return cls(path, runs)
+
+    def run_ids(self) -> set[str]:
+        """The runs in the table."""
+        return set(self.runs["run_id"])
+
+    def rows(self, run_id: str) -> pd.DataFrame:
+        """One run's rows (empty when it is not in the table)."""
+        return self.runs[self.runs["run_id"] == run_id]
+
+    def add(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Add one finished run's rows: the merged table is validated, written atomically
+        (`write_runs`: a temporary file and a rename), then kept; returns it."""
+        run_id = rows["run_id"].iloc[0]
+        if (self.runs["run_id"] == run_id).any():
+            raise ValueError(f"{self.path}: run {run_id!r} is already in the loop's run table")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RunTableWarning)
+            merged = validate_runs(pd.concat([self.runs, rows], ignore_index=True),
+                                   source=str(self.path))
+        write_runs(merged, self.path)
+        self.runs = merged
+        return merged
+
+
+def _read_quietly(path) -> pd.DataFrame:
+    """A run table read and validated without its warnings (the loop reads its own files)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RunTableWarning)
         return read_runs(path)
-
-
-def add_run(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
-    """Add one finished run's rows to the loop's run table in one atomic rewrite."""
-    table = _table(path)
-    run_id = rows["run_id"].iloc[0]
-    if (table["run_id"] == run_id).any():
-        raise ValueError(f"{path}: run {run_id!r} is already in the loop's run table")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RunTableWarning)
-        merged = validate_runs(pd.concat([table, rows], ignore_index=True), source=str(path))
-    write_runs(merged, path)
-    return merged
 
 
 def run_cost(rows: pd.DataFrame) -> float:
@@ -177,6 +213,7 @@ def run_cost(rows: pd.DataFrame) -> float:
 
 
 def _read_log(out: Path) -> list[dict]:
+    """The finished rounds (OUT/rounds.jsonl), oldest first; [] before round 0."""
     path = out / "rounds.jsonl"
     if not path.exists():
         return []
@@ -184,6 +221,7 @@ def _read_log(out: Path) -> list[dict]:
 
 
 def _write_json(path: Path, value) -> None:
+    """`value` as indented JSON, written atomically."""
     _write_text(path, json.dumps(value, indent=2, default=_plain) + "\n")
 
 
@@ -196,12 +234,14 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _plain(value):
+    """JSON's fallback for numpy scalars."""
     if hasattr(value, "item"):
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _say(message: str) -> None:
+    """A progress message on stderr."""
     print(f"atlas-bayes loop: {message}", file=sys.stderr, flush=True)
 
 
@@ -209,21 +249,20 @@ def _say(message: str) -> None:
 # One round: fit, measure the target, design, train
 
 
-def _fit_round(table_path, out, r, settings, target, ids, cost, log, say):
+def _fit_round(table: LoopTable, out, r, settings, study: Study, ids, cost, log, say):
     """Fit the table, measure the target's interval, save the posterior and log round r."""
-    from atlas_bayes.fitting.inference import save
+    from atlas_bayes.fitting.inference import Sampler, save
     started = time.perf_counter()
-    table = _table(table_path)
-    tree = fit_table(table, settings, target)
-    interval = target_interval(tree, table, settings, target)
+    tree = study.fit(table.runs, Sampler(**{"seed": settings.seed, **settings.sampler}), warn=False)
+    interval = target_interval(study.posterior(tree, table.runs, None), study.target)
     folder = out / f"round-{r}"
     folder.mkdir(parents=True, exist_ok=True)
     save(tree, folder / "posterior.nc.tmp")
     os.replace(folder / "posterior.nc.tmp", folder / "posterior.nc")
     spent = (log[-1]["spent"] if log else 0.0) + cost
     entry = {"round": r, "runs": ids, "cost": cost, "spent": spent,
-             "n_runs": int(table["run_id"].nunique()), "target": target.name, **interval,
-             "fit_seconds": round(time.perf_counter() - started, 2)}
+             "n_runs": int(table.runs["run_id"].nunique()), "target": study.target.name,
+             **interval, "fit_seconds": round(time.perf_counter() - started, 2)}
     log.append(entry)
     _write_text(out / "rounds.jsonl", "".join(json.dumps(e, default=_plain) + "\n" for e in log))
     plot_width(log, out / "width.png")
@@ -233,45 +272,21 @@ def _fit_round(table_path, out, r, settings, target, ids, cost, log, say):
     return tree
 
 
-def fit_table(table: pd.DataFrame, settings: LoopSettings, target):
-    """The posterior the target needs: the law's fit, or the crossover / BTS curves' fit."""
-    from atlas_bayes.fitting.inference import Sampler, fit
-    sampler = Sampler(**{"seed": settings.seed, **settings.sampler})
-    kind = target.spec.get("kind")
-    if kind in ("crossover", "bts"):
-        from atlas_bayes.design.curves import curve_study
-        return curve_study(target, table, sampler=sampler, max_draws=settings.max_draws,
-                           run_folder=Path(settings.runs).parent)[0]
-    hierarchical = get_law(settings.law).hierarchical
-    return fit(table, settings.law, language=None if hierarchical else settings.language,
-               sampler=sampler, warn=False)
-
-
-def _posterior(tree, table, settings, target, max_draws):
-    kind = target.spec.get("kind")
-    if kind in ("crossover", "bts"):
-        from atlas_bayes.design.curves import curve_study
-        _, post, candidates = curve_study(target, table, tree=tree, tokens=settings.tokens,
-                                          max_draws=max_draws, run_folder=Path(settings.runs).parent)
-        return post, candidates
-    return posterior_from_tree(tree, language=settings.language,
-                                          max_draws=max_draws), None
-
-
-def target_interval(tree, table, settings, target, prob: float = PROB) -> dict:
-    """The target's median and central `prob` interval over all draws; for `params`, each
-    parameter's interval width relative to its median (no single width)."""
-    post, _ = _posterior(tree, table, settings, target, None)
+def target_interval(posterior: DesignPosterior, target: Target, prob: float = PROB) -> dict:
+    """The target's median and central `prob` interval over all of the posterior's draws; for
+    `params`, each parameter's interval width relative to its median (no single width)."""
     if target.is_parameters:
         widths = {}
-        for name, values in post.draws.params.items():
+        for name, values in posterior.draws.params.items():
             lo, hi = weighted_interval(values, prob=prob)
             widths[name] = (hi - lo) / abs(float(np.median(values)))
         return {"width": None, "relative_widths": widths}
-    return target_summary(post, target, prob)
+    return target_summary(posterior, target, prob)
 
 
 def _stop_reason(settings: LoopSettings, log: list[dict]) -> str:
+    """Why the loop stops after the last round ('' to go on): width reached, budget spent or
+    the round limit."""
     last = log[-1]
     if settings.width is not None and last.get("width") is not None \
             and last["width"] <= settings.width:
@@ -283,21 +298,15 @@ def _stop_reason(settings: LoopSettings, log: list[dict]) -> str:
     return ""
 
 
-def _design_round(table_path, out, r, settings, target, tree, log, say) -> list[dict]:
+def _design_round(table: LoopTable, out, r, settings, study: Study, tree, log, say) -> list[dict]:
     """Choose round r's batch within the remaining budget and write its plan (atomically)."""
-    table = _table(table_path)
-    post, candidates = _posterior(tree, table, settings, target, settings.max_draws)
-    if candidates is None:
-        if not settings.shapes:
-            raise ValueError("the loop trains its runs, so candidates need trainer shapes "
-                             "(shapes=[...], CLI --shapes)")
-        amounts = ({"tokens": settings.tokens} if settings.tokens is not None else
-                   {"tokens_per_param": settings.tokens_per_param or [5, 10, 20, 40, 80]})
-        language = getattr(getattr(post, "draws", None), "language", "") or "und"
-        candidates = candidate_grid(shapes=settings.shapes, language=language, **amounts)
+    post = study.posterior(tree, table.runs, settings.max_draws)
+    options = CandidateOptions(shapes=settings.shapes or None, tokens=settings.tokens,
+                               tokens_per_param=settings.tokens_per_param, trainer=True)
+    candidates = study.candidates(post, tree, table.runs, options)
     remaining = settings.budget - log[-1]["spent"]
-    result = choose_batch(post, candidates, target, k=settings.k, budget=remaining,
-                                     cost_power=settings.cost_power, seed=settings.seed + r)
+    result = choose_batch(post, candidates, study.target, k=settings.k, budget=remaining,
+                          cost_power=settings.cost_power, seed=settings.seed + r)
     if result.chosen.empty:
         return []
     configs = plan_configs(result.chosen, prefix=f"loop-r{r}", base=settings.train_base)
@@ -314,10 +323,10 @@ def _design_round(table_path, out, r, settings, target, tree, log, say) -> list[
     return configs
 
 
-def _collect_runs(table_path, out, r, configs, settings, ingest, say, progress) -> list[str]:
+def _collect_runs(table: LoopTable, out, r, configs, settings, ingest, say, progress) -> list[str]:
     """Add every planned run that is complete to the table (training it here unless external);
     returns the run_ids still missing."""
-    have = set(_table(table_path)["run_id"])
+    have = table.run_ids()
     todo = [c for c in configs if c["run_id"] not in have]
     if not todo:
         return []
@@ -325,12 +334,12 @@ def _collect_runs(table_path, out, r, configs, settings, ingest, say, progress) 
         source = Path(ingest) if ingest else out / f"round-{r}" / "results.csv"
         if not source.exists():
             return [c["run_id"] for c in todo]
-        results = _table(source)
+        results = _read_quietly(source)
         missing = []
         for config in todo:
             rows = results[results["run_id"] == config["run_id"]]
             if complete(rows, config):
-                add_run(table_path, rows)
+                table.add(rows)
                 say(f"round {r}: took {config['run_id']} from {source}")
             else:
                 missing.append(config["run_id"])
@@ -342,7 +351,7 @@ def _collect_runs(table_path, out, r, configs, settings, ingest, say, progress) 
         if not complete(rows, config):
             raise RuntimeError(f"run {config['run_id']} ended without reaching its "
                                f"{config['tokens']} tokens; see {out / 'train'}")
-        add_run(table_path, rows)
+        table.add(rows)
     return []
 
 
@@ -361,6 +370,7 @@ def _train_run(config: dict, folder: Path, progress: bool) -> pd.DataFrame:
 
 
 def _finish(out: Path, log: list[dict], stopped: str, say) -> dict:
+    """Write OUT/status.json for a stopped loop and return it."""
     status = {"stopped": stopped, "rounds": len(log) - 1, "spent": log[-1]["spent"],
               "last": log[-1]}
     _write_json(out / "status.json", status)

@@ -63,7 +63,7 @@ def plot_design(design: Design, path, *, data: pd.DataFrame | None = None):
         ax.annotate(str(row.order), (row.n_params, row.n_tokens), color="red",
                     xytext=(6, 6), textcoords="offset points", weight="bold")
     spec = design.target.spec
-    if spec.get("kind") == "loss":
+    if design.target.kind == "loss":
         ax.scatter(spec["n_params"], spec["n_tokens"], marker="*", s=250, c="orange",
                    edgecolors="k", label="target")
     ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="tokens D",

@@ -1,10 +1,12 @@
-"""The posterior that design reads: a fitted law's draws, the noise scale per draw and the
-likelihood's degrees of freedom.
+"""The posteriors that design reads. `DesignPosterior` states what scoring a run needs from any
+of them; `Posterior` is a fitted law's draws, the noise scale per draw and the likelihood's
+degrees of freedom (the curve fits' posteriors are in `design.curves`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -16,8 +18,44 @@ from atlas_bayes.fitting.record import FitRecord
 DEFAULT_DRAWS = 512       # posterior draws the estimators use (cost grows as draws^2)
 
 
+@runtime_checkable
+class DesignPosterior(Protocol):
+    """What expected-information-gain scoring reads from a posterior (`eig.choose_batch`):
+
+    * `candidate_log_mean(candidates)`: each draw's predicted log loss of each candidate run,
+      an array (draws, candidates); the candidates are a `validate_candidates` table (plus any
+      columns the posterior's own candidates carry, such as `init` or `extends`);
+    * `sigma`: the likelihood's noise scale on log loss, one per draw;
+    * `nu`: the Student-t degrees of freedom of that likelihood (inf: normal);
+    * `n`: the number of draws.
+
+    A target's `values(posterior)` reads the same object. `Posterior` (a law),
+    `curves.CrossoverPosterior` and `curves.BtsPosterior` implement it; `isinstance(x,
+    DesignPosterior)` checks that an object has these members (not their types).
+    """
+    sigma: np.ndarray
+    nu: float
+
+    @property
+    def n(self) -> int:
+        """The number of posterior draws."""
+        ...
+
+    def candidate_log_mean(self, candidates: pd.DataFrame) -> np.ndarray:
+        """(draws, candidates) predicted log loss of the candidate runs."""
+        ...
+
+
+def require_design_posterior(posterior, where: str) -> None:
+    """Raise a TypeError naming `where` unless `posterior` has `DesignPosterior`'s members."""
+    if not isinstance(posterior, DesignPosterior):
+        raise TypeError(f"{where} needs a design posterior (candidate_log_mean, sigma, nu, n: "
+                        "design.DesignPosterior), such as design.posterior_from_tree(tree) or a "
+                        f"study's posterior(...); got {type(posterior).__name__}")
+
+
 @dataclass
-class Posterior:
+class Posterior(DesignPosterior):
     """Posterior draws for design: the law (`LawDraws`), the noise scale sigma per draw and
     the Student-t degrees of freedom nu of the likelihood on log loss (inf: normal)."""
     draws: LawDraws
@@ -32,6 +70,7 @@ class Posterior:
 
     @property
     def n(self) -> int:
+        """The number of draws."""
         return self.draws.n
 
     def log_mean(self, n_params, n_tokens) -> np.ndarray:
@@ -41,8 +80,7 @@ class Posterior:
         return np.log(predicted_loss(self.draws, N, D))
 
     def candidate_log_mean(self, candidates: pd.DataFrame) -> np.ndarray:
-        """Each draw's predicted log loss (draws, candidates) of the candidate runs. Other
-        posteriors (`design_curves`: crossover and BTS curves) define their own."""
+        """Each draw's predicted log loss (draws, candidates) at the candidates' (N, D)."""
         return self.log_mean(candidates["n_params"], candidates["n_tokens"])
 
 

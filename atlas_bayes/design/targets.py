@@ -11,7 +11,7 @@ import numpy as np
 
 from atlas_bayes.decisions.optimal import allocation
 from atlas_bayes.design.candidates import _positive_list
-from atlas_bayes.design.posterior import Posterior
+from atlas_bayes.design.posterior import DesignPosterior, require_design_posterior
 from atlas_bayes.fitting.draws import predicted_loss
 
 
@@ -19,14 +19,22 @@ from atlas_bayes.fitting.draws import predicted_loss
 class Target:
     """A quantity to learn about: `values(posterior)` gives one number per draw (or a row of
     T numbers per draw: T quantities, scored by their mean gain); `values=None` means all of
-    the law's parameters (nested Monte Carlo on the likelihood)."""
+    the law's parameters (nested Monte Carlo on the likelihood). `spec["kind"]` names the kind
+    of target (params, loss, nstar, crossover, bts, ...): `design.study.study_for` maps it to
+    the model that answers it."""
     name: str
-    values: Callable[[Posterior], np.ndarray] | None = None
+    values: Callable[[DesignPosterior], np.ndarray] | None = None
     spec: dict = field(default_factory=dict)
 
     @property
     def is_parameters(self) -> bool:
+        """Whether the target is all of the law's parameters (no single quantity)."""
         return self.values is None
+
+    @property
+    def kind(self) -> str:
+        """The kind of target (`spec["kind"]`; '' when the spec names none)."""
+        return str(self.spec.get("kind", ""))
 
 
 def parameters_target() -> Target:
@@ -60,9 +68,10 @@ def weighted_interval(values, weights=None, prob: float = 0.9) -> tuple[float, f
         float(values[order][min(np.searchsorted(cdf, hi), values.size - 1)])
 
 
-def target_summary(posterior: Posterior, target: Target, prob: float = 0.9) -> dict:
+def target_summary(posterior: DesignPosterior, target: Target, prob: float = 0.9) -> dict:
     """A scalar target's median and central `prob` interval over the posterior's draws:
     {median, lo, hi, width} in the target's own units (log loss, log N*, ...)."""
+    require_design_posterior(posterior, "target_summary")
     if target.is_parameters:
         raise ValueError("target 'params' has no single interval; summarise each parameter")
     q = np.asarray(target.values(posterior), dtype=float)
