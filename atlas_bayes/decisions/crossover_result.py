@@ -83,10 +83,15 @@ def crossover_decision(runs, language: str, *, sampler, n_params: float | None =
         return CrossoverResult(tree, None, summary, language, n_params, budget)
     law = fit_power_law(tree, sampler=dataclasses.replace(sampler, target_accept=0.95))
     draws = predict_crossover(law, language, n_params, seed=sampler.seed)
-    quantiles = lambda values: [float(q) for q in values.quantile([0.05, 0.5, 0.95])]  # noqa: E731
     summary = {"language": language, **summarise_draws(draws, n_params, budget),
                "source": "power law C = k N^gamma over the measured cells",
-               "gamma": quantiles(law.posterior["gamma"]),
-               "k": {str(lang): [float(q) for q in np.exp(quantiles(law.posterior["log_k"].sel(language=lang)))]
+               "gamma": _interval(law.posterior["gamma"]),
+               "k": {str(lang): _interval(law.posterior["log_k"].sel(language=lang), np.exp)
                      for lang in law.posterior["language"].values}}
     return CrossoverResult(tree, law, summary, language, n_params, budget)
+
+
+def _interval(draws: xr.DataArray, transform=None) -> list[float]:
+    """The 5%, 50% and 95% quantiles of the draws (then transformed, e.g. np.exp)."""
+    q = draws.quantile([0.05, 0.5, 0.95])
+    return [float(v) for v in (q if transform is None else transform(q))]

@@ -16,7 +16,8 @@ from atlas_bayes.decisions.transfer import (fit_transfer_matrix, plot_source_ran
                                             plot_transfer_matrix, rank_sources, tau_priors)
 from atlas_bayes.fitting.inference import save
 
-FILES = "matrix.png, ranking_<target>.png/.csv, bts.csv, tau_priors.json, matrix.nc, bts_curves.nc, transfer.json"
+FILES = ("matrix.png, ranking_<target>.png/.csv, bts.csv, tau_priors.json, matrix.nc, "
+         "bts_curves.nc, transfer.json")
 
 
 @dataclass
