@@ -27,11 +27,12 @@ def finite(value):
 
 def sampler_and_output_options(parser, name: str, draws: int = 1000, warmup: int = 1000,
                                 target_accept: float | None = None,
-                                target_accept_help: str | None = None, out_help: str | None = None,
-                                json_help: str = "the readable output", seed_help: str | None = None,
-                                ) -> None:
+                                target_accept_help: str | None = None, *, out_help: str | None = None,
+                                json_help: str = "the readable output",
+                                seed_help: str | None = None) -> None:
     """--chains, --draws, --warmup, --seed (and --target-accept when a default is given),
-    --out and --json, shared by the analysis commands."""
+    --out and --json, shared by the analysis commands (`out_help`, `json_help` and `seed_help`
+    word a command's own help)."""
     parser.add_argument("--chains", type=positive_int, default=4)
     parser.add_argument("--draws", type=positive_int, default=draws, help="draws per chain")
     parser.add_argument("--warmup", type=positive_int, default=warmup, help="warmup steps per chain")
