@@ -447,3 +447,27 @@ def run_plan(configs: list[dict], out: str | Path, progress: bool = True) -> pd.
         raise ConfigError(f"plan repeats run_id {dupes}")
     frames = [train(c, out, progress=progress) for c in parsed]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def read_configs(path: str | Path, plan: bool = False) -> list[dict]:
+    """Run configs from a file: one config (.json, .yaml or .yml), or with `plan` a JSONL file
+    of configs, one a line. ConfigError when the file cannot be read or a config is not an
+    object."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        if plan:
+            configs = [json.loads(line) for line in text.splitlines() if line.strip()]
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+            try:
+                configs = [yaml.safe_load(text)]
+            except yaml.YAMLError as err:
+                raise ValueError(str(err)) from None
+        else:
+            configs = [json.loads(text)]
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read the run config: {err}") from None
+    if not all(isinstance(c, dict) for c in configs):
+        raise ConfigError("each run config must be a JSON object")
+    return configs

@@ -34,7 +34,11 @@ from atlas_bayes.cli.common import EXIT_BAD_INPUT, BadInput
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; bad input prints one clear message and returns 2."""
+    """Run one command; bad input prints one clear message and returns 2. Plots are drawn
+    with matplotlib's Agg backend (files only, no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
-
-from atlas_bayes.cli.common import (BadInput, echo_warnings)
+from atlas_bayes.cli.common import BadInput, echo_warnings
 
 
 def add_commands(commands) -> None:
@@ -36,6 +34,7 @@ def add_commands(commands) -> None:
 
 
 def run_adapt(args) -> int:
+    """`adapt`: convert a public data set into a run table file."""
     from atlas_bayes.tables.adapters import ADAPTERS
     from atlas_bayes.tables.runs import RunTableError, write_runs
 
@@ -52,30 +51,16 @@ def run_adapt(args) -> int:
 
 
 def run_train(args) -> int:
+    """`train`: run one config or a plan with the companion trainer; print each run's final loss."""
     try:
         from atlas_bayes.trainers.data import CorpusError
-        from atlas_bayes.trainers.train import ConfigError, run_plan
+        from atlas_bayes.trainers.train import ConfigError, read_configs, run_plan
     except ImportError as err:
         raise BadInput(f"training needs the 'train' extra ({err}); install it with "
                        "pip install -e '.[train]'") from None
     path = args.config or args.plan
     try:
-        text = path.read_text(encoding="utf-8")
-        if args.plan:
-            configs = [json.loads(line) for line in text.splitlines() if line.strip()]
-        elif path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-            try:
-                configs = [yaml.safe_load(text)]
-            except yaml.YAMLError as err:
-                raise ValueError(str(err)) from None
-        else:
-            configs = [json.loads(text)]
-    except (OSError, ValueError) as err:
-        raise BadInput(f"{path}: cannot read the run config: {err}") from None
-    if not all(isinstance(c, dict) for c in configs):
-        raise BadInput(f"{path}: each run config must be a JSON object")
-    try:
+        configs = read_configs(path, plan=bool(args.plan))
         rows = run_plan(configs, args.out, progress=not args.no_progress)
     except (ConfigError, CorpusError) as err:
         raise BadInput(f"{path}: {err}") from None

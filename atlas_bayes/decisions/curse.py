@@ -145,3 +145,72 @@ def plot_iso_loss(tree, from_k: float, to_k: float, path, *, n_params: float | N
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# The `curse` command's result
+
+
+class IsoLossResult:
+    """What `atlas-bayes curse` reports: the curse law's fit (`tree`) and the iso-loss
+    multipliers (`table`: rows N, D_t, D_tot, C; median and 90% interval) for going from
+    `from_k` to `to_k` languages, from `start` ({n_params, n_tokens}; both None for a
+    compute-optimal start). `as_dict()` is the --json object, `to_text()` the readable table,
+    `write(out)` the files (posterior.nc, iso_loss.png, iso_loss.json)."""
+
+    def __init__(self, tree, table: pd.DataFrame, law: str, from_k: float, to_k: float,
+                 start: dict, language: str | None = None):
+        self.tree, self.table, self.law = tree, table, law
+        self.from_k, self.to_k, self.start = from_k, to_k, start
+        self.per_language = law == "curse-h"
+        self.language = language or str(tree.posterior["language"].values[0])
+
+    def as_dict(self) -> dict:
+        """law, from_k, to_k, language ('pooled' unless per language), start (the run or
+        'compute-optimal'), multipliers {row: {median, q05, q95}}, parameters, diagnostics."""
+        from atlas_bayes.fitting.summary import summary_dict
+
+        summary = summary_dict(self.tree)
+        return {"law": self.law, "from_k": self.from_k, "to_k": self.to_k,
+                "language": self.language if self.per_language else "pooled",
+                "start": self.start if self.start["n_params"] else "compute-optimal",
+                "multipliers": {name: dict(row) for name, row in self.table.iterrows()},
+                "parameters": summary["parameters"], "diagnostics": summary["diagnostics"]}
+
+    def to_text(self, out=None) -> str:
+        """The multipliers table under a heading; with `out`, the line naming the files."""
+        start = "compute-optimal" if not self.start["n_params"] else "from the given run"
+        lines = [f"Going from {self.from_k:g} to {self.to_k:g} languages at the same loss "
+                 f"({start} start; {self.law}, median and 90% interval):",
+                 self.table.round(3).to_string()]
+        if out is not None:
+            lines.append(f"\nwrote {out / 'posterior.nc'}, {out / 'iso_loss.png'}, "
+                         f"{out / 'iso_loss.json'}")
+        return "\n".join(lines)
+
+    def write(self, out) -> None:
+        """Write posterior.nc, iso_loss.png and iso_loss.json into the folder `out`."""
+        import json
+
+        from atlas_bayes.fitting.inference import save
+
+        out.mkdir(parents=True, exist_ok=True)
+        save(self.tree, out / "posterior.nc")
+        plot_iso_loss(self.tree, self.from_k, self.to_k, out / "iso_loss.png",
+                      language=self.language, n_params=self.start["n_params"],
+                      n_tokens=self.start["n_tokens"])
+        (out / "iso_loss.json").write_text(json.dumps(self.as_dict(), indent=2))
+
+
+def curse_study(runs, from_k: float, to_k: float, *, sampler, n_params: float | None = None,
+                n_tokens: float | None = None, language: str | None = None,
+                per_language: bool = False, progress: bool = False) -> IsoLossResult:
+    """Fit the curse law (`curse-h` with `per_language`) and the iso-loss multipliers for going
+    from `from_k` to `to_k` languages (`iso_loss`), as `atlas-bayes curse` reports them."""
+    from atlas_bayes.fitting.inference import fit
+
+    law = "curse-h" if per_language else "curse"
+    start = {"n_params": n_params, "n_tokens": n_tokens}
+    tree = fit(runs, law, sampler=sampler, progress=progress)
+    table = iso_loss(tree, from_k, to_k, language=language, **start)
+    return IsoLossResult(tree, table, law, from_k, to_k, start, language)

@@ -375,3 +375,79 @@ def save_optimum(result: Optimum, path) -> Path:
     path = Path(path)
     path.write_text(json.dumps(result.as_dict(), indent=2))
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The `optimal` command's result
+
+
+@dataclass
+class OptimalResult:
+    """What `atlas-bayes optimal` reports: the law's posterior (`tree`), the `Optimum` at the
+    budget and the compute-optimal trajectory around it (`trajectory`, 1e-3 to 1e3 times the
+    budget). `as_dict()` is the --json object (Optimum.as_dict plus diagnostics and
+    trajectory), `to_text()` the readable table, `write(out)` the files (posterior.nc,
+    optimal.json, trajectory.png)."""
+    tree: object
+    optimum: Optimum
+    trajectory: pd.DataFrame
+
+    def as_dict(self) -> dict:
+        """The optimum's summary, the fit's diagnostics and the trajectory's rows (JSON-safe)."""
+        from atlas_bayes.fitting.summary import json_safe
+
+        return json_safe({**self.optimum.as_dict(),
+                          "diagnostics": FitRecord.from_tree(self.tree).diagnostics.as_dict(),
+                          "trajectory": self.trajectory.drop(columns=["label"]).to_dict(orient="records")})
+
+    def to_text(self, out: Path | None = None) -> str:
+        """The allocation table under a heading, P(repeats data), P(more parameters than
+        Chinchilla); with `out`, the line naming the files."""
+        d, summary = self.optimum.draws, self.as_dict()
+        U = f"{d.unique_tokens:.3g} ({d.unique_tokens_source})" if np.isfinite(d.unique_tokens) \
+            else "not limited (never repeated)"
+        lines = [f"Compute-optimal allocation for {d.language} at C = {self.optimum.compute:.3g} "
+                 f"FLOPs ({FitRecord.from_tree(self.tree).law}; unique tokens {U}; median and 90% interval):",
+                 self.optimum.table().to_string(float_format=lambda v: f"{v:.4g}"),
+                 f"\nP(the optimum repeats data) = {summary['p_repeated']:.2f}; "
+                 f"P(more parameters than Chinchilla's closed form) = "
+                 f"{summary['p_more_params_than_chinchilla']:.2f}"]
+        if out is not None:
+            lines.append(f"wrote {out / 'posterior.nc'}, {out / 'optimal.json'}, "
+                         f"{out / 'trajectory.png'}")
+        return "\n".join(lines)
+
+    def write(self, out: Path) -> None:
+        """Write posterior.nc, trajectory.png and optimal.json into the folder `out`."""
+        from atlas_bayes.fitting.inference import save
+
+        out.mkdir(parents=True, exist_ok=True)
+        save(self.tree, out / "posterior.nc")
+        language = self.optimum.draws.language
+        plot_trajectories(self.trajectory, out / "trajectory.png",
+                          title=f"Compute-optimal trajectory ({language}, {FitRecord.from_tree(self.tree).law})")
+        (out / "optimal.json").write_text(json.dumps(self.as_dict(), indent=2))
+
+
+def optimal_study(source, compute: float, *, law: str = "atlas", language: str | None = None,
+                  unique_tokens: float | None = None, sampler=None,
+                  progress: bool = False) -> OptimalResult:
+    """The compute-optimal allocation `atlas-bayes optimal` reports: `source` is a fitted tree
+    (used as is) or a run table (`law` is fitted to it with `sampler`); the optimum at
+    `compute` and the trajectory over budgets 1e-3 to 1e3 times it."""
+    import xarray as xr
+
+    from atlas_bayes.fitting.inference import fit
+    from atlas_bayes.models import get_law
+
+    tree = source
+    if not isinstance(source, xr.DataTree):
+        hierarchical = get_law(law).hierarchical
+        tree = fit(source, law, language=None if hierarchical else language, sampler=sampler,
+                   progress=progress)
+    result = optimal(tree, compute, language=language, unique_tokens=unique_tokens)
+    budgets = compute * np.geomspace(1e-3, 1e3, 13)
+    budgets = budgets[budgets >= 6.0 * MIN_PARAMS * MIN_TOKENS]
+    track = trajectories({result.draws.language: (tree, result.draws.language)}, budgets,
+                         unique_tokens={result.draws.language: result.draws.unique_tokens})
+    return OptimalResult(tree, result, track)

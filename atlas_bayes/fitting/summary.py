@@ -1,7 +1,12 @@
-"""Summaries of a fit: a machine-readable dict (the CLI's --json contract) and a readable table."""
+"""Summaries of a fit: a machine-readable dict (the CLI's --json contract) and a readable table;
+`FitResult`, what the `fit` command reports and writes."""
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
 
 import arviz_stats as azs
 import numpy as np
@@ -81,3 +86,61 @@ def _fmt(value: float) -> str:
 def _finite(value):
     value = float(value)
     return value if np.isfinite(value) else None
+
+
+def json_safe(value):
+    """Plain JSON values: numpy scalars as Python numbers, non-finite numbers as None (null),
+    inside dicts, lists and tuples too."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# The `fit` command's result
+
+
+@dataclass
+class FitResult:
+    """A fitted law's posterior and what `atlas-bayes fit` reports about it: `as_dict()` is
+    `summary_dict` (the --json contract), `to_text()` the readable summary, `write(out)` the
+    files (posterior.nc, fit.png, summary.json, summary.txt)."""
+    tree: xr.DataTree
+
+    def as_dict(self) -> dict:
+        """The fit summary as plain JSON-able Python (`summary_dict`)."""
+        return summary_dict(self.tree)
+
+    def to_text(self, out: Path | None = None) -> str:
+        """The readable summary; with `out`, followed by the line naming the files written."""
+        text = format_summary(self.tree)
+        if out is not None:
+            text += f"\n\nwrote {out / 'posterior.nc'}, {out / 'fit.png'}, {out / 'summary.json'}"
+        return text
+
+    def write(self, out: Path) -> None:
+        """Write posterior.nc, fit.png, summary.json and summary.txt into the folder `out`."""
+        from atlas_bayes.fitting.inference import save
+        from atlas_bayes.fitting.plots import plot_fit
+
+        out.mkdir(parents=True, exist_ok=True)
+        save(self.tree, out / "posterior.nc")
+        plot_fit(self.tree, out / "fit.png")
+        (out / "summary.json").write_text(json.dumps(self.as_dict(), indent=2))
+        (out / "summary.txt").write_text(format_summary(self.tree) + "\n")
+
+
+def fit_result(runs, law: str, *, sampler, language: str | None = None,
+               transfer_languages=None, options: dict | None = None,
+               progress: bool = False) -> FitResult:
+    """Fit `law` to a run table (`inference.fit`) and return the result `fit` reports."""
+    from atlas_bayes.fitting.inference import fit
+
+    return FitResult(fit(runs, law, language=language, transfer_languages=transfer_languages,
+                         sampler=sampler, options=options, progress=progress))
