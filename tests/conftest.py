@@ -14,6 +14,8 @@ os.environ.setdefault("ATLAS_BAYES_JAX_CACHE", tempfile.mkdtemp(prefix="atlas-ba
 
 import pytest  # noqa: E402
 
+pytest_plugins = ["pytester"]          # tests/test_suite_markers.py runs a small suite
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ATLAS_BAYES_SHARED", REPO.parent / "shared"))
 
@@ -27,15 +29,14 @@ def shared_data() -> Path:
     return path
 
 
-# Files by measured time (longest first, from `--durations` of a full run). pytest-xdist's
-# --dist loadfile hands whole files to workers in collection order, so starting the long
-# files first leaves short ones for the end instead of one worker finishing a long file
-# while the other waits (measured: ~8 of 26 minutes with one worker idle).
-LONGEST_FIRST = ["test_hierarchical.py", "test_notebooks.py", "test_transfer.py",
-                 "test_recovery.py", "test_pooling_goldfish.py", "test_crossover.py",
-                 "test_curse.py", "test_comparison.py", "test_optimal.py", "test_design.py"]
+# Every test says what kind it is (pyproject.toml registers the three): `pytest -m unit` is the
+# quick set, `-m statistical` the fits checked against truth or real data, `-m e2e` the
+# commands, notebooks, trainer and loop. A test with none of them fails at set-up, naming the
+# rule (tests/test_suite_markers.py checks the same statically, within `-m unit`).
+KINDS = ("unit", "statistical", "e2e")
 
 
-def pytest_collection_modifyitems(session, config, items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable within a file
+def pytest_runtest_setup(item):
+    if not any(item.get_closest_marker(kind) for kind in KINDS):
+        pytest.fail(f"{item.nodeid} has none of the markers {', '.join(KINDS)}: mark it "
+                    "(module-level `pytestmark = pytest.mark.unit`, or per test)", pytrace=False)

@@ -9,6 +9,8 @@ import xarray as xr
 
 from atlas_bayes.simulation.simulate import monolingual_design, simulate
 
+pytestmark = pytest.mark.e2e
+
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31, "lambda": 0.1}
 SMALL = ["--chains", "2", "--draws", "200", "--warmup", "200"]
 

@@ -21,6 +21,7 @@ def _runs(n_sizes: int, seed: int, scale: float = 1.0):
     return runs
 
 
+@pytest.mark.unit
 def test_padded_sizes_are_few_and_beyond_32_at_most_half_again():
     sizes = [compiled.padded_size(n) for n in range(1, 600)]
     assert all(s >= n for n, s in zip(range(1, 600), sizes))
@@ -28,6 +29,7 @@ def test_padded_sizes_are_few_and_beyond_32_at_most_half_again():
     assert sorted(set(sizes))[:8] == [16, 32, 48, 64, 96, 128, 192, 256]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("law", ["chinchilla", "dcsl", "atlas"])
 def test_padding_leaves_the_density_and_the_likelihood_unchanged(law):
     runs = _runs(7, seed=1)
@@ -52,6 +54,7 @@ def test_padding_leaves_the_density_and_the_likelihood_unchanged(law):
     np.testing.assert_allclose(got, expect, rtol=1e-5)
 
 
+@pytest.mark.statistical
 def test_fits_of_one_size_share_a_program_and_fit_their_own_data():
     compiled.clear()
     sampler = Sampler(chains=2, warmup=200, draws=200)

@@ -31,6 +31,7 @@ def fitted():
     return fit_crossover(runs, sampler=SAMPLER, warn=False)
 
 
+@pytest.mark.unit
 def test_crossover_tokens_solve_the_curve_equation():
     """Against a brute-force scan of the two truth curves; no crossover when Delta <= 0."""
     from atlas_bayes.simulation.crossover_study import true_curves
@@ -46,6 +47,7 @@ def test_crossover_tokens_solve_the_curve_equation():
     assert np.isinf(crossover_tokens(post, 1e9))          # beyond the searched range
 
 
+@pytest.mark.statistical
 def test_crossover_intervals_cover_the_truth_and_no_crossover_is_reported():
     tree = fitted()
     diag = json.loads(tree.attrs["diagnostics"])
@@ -64,6 +66,7 @@ def test_crossover_intervals_cover_the_truth_and_no_crossover_is_reported():
         assert not np.isfinite(s["tokens"]["q_hi"]) and "never catches up" in s["recommendation"]
 
 
+@pytest.mark.unit
 def test_summary_counts_draws_without_crossover_and_the_budget():
     draws = np.r_[np.full(80, 1e10), np.full(20, np.inf)]
     s = summarise_draws(draws, 1e9, budget=5e9, prob=0.9)
@@ -75,6 +78,7 @@ def test_summary_counts_draws_without_crossover_and_the_budget():
     assert s["recommendation"].startswith("finetune below 1.12e+10 tokens, pretrain from scratch above 8.91e+10")
 
 
+@pytest.mark.statistical
 def test_power_law_predicts_an_unseen_size():
     tree = fitted()
     with pytest.warns(UserWarning, match="left out of the power law.*ja@"):
@@ -94,6 +98,7 @@ def test_power_law_predicts_an_unseen_size():
     assert np.quantile(unseen, 0.95) / np.quantile(unseen, 0.05) > np.quantile(draws, 0.95) / np.quantile(draws, 0.05)
 
 
+@pytest.mark.unit
 def test_bad_tables_are_refused_with_reasons():
     runs = simulate_crossover({"sw": TRUTH["sw"]}, [6e8], seed=1)
     with pytest.raises(ValueError, match="need column 'init_tokens'"):
@@ -107,6 +112,7 @@ def test_bad_tables_are_refused_with_reasons():
         validate_runs(bad)
 
 
+@pytest.mark.e2e
 def test_crossover_command_measured_cell_and_power_law(tmp_path):
     write_runs(simulate_crossover(TRUTH, SIZES, seed=2), tmp_path / "runs.csv")
     small = ["--chains", "2", "--warmup", "200", "--draws", "300"]

@@ -43,6 +43,7 @@ def exact_scalar_eig(S, X, sigma, a):
     return 0.5 * np.log(a @ S @ a / (a @ post @ a))
 
 
+@pytest.mark.unit
 def test_parameter_eig_matches_the_exact_linear_gaussian_answer():
     theta, sigma, S, X = linear_gaussian()
     exact = np.array([exact_params_eig(S, x, sigma) for x in X])
@@ -54,6 +55,7 @@ def test_parameter_eig_matches_the_exact_linear_gaussian_answer():
     assert bias.mean() < 0.02
 
 
+@pytest.mark.unit
 def test_scalar_eig_matches_the_exact_linear_gaussian_answer():
     theta, sigma, S, X = linear_gaussian()
     a = np.array([1.0, 0.5, -0.5])
@@ -69,6 +71,7 @@ def test_scalar_eig_matches_the_exact_linear_gaussian_answer():
 
 
 
+@pytest.mark.unit
 def test_a_vector_target_scores_the_mean_of_its_quantities_gains():
     theta, sigma, S, X = linear_gaussian()
     A = np.array([[1.0, 0.5, -0.5], [0.0, 0.0, 1.0]])          # two quantities, two directions
@@ -83,6 +86,7 @@ def test_a_vector_target_scores_the_mean_of_its_quantities_gains():
     np.testing.assert_allclose(both, np.mean(each, axis=0), rtol=1e-4, atol=1e-5)
     assert np.argmax(runs.mean(axis=0)) == np.argmax(exact)
 
+@pytest.mark.unit
 def test_greedy_batch_conditions_each_pick_on_the_earlier_ones():
     """Candidates: e1, a near copy of e1, and e3 (less informative alone). After e1 the copy is
     worth little and e3 is picked; every conditional gain matches the exact one."""
@@ -128,6 +132,7 @@ def log_distance(candidates, point):
                     np.log(candidates["n_tokens"] / point[1]))
 
 
+@pytest.mark.statistical
 def test_the_most_informative_run_for_a_large_target_lies_near_it():
     _, tree = study()
     posterior = design.posterior_from_tree(tree, max_draws=400)
@@ -142,6 +147,7 @@ def test_the_most_informative_run_for_a_large_target_lies_near_it():
     assert (result.scores["gain"] > -0.05).all()
 
 
+@pytest.mark.statistical
 def test_reweighting_after_an_outcome_narrows_the_targets_interval():
     _, tree = study()
     posterior = design.posterior_from_tree(tree, max_draws=400)
@@ -159,6 +165,7 @@ def test_reweighting_after_an_outcome_narrows_the_targets_interval():
     assert lo <= truth <= hi
 
 
+@pytest.mark.statistical
 def test_a_batch_is_complementary_and_respects_the_budget():
     _, tree = study()
     posterior = design.posterior_from_tree(tree, max_draws=300)
@@ -182,6 +189,7 @@ def test_a_batch_is_complementary_and_respects_the_budget():
 
 # --- candidates, targets and bad input ----------------------------------------------------------
 
+@pytest.mark.unit
 def test_candidate_grid_costs_and_file_round_trip(tmp_path):
     g = design.candidate_grid(n_params=[1e8, 1e9], tokens=[1e9], eval_tokens=1e6, language="fr")
     assert np.allclose(g["cost"], 6 * g["n_params"] * 1e9 + 2 * g["n_params"] * 1e6)
@@ -199,6 +207,7 @@ def test_candidate_grid_costs_and_file_round_trip(tmp_path):
     ([{"n_params": 1e8, "n_tokens": -5}], "row 1, column 'n_tokens'"),
     ([{"n_params": "big", "n_tokens": 1e9}], "row 1, column 'n_params'"),
 ])
+@pytest.mark.unit
 def test_bad_candidates_name_row_and_column(rows, message):
     with pytest.raises(ValueError, match=message):
         design.validate_candidates(pd.DataFrame(rows))
@@ -207,11 +216,13 @@ def test_bad_candidates_name_row_and_column(rows, message):
 @pytest.mark.parametrize("text, message", [
     ("loss@N=1e9", "unknown target"), ("loss@N=big,D=1", "expected NAME=NUMBER"),
     ("crossover:sw", "unknown target"), ("nstar@C=-1", "positive")])
+@pytest.mark.unit
 def test_bad_targets(text, message):
     with pytest.raises(ValueError, match=message):
         design.parse_target(text)
 
 
+@pytest.mark.unit
 def test_grid_needs_sizes_and_budgets():
     with pytest.raises(ValueError, match="either shapes"):
         design.candidate_grid(tokens=[1e9])
@@ -223,6 +234,7 @@ def test_grid_needs_sizes_and_budgets():
 
 # --- the command line ---------------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_cli_design_json_and_a_plan_the_trainer_accepts(tmp_path, capsys):
     _, tree = study()
     save(tree, tmp_path / "posterior.nc")
@@ -243,6 +255,7 @@ def test_cli_design_json_and_a_plan_the_trainer_accepts(tmp_path, capsys):
         train.RunConfig.from_dict(config)
 
 
+@pytest.mark.e2e
 def test_cli_design_bad_input(tmp_path, capsys):
     _, tree = study()
     save(tree, tmp_path / "posterior.nc")
@@ -256,6 +269,7 @@ def test_cli_design_bad_input(tmp_path, capsys):
     assert code == 2 and "file not found" in capsys.readouterr().err
 
 
+@pytest.mark.statistical
 def test_compute_optimal_size_plugs_in_as_a_target():
     _, tree = study()
     posterior = design.posterior_from_tree(tree, max_draws=200)
@@ -266,6 +280,7 @@ def test_compute_optimal_size_plugs_in_as_a_target():
     assert np.isfinite(result.scores["gain"]).all() and result.total_gain > 0
 
 
+@pytest.mark.unit
 def test_scalebench_pools_load_and_reveal_recorded_runs(shared_data):
     from atlas_bayes.design.scalebench import budget, load_task, reveal, target_r2
     pool, target = load_task(shared_data / "scalebench", "chinchilla")
@@ -291,6 +306,7 @@ def test_scalebench_pools_load_and_reveal_recorded_runs(shared_data):
         design.target_summary(post, region_target(target, per_run=True))
 
 
+@pytest.mark.statistical
 def test_a_retrospective_episode_stays_within_each_budget(shared_data):
     from atlas_bayes.design.scalebench import load_task, run_episode
     pool, target = load_task(shared_data / "scalebench", "chinchilla")
@@ -300,6 +316,7 @@ def test_a_retrospective_episode_stays_within_each_budget(shared_data):
     assert row["n_runs"] >= 13 and row["spent"] <= 0.01 and -1 <= row["r2"] <= 1
 
 
+@pytest.mark.unit
 def test_voptimal_scores_are_the_exact_drop_in_target_variance_and_favour_runs_near_it():
     from atlas_bayes.design import voptimal as vopt
     law = vopt.ls_law("chinchilla")
@@ -327,6 +344,7 @@ def test_voptimal_scores_are_the_exact_drop_in_target_variance_and_favour_runs_n
         vopt.ls_law("atlas")
 
 
+@pytest.mark.statistical
 def test_voptimal_episode_and_the_shape_trust_region(shared_data):
     from atlas_bayes.design.posterior import Posterior
     from atlas_bayes.design.scalebench import load_task, log_mean, run_episode, shape_trust_region

@@ -31,6 +31,7 @@ def crossover_fit():
         return runs, fit_crossover(runs, sampler=SAMPLER, warn=False)
 
 
+@pytest.mark.statistical
 def test_crossover_target_is_the_crossover_modules_quantity_and_scores_runs():
     runs, tree = crossover_fit()
     target = design.parse_target("crossover:sw@2e9")
@@ -57,6 +58,7 @@ def test_crossover_target_is_the_crossover_modules_quantity_and_scores_runs():
     assert (result.scores["gain"] > 0).all() and result.total_gain > 0
 
 
+@pytest.mark.statistical
 def test_crossover_targets_that_the_posterior_cannot_answer_say_why():
     runs, tree = crossover_fit()
     with pytest.raises(ValueError, match="unmeasured size.*power law"):
@@ -77,6 +79,7 @@ def test_crossover_targets_that_the_posterior_cannot_answer_say_why():
                 design.parse_target(text)
 
 
+@pytest.mark.statistical
 def test_bts_target_continues_the_pairs_runs_and_has_no_trainer_plan():
     runs = validate_runs(simulate_bilingual_runs(BTS, seed=0))
     with warnings.catch_warnings():
@@ -102,6 +105,7 @@ def test_bts_target_continues_the_pairs_runs_and_has_no_trainer_plan():
         design_curves.plan_check(target)
 
 
+@pytest.mark.e2e
 def test_cli_design_with_a_crossover_target(tmp_path, capsys):
     runs, _ = crossover_fit()
     write_runs(runs, tmp_path / "runs.csv")

@@ -18,10 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.py"))
 
 
+@pytest.mark.unit
 def test_the_five_guides_are_there():
     assert [p.stem.split("_")[0] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_reads_as_a_notebook(path):
     """jupytext opens it as a notebook that starts with a title and mixes text and code."""
@@ -31,6 +33,7 @@ def test_notebook_reads_as_a_notebook(path):
     assert kinds.count("markdown") >= 3 and kinds.count("code") >= 3
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path, tmp_path):
     env = {**os.environ, "ATLAS_BAYES_QUICK": "1", "ATLAS_BAYES_NOTEBOOK_OUT": str(tmp_path),

@@ -35,6 +35,7 @@ def random_draws(kind, n=300, seed=0, unique_tokens=np.inf):
     return LawDraws(kind, p, unique_tokens=unique_tokens)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kind", ["chinchilla", "dcsl", "atlas"])
 def test_numerical_search_matches_the_closed_form_without_repetition(kind):
     draws = random_draws(kind)
@@ -50,6 +51,7 @@ def test_numerical_search_matches_the_closed_form_without_repetition(kind):
         assert np.all(predicted_loss(draws, N * step, D / step) > auto["loss"])
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kind", ["atlas", "dcsl"])
 def test_repetition_aware_optimum_matches_a_brute_force_search(kind):
     C, U = 1e21, 1e10
@@ -67,6 +69,7 @@ def test_repetition_aware_optimum_matches_a_brute_force_search(kind):
             assert got["N"][i] == pytest.approx(n[np.argmin(loss)], rel=2e-4)
 
 
+@pytest.mark.unit
 def test_repetition_bends_the_atlas_optimum_to_more_parameters_and_fewer_tokens():
     """ATLAS's saturation devalues repeated tokens (and, unlike DCSL, never parameters), so a
     small U moves the optimum to more N and fewer D than Chinchilla; as U grows the optimum
@@ -85,6 +88,7 @@ def test_repetition_bends_the_atlas_optimum_to_more_parameters_and_fewer_tokens(
     assert np.all(np.diff(sizes) < 0) or np.allclose(sizes[-2:], N_c)
 
 
+@pytest.mark.unit
 def test_reproduces_muennighoffs_published_optimum():
     """Their README: at the compute of 8.67B parameters x 178B tokens with 25B unique tokens,
     the DCSL optimum is '227B tokens, 9.1 epochs, 6.8B parameters' (their grid search)."""
@@ -103,6 +107,7 @@ def simulated_fit(seed: int):
     return fit(runs, "atlas-dt", sampler=sampler, warn=False)
 
 
+@pytest.mark.statistical
 def test_intervals_cover_the_true_optimum():
     """Four simulated studies (45 runs each, data repeated up to ~35 epochs), budgets inside
     and 10x beyond the largest run. The truth's optimum repeats data at both budgets; the 90%
@@ -123,6 +128,7 @@ def test_intervals_cover_the_true_optimum():
     assert sum(hits) >= 12, hits
 
 
+@pytest.mark.statistical
 def test_unique_tokens_come_from_the_fit_data_and_can_be_overridden():
     tree = simulated_fit(0)
     draws = law_draws(tree)
@@ -135,6 +141,7 @@ def test_unique_tokens_come_from_the_fit_data_and_can_be_overridden():
     assert json.dumps(limited.as_dict())  # plain JSON
 
 
+@pytest.mark.statistical
 def test_trajectories_and_plot(tmp_path):
     tree = simulated_fit(0)
     budgets = np.geomspace(1e17, 1e22, 8)
@@ -152,6 +159,7 @@ def test_trajectories_and_plot(tmp_path):
     assert (tmp_path / "trajectory.png").stat().st_size > 10_000
 
 
+@pytest.mark.unit
 def test_efficiency_tax_matches_the_closed_form():
     """Regime B = regime A with both reducible terms m times larger: at equal loss it needs
     m^(1/gamma) times the compute, gamma = alpha beta / (alpha + beta)."""
@@ -169,6 +177,7 @@ def test_efficiency_tax_matches_the_closed_form():
     assert same["p_unreachable_a"] == pytest.approx(np.mean(a.params["E"] >= 2.5))
 
 
+@pytest.mark.unit
 def test_efficiency_tax_with_repetition_inverts_the_optimal_loss():
     draws = LawDraws("atlas", TRUTH, unique_tokens=U_SIM)
     loss = allocation(draws, 1e20)["loss"]
@@ -181,6 +190,7 @@ def test_efficiency_tax_with_repetition_inverts_the_optimal_loss():
     assert np.isinf(compute_for_loss(draws, floor * 0.999)[0])
 
 
+@pytest.mark.statistical
 def test_clear_errors_for_bad_inputs():
     tree = simulated_fit(0)
     with pytest.raises(ValueError, match="too small"):
@@ -204,6 +214,7 @@ def cli(*args):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.e2e
 def test_cli_optimal_json_and_errors(tmp_path):
     path = tmp_path / "runs.csv"
     simulate(monolingual_design("sw", unique_tokens=U_SIM), "atlas-dt", TRUTH, seed=5).to_csv(
@@ -233,6 +244,7 @@ def test_cli_optimal_json_and_errors(tmp_path):
     assert "Traceback" not in missing.stderr + small.stderr
 
 
+@pytest.mark.statistical
 def test_datablations_repetition_aware_optimum(shared_data):
     """DCSL fitted to Muennighoff et al.'s 182 C4 runs, then their setting: 25B unique tokens
     and the compute of 8.67B parameters x 178B tokens (9.3e21 FLOPs). Qualitative properties:

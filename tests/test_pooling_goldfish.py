@@ -26,6 +26,8 @@ from atlas_bayes.fitting.diagnostics import MAX_R_HAT, MIN_ESS_BULK
 from atlas_bayes.fitting.inference import Sampler, fit
 from atlas_bayes.decisions.pooling import per_language_exponents, pooling_study
 
+pytestmark = pytest.mark.statistical
+
 LAW = "chinchilla-h"
 SAMPLER = Sampler(chains=2, warmup=1000, draws=4000)
 # the held-out study compares predictions, not convergence: a shorter run keeps it quick

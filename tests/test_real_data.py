@@ -95,6 +95,7 @@ def interval(tree, name, prob):
 
 # --- Chinchilla on Epoch AI's 240 (245) points ----------------------------------------------
 
+@pytest.mark.statistical
 @pytest.mark.parametrize("drop, n_obs", [(True, 240), (False, 245)])
 def test_chinchilla_on_epoch_matches_besiroglu(shared_data, drop, n_obs):
     """Medians inside Besiroglu et al.'s 95% bootstrap intervals, with or without the outliers.
@@ -116,6 +117,7 @@ def test_chinchilla_on_epoch_matches_besiroglu(shared_data, drop, n_obs):
     assert fit_quality(tree)["coverage"] >= 0.8
 
 
+@pytest.mark.statistical
 def test_outliers_barely_move_the_epoch_fit(shared_data):
     """Measured shifts from 240 to 245 points: E +0.5%, A +1%, alpha +0.1%, beta +2.7%, B +23%."""
     kept, everything = (parameter_table(epoch_fit(shared_data, drop))["median"]
@@ -127,6 +129,7 @@ def test_outliers_barely_move_the_epoch_fit(shared_data):
 
 # --- Muennighoff et al.'s 182 repeated-data runs ----------------------------------------------
 
+@pytest.mark.unit
 def test_dcsl_law_reproduces_muennighoff_r2(shared_data):
     """Our DCSL law with Muennighoff's published constants gives their R^2 on the 182 runs.
 
@@ -148,6 +151,7 @@ def test_dcsl_law_reproduces_muennighoff_r2(shared_data):
     assert r2(plain) == pytest.approx(0.4452, abs=2e-3)
 
 
+@pytest.mark.statistical
 @pytest.mark.parametrize("law", ["dcsl", "atlas-dt"])
 def test_repetition_laws_fit_the_repeated_data(shared_data, law):
     """Converged, calibrated and accurate on the 182 runs (1 to 500 epochs).
@@ -166,6 +170,7 @@ def test_repetition_laws_fit_the_repeated_data(shared_data, law):
     assert quality["r2"] >= 0.90, quality
 
 
+@pytest.mark.statistical
 def test_repetition_constants_are_finite_and_positive(shared_data):
     """R_D* (DCSL and ATLAS, where R_D* = 1/lambda) and R_N* (DCSL) posterior intervals.
 
@@ -193,6 +198,7 @@ def test_repetition_constants_are_finite_and_positive(shared_data):
         assert 1 < low and high < 500, (tree.attrs["law"], low, high)
 
 
+@pytest.mark.statistical
 def test_repetition_laws_beat_chinchilla_on_repeated_data(shared_data):
     """ATLAS and DCSL predict the repeated-data runs better than Chinchilla.
 
@@ -237,6 +243,7 @@ def goldfish_fits(shared_data: Path):
     return runs, language, fits, caught
 
 
+@pytest.mark.statistical
 def test_goldfish_language_choice(shared_data):
     runs, language, _, _ = goldfish_fits(shared_data)
     # Goldfish has at most 4 sizes per language (5mb, 10mb, 100mb, and 1000mb or full).
@@ -246,6 +253,7 @@ def test_goldfish_language_choice(shared_data):
     assert chosen["n_params"].nunique() == 2  # ~39M (5mb, 10mb) and 124.8M parameters
 
 
+@pytest.mark.statistical
 @pytest.mark.parametrize("law", ["chinchilla", "msl"])
 def test_goldfish_four_runs_cannot_identify_a_law(shared_data, law):
     """Four runs, two model sizes, six or seven parameters: the sampler cannot converge.
@@ -261,6 +269,7 @@ def test_goldfish_four_runs_cannot_identify_a_law(shared_data, law):
     assert any("R-hat above" in m or "bulk ESS below" in m for m in caught[law]), caught[law]
 
 
+@pytest.mark.statistical
 def test_goldfish_msl_gamma_is_prior_only(shared_data):
     """Monolingual data has p_family = 1, so log p_family = 0 and gamma leaves the likelihood.
 

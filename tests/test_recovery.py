@@ -15,6 +15,8 @@ from atlas_bayes.fitting.diagnostics import flatten_scalars
 from atlas_bayes.fitting.inference import Sampler, fit
 from atlas_bayes.simulation.simulate import PAPER_MODEL_SIZES, mixture_design, monolingual_design, simulate
 
+pytestmark = pytest.mark.statistical
+
 SAMPLER = Sampler(chains=4, warmup=500, draws=500)
 BASE = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31}
 

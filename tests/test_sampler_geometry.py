@@ -20,6 +20,8 @@ from atlas_bayes.fitting.law_inputs import build_inputs
 from atlas_bayes.models import scaling
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, split_continued
 
+pytestmark = pytest.mark.statistical
+
 MAX_STEPS_PER_DRAW = 16
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled_study.csv"
 NEW_SITES = ["log_L_c", "A_logit_c", "B_logit_c", "log_A_slope_c", "log_B_slope_c"]
