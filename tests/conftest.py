@@ -12,9 +12,35 @@ from pathlib import Path
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("ATLAS_BAYES_JAX_CACHE", tempfile.mkdtemp(prefix="atlas-bayes-jax-"))
 
+import dataclasses  # noqa: E402
+
 import pytest  # noqa: E402
 
+from atlas_bayes.fitting.inference import Sampler  # noqa: E402
+
 pytest_plugins = ["pytester"]          # tests/test_suite_markers.py runs a small suite
+
+# Named sampler settings (import them: `from conftest import QUICK`). Fits with equal settings,
+# law, options and padded size share one compiled NUTS program within a worker process
+# (atlas_bayes/fitting/compiled.py: compiling is most of a fit's time), so tests use these
+# rather than settings of their own; the few that differ say why where they are defined.
+QUICK = Sampler(chains=2, warmup=200, draws=200)      # fits used as inputs (also the CLI's
+                                                      # and notebooks' ATLAS_BAYES_QUICK size)
+SHORT = Sampler(chains=2, warmup=300, draws=300)      # fits whose posterior shape is measured
+JOINT = Sampler(chains=4, warmup=300, draws=300)      # joint and curve models against truth
+RECOVERY = Sampler(chains=4, warmup=500, draws=500)   # recovery and real data: R-hat <= 1.01
+
+
+def seeded(sampler: Sampler, seed: int, **changes) -> Sampler:
+    """The preset with another seed (the seed is an argument of the compiled program)."""
+    return dataclasses.replace(sampler, seed=seed, **changes)
+
+
+def cli_args(sampler: Sampler) -> list[str]:
+    """The preset as `atlas-bayes` options."""
+    return ["--chains", str(sampler.chains), "--warmup", str(sampler.warmup),
+            "--draws", str(sampler.draws)]
+
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ATLAS_BAYES_SHARED", REPO.parent / "shared"))

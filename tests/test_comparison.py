@@ -8,12 +8,16 @@ import pytest
 
 from atlas_bayes import cli
 from atlas_bayes.decisions.comparison import HELD_OUT_COLUMNS, HeldOut, coverage, held_out_table, law_names, loo_table, pooled_scores, r2_score, relative_width, scores, split_names
-from atlas_bayes.fitting.inference import Approximation, Sampler
+from atlas_bayes.fitting.inference import Approximation
 from atlas_bayes.simulation.simulate import monolingual_design, simulate
+from conftest import QUICK, cli_args
+
+# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
+pytestmark = pytest.mark.xdist_group("comparison")
 
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31, "lambda": 0.1}
-TINY = Sampler(chains=2, draws=150, warmup=150)
-TINY_ARGS = ["--chains", "2", "--draws", "150", "--warmup", "150"]
+TINY = QUICK
+TINY_ARGS = cli_args(QUICK)
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,11 @@ import pytest
 from numpyro.infer.util import log_likelihood, potential_energy
 
 from atlas_bayes.fitting import compiled
-from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.fitting.inference import fit
 from atlas_bayes.fitting.law_inputs import build_inputs
 from atlas_bayes.models import get_law
 from atlas_bayes.simulation.simulate import PAPER_MODEL_SIZES, monolingual_design, simulate
+from conftest import QUICK
 
 TRUTH = {"E": 1.8, "A": 400.0, "B": 1200.0, "alpha": 0.34, "beta": 0.28}
 
@@ -57,7 +58,7 @@ def test_padding_leaves_the_density_and_the_likelihood_unchanged(law):
 @pytest.mark.statistical
 def test_fits_of_one_size_share_a_program_and_fit_their_own_data():
     compiled.clear()
-    sampler = Sampler(chains=2, warmup=200, draws=200)
+    sampler = QUICK
     low = fit(_runs(6, seed=2), "chinchilla", sampler=sampler, warn=False)   # 18 runs
     high = fit(_runs(7, seed=3, scale=1.15), "chinchilla", sampler=sampler, warn=False)  # 21
     programs = [p for key, p in compiled._programs.items() if key[0] == "nuts"]

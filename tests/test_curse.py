@@ -12,6 +12,10 @@ from atlas_bayes.simulation.curse_study import capacity_design, simulate_curse
 from atlas_bayes.decisions.curse import compute_optimal_move, iso_loss, paper_multipliers, parameters_for_tokens, term_shares, tokens_for_parameters
 from atlas_bayes.fitting.inference import Sampler, fit
 from atlas_bayes.fitting.law_inputs import build_group_inputs, effective_languages
+from conftest import seeded
+
+# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
+pytestmark = pytest.mark.xdist_group("curse")
 
 # The paper's pooled exponents (phi, psi printed; alpha, beta derived from Fig. 5's ratios).
 PAPER = {"alpha": 0.45, "beta": 0.147, "phi": 0.11, "psi": -0.04}
@@ -123,7 +127,7 @@ CURSE_SAMPLER = Sampler(chains=4, warmup=400, draws=400, target_accept=0.95)
 @functools.cache
 def pooled_fit(seed: int):
     runs = simulate_curse(capacity_design(), SIM_TRUE, seed=seed)
-    return fit(runs, "curse", sampler=Sampler(**{**CURSE_SAMPLER.__dict__, "seed": seed}), warn=False)
+    return fit(runs, "curse", sampler=seeded(CURSE_SAMPLER, seed), warn=False)
 
 
 @pytest.mark.unit

@@ -10,9 +10,13 @@ import pytest
 
 from atlas_bayes import design
 from atlas_bayes.cli import main
-from atlas_bayes.fitting.inference import Sampler, fit, save
+from atlas_bayes.fitting.inference import fit, save
 from atlas_bayes.fitting.draws import LawDraws, predicted_loss
 from atlas_bayes.simulation.simulate import PAPER_MODEL_SIZES, monolingual_design, simulate
+from conftest import QUICK, SHORT
+
+# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
+pytestmark = pytest.mark.xdist_group("design")
 
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31}
 TARGET = (2e9, 4e10)           # far beyond the fitted runs (largest 2.9e8 params)
@@ -118,7 +122,7 @@ def study():
     plan = monolingual_design("en", n_params=PAPER_MODEL_SIZES[:8], tokens_per_param=(5, 20, 80),
                               checkpoints=(1.0,))
     runs = simulate(plan, "chinchilla", TRUTH, sigma=0.01, seed=3)
-    tree = fit(runs, "chinchilla", sampler=Sampler(chains=2, warmup=300, draws=300), warn=False)
+    tree = fit(runs, "chinchilla", sampler=SHORT, warn=False)
     return runs, tree
 
 
@@ -311,7 +315,7 @@ def test_a_retrospective_episode_stays_within_each_budget(shared_data):
     from atlas_bayes.design.scalebench import load_task, run_episode
     pool, target = load_task(shared_data / "scalebench", "chinchilla")
     table = run_episode(pool, target, method="eig_runs", fractions=(0.01,), k=8, max_draws=100,
-                        sampler=Sampler(chains=2, warmup=150, draws=50))
+                        sampler=QUICK)
     row = table.iloc[0]
     assert row["n_runs"] >= 13 and row["spent"] <= 0.01 and -1 <= row["r2"] <= 1
 

@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 
 from atlas_bayes.fitting.diagnostics import ConvergenceWarning
-from atlas_bayes.fitting.inference import Approximation, Sampler, fit, predict
+from atlas_bayes.fitting.inference import Approximation, fit, predict
 from atlas_bayes.fitting.law_inputs import build_group_inputs, build_inputs
 from atlas_bayes.simulation.paper_design import paper_study
+from conftest import JOINT
+
+# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
+pytestmark = pytest.mark.xdist_group("hierarchical")
 
 LANGS = ["en", "fr", "sw", "hi"]
-SAMPLER = Sampler(chains=4, draws=300, warmup=300)
+SAMPLER = JOINT
 FAMILIES = ("E", "A", "B", "alpha", "beta", "tau_other")
 
 

@@ -14,9 +14,12 @@ from atlas_bayes.fitting.inference import Sampler, fit, load, save
 from atlas_bayes.tables.runs import RunTableWarning, read_runs
 from atlas_bayes.fitting.summary import format_summary
 from atlas_bayes.simulation.simulate import example_study, monolingual_design, simulate
+from conftest import SHORT
+
+# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
+pytestmark = pytest.mark.xdist_group("inference")
 
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31}
-QUICK = Sampler(chains=2, warmup=300, draws=300)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,7 @@ def two_languages():
 
 @pytest.fixture(scope="module")
 def tree(two_languages):
-    return fit(two_languages, "chinchilla", language="fr", sampler=QUICK, warn=False)
+    return fit(two_languages, "chinchilla", language="fr", sampler=SHORT, warn=False)
 
 
 @pytest.mark.statistical
@@ -66,15 +69,15 @@ def test_save_and_load_round_trip(tree, tmp_path):
 @pytest.mark.unit
 def test_several_languages_need_a_choice(two_languages):
     with pytest.raises(ValueError, match="language=.*--lang"):
-        fit(two_languages, "chinchilla", sampler=QUICK)
+        fit(two_languages, "chinchilla", sampler=SHORT)
     with pytest.raises(ValueError, match="no rows evaluate language 'de'"):
-        fit(two_languages, "chinchilla", language="de", sampler=QUICK)
+        fit(two_languages, "chinchilla", language="de", sampler=SHORT)
 
 
 @pytest.mark.unit
 def test_unknown_law_lists_the_choices(two_languages):
     with pytest.raises(ValueError, match="choose one of .*atlas"):
-        fit(two_languages, "kaplan", language="en", sampler=QUICK)
+        fit(two_languages, "kaplan", language="en", sampler=SHORT)
 
 
 @pytest.mark.statistical
@@ -128,7 +131,7 @@ def test_finetune_rows_are_left_out_of_law_fits_by_name(two_languages):
         run_id="ft-fr", init="finetune:ml8", init_tokens=fr["n_tokens"].min() / 2)
     runs = pd.concat([fr, tuned], ignore_index=True)
     with pytest.warns(RunTableWarning, match=r"left out \d+ row\(s\) of 1 run\(s\).*ft-fr"):
-        tree = fit(runs, "chinchilla", sampler=QUICK, warn=False)
+        tree = fit(runs, "chinchilla", sampler=SHORT, warn=False)
     assert tree.attrs["n_obs"] == len(fr) and "ft-fr" not in set(tree["fit_data"]["run_id"].values)
     assert json.loads(tree.attrs["left_out_runs"]) == ["ft-fr"]
     assert "left out (continued from a checkpoint): ft-fr" in format_summary(tree)

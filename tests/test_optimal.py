@@ -15,10 +15,14 @@ from atlas_bayes.fitting.inference import Sampler, fit
 from atlas_bayes.fitting.draws import LawDraws, law_draws, predicted_loss
 from atlas_bayes.decisions.optimal import allocation, chinchilla_optimum, compute_for_loss, efficiency_tax, optimal, plot_trajectories, trajectories
 from atlas_bayes.simulation.simulate import monolingual_design, simulate
+from conftest import QUICK, cli_args, seeded
+
+# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
+pytestmark = pytest.mark.xdist_group("optimal")
 
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31, "lambda": 0.1}
 U_SIM = 3e9
-SMALL = Sampler(chains=2, warmup=200, draws=200)
+SMALL = QUICK
 # Muennighoff et al. (2023), C4 fit (huggingface/datablations README "Parametric Fit").
 MUENNIGHOFF = {"E": np.exp(0.6254804), "A": np.exp(6.255414), "B": np.exp(7.3049974),
                "alpha": 0.3526596, "beta": 0.3526596, "R_D_star": 15.387756,
@@ -103,7 +107,7 @@ def test_reproduces_muennighoffs_published_optimum():
 @functools.cache
 def simulated_fit(seed: int):
     runs = simulate(monolingual_design("sw", unique_tokens=U_SIM), "atlas-dt", TRUTH, seed=seed)
-    sampler = Sampler(chains=SMALL.chains, warmup=SMALL.warmup, draws=SMALL.draws, seed=seed)
+    sampler = seeded(SMALL, seed)
     return fit(runs, "atlas-dt", sampler=sampler, warn=False)
 
 
@@ -221,7 +225,7 @@ def test_cli_optimal_json_and_errors(tmp_path):
         path, index=False)
     out = tmp_path / "out"
     result = cli("optimal", path, "--lang", "sw", "--compute", "1e20", "--law", "atlas-dt",
-                 "--out", out, "--json", "--chains", "2", "--warmup", "200", "--draws", "200")
+                 "--out", out, "--json", *cli_args(SMALL))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["law"] == "atlas-dt" and summary["language"] == "sw"

@@ -26,8 +26,12 @@ from atlas_bayes.fitting.law_inputs import build_inputs
 from atlas_bayes.fitting.plots import predictive_intervals
 from atlas_bayes.tables.runs import RunTableWarning
 from atlas_bayes.fitting.summary import parameter_table
+from conftest import RECOVERY
 
-SAMPLER = Sampler(chains=4, warmup=500, draws=500)
+# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
+pytestmark = pytest.mark.xdist_group("real_data")
+
+SAMPLER = RECOVERY
 # On the repeated-data runs the Chinchilla-form posteriors have a long tail towards low E
 # (small alpha and A). With warmup=draws=500 and target_accept=0.9, ATLAS hit divergences
 # and R-hat up to 1.09 on some seeds (seed 2: 31 divergences); with the settings below it

@@ -17,16 +17,20 @@ from scipy.stats import multivariate_normal
 
 from atlas_bayes.decisions.bts import bilingual_pairs, bts_from_efficiency, bts_table, curve_at, efficiency_from_bts, fit_bts, tokens_to_reach
 from atlas_bayes.cli import main
-from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.fitting.inference import fit
 from atlas_bayes.models.transfer import _collapsed, coefficient_draws, pair_residuals
 from atlas_bayes.tables.runs import validate_runs, write_runs
 from atlas_bayes.decisions.transfer import fit_transfer_matrix, matrix_inputs, rank_sources, tau_priors, transfer_quantiles
 from atlas_bayes.simulation.transfer_study import measure, simulate_bilingual_runs, simulate_matrix
+from conftest import JOINT, QUICK, RECOVERY, cli_args
 
-SAMPLER = Sampler(chains=4, warmup=300, draws=300)
+# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
+pytestmark = pytest.mark.xdist_group("transfer")
+
+SAMPLER = JOINT
 # the curve posterior needs more draws for a reliable R-hat: at 4 x (300 + 300) max R-hat
 # was 1.019 with jax 0.12.0.1 / numpyro 0.22 (1.007 at 4 x (500 + 500), ~5 s more)
-CURVE_SAMPLER = Sampler(chains=4, warmup=500, draws=500)
+CURVE_SAMPLER = RECOVERY
 LANGS = ["en", "es", "pt", "zh", "sw"]
 # A 5-language BTS truth with the paper's shapes: es/pt strongly positive, zh as a target
 # strongly negative, asymmetric pairs (en->zh -1.0, zh->en -0.1).
@@ -211,7 +215,7 @@ def test_unreachable_pairs_are_reported_and_left_out_with_a_warning():
         fit_transfer_matrix(pd.concat([table, table]), sampler=SAMPLER)
     table.loc[0, "p_unreachable"] = 0.4
     with pytest.warns(UserWarning, match=r"1 measured pair\(s\) left out.*es->en"):
-        tree = fit_transfer_matrix(table, sampler=Sampler(chains=2, warmup=50, draws=50), warn=False)
+        tree = fit_transfer_matrix(table, sampler=QUICK, warn=False)
     assert ("es", "en") not in set(zip(tree["observed"]["source"].values, tree["observed"]["target"].values))
 
 
@@ -244,8 +248,7 @@ def test_transfer_command_writes_rankings_matrix_and_tau_priors(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code = main(["transfer", str(tmp_path / "bilingual.csv"), "--target", "es,ca",
-                     "--chains", "2", "--warmup", "200", "--draws", "200", "--out", str(out),
-                     "--json"])
+                     *cli_args(QUICK), "--out", str(out), "--json"])
     assert code == 0
     result = json.loads((out / "transfer.json").read_text())
     assert result["n_measured_pairs"] == 6
@@ -261,7 +264,7 @@ def test_transfer_command_writes_rankings_matrix_and_tau_priors(tmp_path):
                  "--out", str(out)]) == 2
 
 
-@pytest.mark.unit
+@pytest.mark.statistical          # 4000 prior-predictive draws of the joint model
 def test_tau_prior_reaches_the_joint_model_slot_by_slot():
     """The joint ATLAS model gives a slot with a matrix prior that prior (not the population's);
     the other slots keep the pooled prior."""
