@@ -13,10 +13,14 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("ATLAS_BAYES_JAX_CACHE", tempfile.mkdtemp(prefix="atlas-bayes-jax-"))
 
 import dataclasses  # noqa: E402
+import functools  # noqa: E402
+import warnings  # noqa: E402
 
 import pytest  # noqa: E402
 
-from atlas_bayes.fitting.inference import Sampler  # noqa: E402
+from atlas_bayes.fitting.inference import Sampler, fit  # noqa: E402
+from atlas_bayes.tables.adapters import load_shared  # noqa: E402
+from atlas_bayes.tables.runs import RunTableWarning  # noqa: E402
 
 pytest_plugins = ["pytester"]          # tests/test_suite_markers.py runs a small suite
 
@@ -29,6 +33,21 @@ QUICK = Sampler(chains=2, warmup=200, draws=200)      # fits used as inputs (als
 SHORT = Sampler(chains=2, warmup=300, draws=300)      # fits whose posterior shape is measured
 JOINT = Sampler(chains=4, warmup=300, draws=300)      # joint and curve models against truth
 RECOVERY = Sampler(chains=4, warmup=500, draws=500)   # recovery and real data: R-hat <= 1.01
+
+# Muennighoff et al.'s repeated-data runs need longer chains (tests/test_real_data.py says why).
+REPEATED = Sampler(chains=4, warmup=1000, draws=1000, target_accept=0.95)
+
+
+@functools.cache
+def real_data_fit(shared: Path, name: str, law: str, options: tuple = (),
+                  sampler: Sampler = RECOVERY):
+    """LAW fitted to ../shared/data's NAME, once per worker process (session-wide). Used by
+    test_real_data and test_optimal (both read the DCSL fit of the 182 datablations runs);
+    tests that read a fit share the xdist_group "real_data", so one worker makes it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunTableWarning)   # languages outside our metadata
+        runs = load_shared(name, shared, **dict(options))
+    return fit(runs, law, sampler=sampler, warn=False)
 
 
 def seeded(sampler: Sampler, seed: int, **changes) -> Sampler:

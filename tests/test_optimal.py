@@ -5,20 +5,19 @@ import functools
 import json
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.fitting.inference import fit
 from atlas_bayes.fitting.draws import LawDraws, law_draws, predicted_loss
 from atlas_bayes.decisions.optimal import allocation, chinchilla_optimum, compute_for_loss, efficiency_tax, optimal, plot_trajectories, trajectories
 from atlas_bayes.simulation.simulate import monolingual_design, simulate
-from conftest import QUICK, cli_args, seeded
+from conftest import QUICK, REPEATED, cli_args, real_data_fit, seeded
 
-# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
-pytestmark = pytest.mark.xdist_group("optimal")
+# tests that read simulated_fit run on one worker (xdist_group "optimal"), so it fits once
+ONE_WORKER = pytest.mark.xdist_group("optimal")
 
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31, "lambda": 0.1}
 U_SIM = 3e9
@@ -112,6 +111,7 @@ def simulated_fit(seed: int):
 
 
 @pytest.mark.statistical
+@ONE_WORKER
 def test_intervals_cover_the_true_optimum():
     """Four simulated studies (45 runs each, data repeated up to ~35 epochs), budgets inside
     and 10x beyond the largest run. The truth's optimum repeats data at both budgets; the 90%
@@ -133,6 +133,7 @@ def test_intervals_cover_the_true_optimum():
 
 
 @pytest.mark.statistical
+@ONE_WORKER
 def test_unique_tokens_come_from_the_fit_data_and_can_be_overridden():
     tree = simulated_fit(0)
     draws = law_draws(tree)
@@ -146,6 +147,7 @@ def test_unique_tokens_come_from_the_fit_data_and_can_be_overridden():
 
 
 @pytest.mark.statistical
+@ONE_WORKER
 def test_trajectories_and_plot(tmp_path):
     tree = simulated_fit(0)
     budgets = np.geomspace(1e17, 1e22, 8)
@@ -195,6 +197,7 @@ def test_efficiency_tax_with_repetition_inverts_the_optimal_loss():
 
 
 @pytest.mark.statistical
+@ONE_WORKER
 def test_clear_errors_for_bad_inputs():
     tree = simulated_fit(0)
     with pytest.raises(ValueError, match="too small"):
@@ -249,6 +252,7 @@ def test_cli_optimal_json_and_errors(tmp_path):
 
 
 @pytest.mark.statistical
+@pytest.mark.xdist_group("real_data")      # reads test_real_data's DCSL fit
 def test_datablations_repetition_aware_optimum(shared_data):
     """DCSL fitted to Muennighoff et al.'s 182 C4 runs, then their setting: 25B unique tokens
     and the compute of 8.67B parameters x 178B tokens (9.3e21 FLOPs). Qualitative properties:
@@ -257,14 +261,8 @@ def test_datablations_repetition_aware_optimum(shared_data):
     (ii) up to ~4 epochs repetition is nearly free: at the budget whose Chinchilla optimum
     is 4 epochs the optimal loss rises under 0.5% over unique data, 40 epochs at least 5x more.
     (The direction of the bend is not asserted: see benchmarks/optimal_datablations.py.)"""
-    from atlas_bayes.tables.adapters import load_shared
-    from atlas_bayes.tables.runs import RunTableWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RunTableWarning)
-        runs = load_shared("datablations", shared_data)
-    tree = fit(runs, "dcsl", sampler=Sampler(chains=2, warmup=250, draws=250, target_accept=0.95),
-               warn=False)
+    # the fit test_real_data checks (4 chains x 1000 + 1000 draws): sampled once per worker
+    tree = real_data_fit(shared_data, "datablations", "dcsl", (("subset", "fit182"),), REPEATED)
     U, C = 25e9, 6 * 8.67e9 * 178e9
     draws = law_draws(tree, unique_tokens=U)
     r = allocation(draws, C)

@@ -21,12 +21,12 @@ import pytest
 from atlas_bayes import laws
 from atlas_bayes.tables.adapters import load_shared
 from atlas_bayes.fitting.diagnostics import ConvergenceWarning
-from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.fitting.inference import fit
 from atlas_bayes.fitting.law_inputs import build_inputs
 from atlas_bayes.fitting.plots import predictive_intervals
 from atlas_bayes.tables.runs import RunTableWarning
 from atlas_bayes.fitting.summary import parameter_table
-from conftest import RECOVERY
+from conftest import RECOVERY, REPEATED, real_data_fit
 
 # the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
 pytestmark = pytest.mark.xdist_group("real_data")
@@ -36,7 +36,7 @@ SAMPLER = RECOVERY
 # (small alpha and A). With warmup=draws=500 and target_accept=0.9, ATLAS hit divergences
 # and R-hat up to 1.09 on some seeds (seed 2: 31 divergences); with the settings below it
 # converged on all 5 seeds tried (max R-hat <= 1.008, min bulk ESS >= 870).
-REPEATED_SAMPLER = Sampler(chains=4, warmup=1000, draws=1000, target_accept=0.95)
+REPEATED_SAMPLER = REPEATED       # conftest.REPEATED
 
 # Besiroglu et al. (2024), 95% bootstrap intervals of their refit on the 240 Epoch points.
 BESIROGLU_95 = {"E": (1.769, 1.871), "A": (285.2, 743.6), "B": (1042.4, 5810.3),
@@ -53,11 +53,7 @@ def quiet_load(name, shared_data, **options):
         return load_shared(name, shared_data, **options)
 
 
-@functools.cache
-def cached_fit(shared_data: Path, name: str, law: str, options: tuple = (),
-               sampler: Sampler = SAMPLER):
-    runs = quiet_load(name, shared_data, **dict(options))
-    return fit(runs, law, sampler=sampler, warn=False)
+cached_fit = real_data_fit        # conftest: one fit per worker, shared with test_optimal
 
 
 def epoch_fit(shared_data, drop):
