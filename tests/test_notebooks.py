@@ -51,6 +51,7 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     saved = [value for name in display for value in (name, pd.get_option(name))]
     try:
         with warnings.catch_warnings(), pd.option_context(*saved):
+            warnings.simplefilter("ignore")                  # the reader sees these, not pytest
             warnings.simplefilter("error", FutureWarning)    # as PYTHONWARNINGS did
             runpy.run_path(str(path), run_name="__main__")
     finally:
