@@ -41,9 +41,9 @@ REPEATED = Sampler(chains=4, warmup=1000, draws=1000, target_accept=0.95)
 @functools.cache
 def real_data_fit(shared: Path, name: str, law: str, options: tuple = (),
                   sampler: Sampler = RECOVERY):
-    """LAW fitted to ../shared/data's NAME, once per worker process (session-wide). Used by
-    test_real_data and test_optimal (both read the DCSL fit of the 182 datablations runs);
-    tests that read a fit share the xdist_group "real_data", so one worker makes it."""
+    """LAW fitted to ../shared/data's NAME, once per worker process (session-wide): every test
+    that reads a fit of real data gets the same one (tests/test_real_data.py; the DCSL fit of
+    the 182 datablations runs also serves the repetition-aware optimum there)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RunTableWarning)   # languages outside our metadata
         runs = load_shared(name, shared, **dict(options))

@@ -12,9 +12,6 @@ from atlas_bayes.fitting.inference import Approximation
 from atlas_bayes.simulation.simulate import monolingual_design, simulate
 from conftest import QUICK, cli_args
 
-# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
-pytestmark = pytest.mark.xdist_group("comparison")
-
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31, "lambda": 0.1}
 TINY = QUICK
 TINY_ARGS = cli_args(QUICK)

@@ -18,9 +18,6 @@ from atlas_bayes.simulation.crossover_study import simulate_crossover, true_cros
 from atlas_bayes.tables.runs import RunTableError, validate_runs, write_runs
 from conftest import RECOVERY, seeded
 
-# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
-pytestmark = pytest.mark.xdist_group("crossover")
-
 TRUTH = {"sw": dict(E=1.5, A=300., alpha=0.34, B=1.2, beta=0.3, delta=0.04, D0=2e10, eta=0.3, zeta=0.3),
          "fr": dict(E=1.3, A=300., alpha=0.34, B=1.0, beta=0.28, delta=0.06, D0=5e10, eta=0.3, zeta=0.3),
          "ja": dict(E=1.6, A=300., alpha=0.34, B=1.1, beta=0.32, delta=-0.01, D0=3e10)}

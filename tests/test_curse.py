@@ -14,9 +14,6 @@ from atlas_bayes.fitting.inference import Sampler, fit
 from atlas_bayes.fitting.law_inputs import build_group_inputs, effective_languages
 from conftest import seeded
 
-# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
-pytestmark = pytest.mark.xdist_group("curse")
-
 # The paper's pooled exponents (phi, psi printed; alpha, beta derived from Fig. 5's ratios).
 PAPER = {"alpha": 0.45, "beta": 0.147, "phi": 0.11, "psi": -0.04}
 TRUE = {"E": 1.2, "A": 400.0, "B": 900.0, **PAPER}

@@ -15,9 +15,6 @@ from atlas_bayes.fitting.draws import LawDraws, predicted_loss
 from atlas_bayes.simulation.simulate import PAPER_MODEL_SIZES, monolingual_design, simulate
 from conftest import QUICK, SHORT
 
-# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
-pytestmark = pytest.mark.xdist_group("design")
-
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31}
 TARGET = (2e9, 4e10)           # far beyond the fitted runs (largest 2.9e8 params)
 

@@ -18,9 +18,6 @@ from atlas_bayes.tables.runs import validate_runs, write_runs
 from atlas_bayes.simulation.transfer_study import simulate_bilingual_runs
 from conftest import QUICK, cli_args
 
-# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
-pytestmark = pytest.mark.xdist_group("design_targets")
-
 SAMPLER = QUICK
 SW = {"sw": dict(E=1.5, A=300., alpha=0.34, B=1.2, beta=0.3, delta=0.04, D0=2e10, eta=0.3, zeta=0.3)}
 BTS = pd.DataFrame([[np.nan, 0.3], [-0.5, np.nan]], index=["en", "sw"], columns=["en", "sw"])

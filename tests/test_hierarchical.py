@@ -11,9 +11,6 @@ from atlas_bayes.fitting.law_inputs import build_group_inputs, build_inputs
 from atlas_bayes.simulation.paper_design import paper_study
 from conftest import JOINT
 
-# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
-pytestmark = pytest.mark.xdist_group("hierarchical")
-
 LANGS = ["en", "fr", "sw", "hi"]
 SAMPLER = JOINT
 FAMILIES = ("E", "A", "B", "alpha", "beta", "tau_other")

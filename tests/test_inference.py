@@ -16,9 +16,6 @@ from atlas_bayes.fitting.summary import format_summary
 from atlas_bayes.simulation.simulate import example_study, monolingual_design, simulate
 from conftest import SHORT
 
-# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
-pytestmark = pytest.mark.xdist_group("inference")
-
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31}
 
 

@@ -17,9 +17,6 @@ from atlas_bayes.tables.runs import read_runs  # noqa: E402
 from atlas_bayes.trainers.model import SHAPES  # noqa: E402
 from atlas_bayes.trainers.train import train  # noqa: E402
 
-# the module's tests share trained runs (fixtures): one worker runs them all
-pytestmark = pytest.mark.xdist_group("loop")
-
 STEP = 32 * 4                           # tokens (bytes) per step: seq_len x batch_size
 N_T0 = float(SHAPES["t0"].n_params())
 

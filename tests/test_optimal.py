@@ -1,5 +1,6 @@
 """Compute-optimal allocation: closed form, repetition-aware search, coverage, trajectories,
-efficiency tax, the CLI, and Muennighoff et al.'s repeated-data runs."""
+efficiency tax, the CLI (the optimum on Muennighoff et al.'s repeated-data runs is in
+test_real_data.py, on that file's DCSL fit)."""
 
 import functools
 import json
@@ -14,10 +15,7 @@ from atlas_bayes.fitting.inference import fit
 from atlas_bayes.fitting.draws import LawDraws, law_draws, predicted_loss
 from atlas_bayes.decisions.optimal import allocation, chinchilla_optimum, compute_for_loss, efficiency_tax, optimal, plot_trajectories, trajectories
 from atlas_bayes.simulation.simulate import monolingual_design, simulate
-from conftest import QUICK, REPEATED, cli_args, real_data_fit, seeded
-
-# tests that read simulated_fit run on one worker (xdist_group "optimal"), so it fits once
-ONE_WORKER = pytest.mark.xdist_group("optimal")
+from conftest import QUICK, cli_args, seeded
 
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31, "lambda": 0.1}
 U_SIM = 3e9
@@ -111,7 +109,6 @@ def simulated_fit(seed: int):
 
 
 @pytest.mark.statistical
-@ONE_WORKER
 def test_intervals_cover_the_true_optimum():
     """Four simulated studies (45 runs each, data repeated up to ~35 epochs), budgets inside
     and 10x beyond the largest run. The truth's optimum repeats data at both budgets; the 90%
@@ -133,7 +130,6 @@ def test_intervals_cover_the_true_optimum():
 
 
 @pytest.mark.statistical
-@ONE_WORKER
 def test_unique_tokens_come_from_the_fit_data_and_can_be_overridden():
     tree = simulated_fit(0)
     draws = law_draws(tree)
@@ -147,7 +143,6 @@ def test_unique_tokens_come_from_the_fit_data_and_can_be_overridden():
 
 
 @pytest.mark.statistical
-@ONE_WORKER
 def test_trajectories_and_plot(tmp_path):
     tree = simulated_fit(0)
     budgets = np.geomspace(1e17, 1e22, 8)
@@ -197,7 +192,6 @@ def test_efficiency_tax_with_repetition_inverts_the_optimal_loss():
 
 
 @pytest.mark.statistical
-@ONE_WORKER
 def test_clear_errors_for_bad_inputs():
     tree = simulated_fit(0)
     with pytest.raises(ValueError, match="too small"):
@@ -249,41 +243,3 @@ def test_cli_optimal_json_and_errors(tmp_path):
     small = cli("optimal", path, "--lang", "sw", "--compute", "1e6")
     assert small.returncode == 2 and "too small" in small.stderr
     assert "Traceback" not in missing.stderr + small.stderr
-
-
-@pytest.mark.statistical
-@pytest.mark.xdist_group("real_data")      # reads test_real_data's DCSL fit
-def test_datablations_repetition_aware_optimum(shared_data):
-    """DCSL fitted to Muennighoff et al.'s 182 C4 runs, then their setting: 25B unique tokens
-    and the compute of 8.67B parameters x 178B tokens (9.3e21 FLOPs). Qualitative properties:
-    (i) the optimum repeats the data many times (their 9.1 epochs; ours > 4 with 95%
-    posterior probability), and beats spending the compute on a bigger model over one epoch;
-    (ii) up to ~4 epochs repetition is nearly free: at the budget whose Chinchilla optimum
-    is 4 epochs the optimal loss rises under 0.5% over unique data, 40 epochs at least 5x more.
-    (The direction of the bend is not asserted: see benchmarks/optimal_datablations.py.)"""
-    # the fit test_real_data checks (4 chains x 1000 + 1000 draws): sampled once per worker
-    tree = real_data_fit(shared_data, "datablations", "dcsl", (("subset", "fit182"),), REPEATED)
-    U, C = 25e9, 6 * 8.67e9 * 178e9
-    draws = law_draws(tree, unique_tokens=U)
-    r = allocation(draws, C)
-    assert np.mean(r["D"] / U > 4) >= 0.95
-    one_epoch = predicted_loss(draws, C / (6 * U), np.full(draws.n, U))
-    assert np.mean(r["loss"] < one_epoch) >= 0.95
-
-    p = draws.params
-    rise = {}
-    for epochs in (4, 40):
-        # the budget at which each draw's Chinchilla optimum trains `epochs` epochs on U
-        budget = _budget_for_tokens(p, epochs * U)
-        limited = allocation(draws, budget)["loss"]
-        free = allocation(draws.with_unique_tokens(np.inf), budget)["loss"]
-        rise[epochs] = limited / free - 1
-    assert np.mean(rise[4] < 0.005) >= 0.9, np.quantile(rise[4], [0.05, 0.5, 0.95])
-    assert np.median(rise[40]) > 5 * np.median(rise[4])
-
-
-def _budget_for_tokens(p, D):
-    """Per draw, the compute whose Chinchilla optimum trains on D tokens."""
-    log_G = (np.log(p["alpha"] * p["A"]) - np.log(p["beta"] * p["B"])) / (p["alpha"] + p["beta"])
-    # D* = G^-1 (C/6)^(alpha/(alpha+beta))  =>  C = 6 (D G)^((alpha+beta)/alpha)
-    return 6 * np.exp((np.log(D) + log_G) * (p["alpha"] + p["beta"]) / p["alpha"])

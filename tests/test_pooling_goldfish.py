@@ -27,7 +27,7 @@ from atlas_bayes.fitting.inference import Sampler, fit
 from atlas_bayes.decisions.pooling import per_language_exponents, pooling_study
 from conftest import QUICK
 
-pytestmark = [pytest.mark.statistical, pytest.mark.xdist_group("pooling_goldfish")]   # one worker: shared fits
+pytestmark = pytest.mark.statistical
 
 LAW = "chinchilla-h"
 SAMPLER = Sampler(chains=2, warmup=1000, draws=4000)

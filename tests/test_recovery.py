@@ -16,7 +16,7 @@ from atlas_bayes.fitting.inference import fit
 from atlas_bayes.simulation.simulate import PAPER_MODEL_SIZES, mixture_design, monolingual_design, simulate
 from conftest import RECOVERY, seeded
 
-pytestmark = [pytest.mark.statistical, pytest.mark.xdist_group("recovery")]   # one worker: shared fits
+pytestmark = pytest.mark.statistical
 
 SAMPLER = RECOVERY
 BASE = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31}

@@ -21,7 +21,7 @@ from atlas_bayes.models import scaling
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, split_continued
 from conftest import SHORT
 
-pytestmark = [pytest.mark.statistical, pytest.mark.xdist_group("sampler_geometry")]   # one worker: shared fits
+pytestmark = pytest.mark.statistical
 
 MAX_STEPS_PER_DRAW = 16
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled_study.csv"

@@ -26,9 +26,6 @@ from atlas_bayes.trainers.schedule import wsd  # noqa: E402
 from atlas_bayes.trainers.train import (ConfigError, RunConfig, bits_per_byte,  # noqa: E402
                                         train, _eval_step)
 
-# the module's tests share trained runs (fixtures): one worker runs them all
-pytestmark = pytest.mark.xdist_group("trainer")
-
 WORDS = {"en": "the cat dog sat on a mat and ran to its house".split(),
          "fr": "le chat chien est sur la maison et va vers un tapis".split()}
 

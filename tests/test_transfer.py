@@ -24,9 +24,6 @@ from atlas_bayes.decisions.transfer import fit_transfer_matrix, matrix_inputs, r
 from atlas_bayes.simulation.transfer_study import measure, simulate_bilingual_runs, simulate_matrix
 from conftest import JOINT, QUICK, RECOVERY, cli_args
 
-# the module's tests share fitted posteriors (fixtures, caches): one worker runs them all
-pytestmark = pytest.mark.xdist_group("transfer")
-
 SAMPLER = JOINT
 # the curve posterior needs more draws for a reliable R-hat: at 4 x (300 + 300) max R-hat
 # was 1.019 with jax 0.12.0.1 / numpyro 0.22 (1.007 at 4 x (500 + 500), ~5 s more)
