@@ -9,6 +9,8 @@ import pytest
 from atlas_bayes.tables import adapters
 from atlas_bayes.tables.runs import RunTableError, RunTableWarning, validate_runs
 
+pytestmark = pytest.mark.unit
+
 
 def load(name, shared_data, **options):
     """Load quietly: warnings that are expected are tested on their own below."""

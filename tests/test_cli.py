@@ -8,9 +8,12 @@ import pytest
 import xarray as xr
 
 from atlas_bayes.simulation.simulate import monolingual_design, simulate
+from conftest import QUICK, cli_args
+
+pytestmark = pytest.mark.e2e
 
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31, "lambda": 0.1}
-SMALL = ["--chains", "2", "--draws", "200", "--warmup", "200"]
+SMALL = cli_args(QUICK)
 
 
 def cli(*args, cwd=None):

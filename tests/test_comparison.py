@@ -8,12 +8,13 @@ import pytest
 
 from atlas_bayes import cli
 from atlas_bayes.decisions.comparison import HELD_OUT_COLUMNS, HeldOut, coverage, held_out_table, law_names, loo_table, pooled_scores, r2_score, relative_width, scores, split_names
-from atlas_bayes.fitting.inference import Approximation, Sampler
+from atlas_bayes.fitting.inference import Approximation
 from atlas_bayes.simulation.simulate import monolingual_design, simulate
+from conftest import QUICK, cli_args
 
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31, "lambda": 0.1}
-TINY = Sampler(chains=2, draws=150, warmup=150)
-TINY_ARGS = ["--chains", "2", "--draws", "150", "--warmup", "150"]
+TINY = QUICK
+TINY_ARGS = cli_args(QUICK)
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +32,14 @@ def table(runs):
 
 # --- scores against hand-computed values ----------------------------------------------------
 
+@pytest.mark.unit
 def test_r2_by_hand():
     assert r2_score([1, 2, 3], [1, 2, 4]) == pytest.approx(0.5)       # 1 - 1 / 2
     np.testing.assert_allclose(r2_score([1, 2, 3], [[1, 2, 3], [2, 2, 2]]), [1.0, 0.0])
     assert np.isnan(r2_score([2, 2], [1, 3]))
 
 
+@pytest.mark.unit
 def test_coverage_and_width_by_hand():
     draws = np.repeat(np.arange(101.0)[:, None], 3, axis=1)   # 0..100 for each of 3 rows
     # central 90%: [5, 95]; central 50%: [25, 75]
@@ -45,6 +48,7 @@ def test_coverage_and_width_by_hand():
     assert relative_width(draws, 0.9) == pytest.approx(90 / 50)
 
 
+@pytest.mark.unit
 def test_overall_r2_is_the_mean_over_languages_and_pooled_r2_is_over_rows():
     one = HeldOut(np.array([1.0, 2.0, 3.0]), np.array([[1.0, 2.0, 4.0]] * 2),
                   np.array([[1.0, 2.0, 4.0]] * 2))
@@ -58,6 +62,7 @@ def test_overall_r2_is_the_mean_over_languages_and_pooled_r2_is_over_rows():
     assert overall["r2_q05"] == pytest.approx(0.5) and overall["r2_q95"] == pytest.approx(0.5)
 
 
+@pytest.mark.unit
 def test_names_are_checked():
     assert law_names("csl, atlas-dt,chinchilla") == ["csl", "atlas-dt"]   # csl is chinchilla
     with pytest.raises(ValueError, match="unknown law 'nope'"):
@@ -68,6 +73,7 @@ def test_names_are_checked():
 
 # --- held-out table -------------------------------------------------------------------------
 
+@pytest.mark.statistical
 def test_true_law_predicts_held_out_tokens_with_calibrated_intervals(table):
     assert list(table.columns) == HELD_OUT_COLUMNS
     rows = table[table["split"] == "D"].set_index("language")
@@ -83,12 +89,14 @@ def test_true_law_predicts_held_out_tokens_with_calibrated_intervals(table):
     assert rows.loc["sw", "r2_pooled"] == rows.loc["sw", "r2"]
 
 
+@pytest.mark.statistical
 def test_impossible_split_is_an_error_row_not_an_exception(table):
     row = table[table["split"] == "M"].iloc[0]
     assert len(table[table["split"] == "M"]) == 1 and row["language"] == "all"
     assert "holds out nothing" in row["error"] and np.isnan(row["r2"])
 
 
+@pytest.mark.statistical
 def test_joint_law_is_fitted_once_to_every_training_row(runs):
     fast = Approximation(method="svi", steps=1500, draws=300)
     table = held_out_table(runs, ["chinchilla-h"], ["D"], sampler=fast, languages=["sw"])
@@ -99,6 +107,7 @@ def test_joint_law_is_fitted_once_to_every_training_row(runs):
     assert np.isfinite(overall["r2"]) and pd.isna(overall["error"])
 
 
+@pytest.mark.unit
 def test_unknown_target_language_is_refused(runs):
     with pytest.raises(ValueError, match="no rows evaluate language"):
         held_out_table(runs, ["atlas-dt"], ["D"], sampler=TINY, languages=["xx"])
@@ -106,6 +115,7 @@ def test_unknown_target_language_is_refused(runs):
 
 # --- LOO ------------------------------------------------------------------------------------
 
+@pytest.mark.statistical
 def test_loo_ranks_the_true_law_above_chinchilla_on_repeated_data(runs):
     table = loo_table(runs, ["chinchilla", "atlas-dt"], sampler=TINY)
     assert list(table.index) == ["atlas-dt", "chinchilla"]
@@ -117,6 +127,7 @@ def test_loo_ranks_the_true_law_above_chinchilla_on_repeated_data(runs):
 
 # --- CLI ------------------------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_cli_prints_one_json_object_and_writes_tables_and_plots(runs, tmp_path, capsys):
     path = tmp_path / "runs.csv"
     runs.to_csv(path, index=False)
@@ -149,6 +160,7 @@ def test_cli_prints_one_json_object_and_writes_tables_and_plots(runs, tmp_path, 
 
 @pytest.mark.parametrize("option, message", [(["--laws", "csl,nope"], "unknown law 'nope'"),
                                              (["--split", "D,Q"], "unknown split 'Q'")])
+@pytest.mark.e2e
 def test_cli_refuses_unknown_names_with_status_2(runs, tmp_path, capsys, option, message):
     path = tmp_path / "runs.csv"
     runs.head(3).to_csv(path, index=False)

@@ -6,10 +6,11 @@ import pytest
 from numpyro.infer.util import log_likelihood, potential_energy
 
 from atlas_bayes.fitting import compiled
-from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.fitting.inference import fit
 from atlas_bayes.fitting.law_inputs import build_inputs
 from atlas_bayes.models import get_law
 from atlas_bayes.simulation.simulate import PAPER_MODEL_SIZES, monolingual_design, simulate
+from conftest import QUICK
 
 TRUTH = {"E": 1.8, "A": 400.0, "B": 1200.0, "alpha": 0.34, "beta": 0.28}
 
@@ -21,6 +22,7 @@ def _runs(n_sizes: int, seed: int, scale: float = 1.0):
     return runs
 
 
+@pytest.mark.unit
 def test_padded_sizes_are_few_and_beyond_32_at_most_half_again():
     sizes = [compiled.padded_size(n) for n in range(1, 600)]
     assert all(s >= n for n, s in zip(range(1, 600), sizes))
@@ -28,6 +30,7 @@ def test_padded_sizes_are_few_and_beyond_32_at_most_half_again():
     assert sorted(set(sizes))[:8] == [16, 32, 48, 64, 96, 128, 192, 256]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("law", ["chinchilla", "dcsl", "atlas"])
 def test_padding_leaves_the_density_and_the_likelihood_unchanged(law):
     runs = _runs(7, seed=1)
@@ -52,9 +55,10 @@ def test_padding_leaves_the_density_and_the_likelihood_unchanged(law):
     np.testing.assert_allclose(got, expect, rtol=1e-5)
 
 
+@pytest.mark.statistical
 def test_fits_of_one_size_share_a_program_and_fit_their_own_data():
     compiled.clear()
-    sampler = Sampler(chains=2, warmup=200, draws=200)
+    sampler = QUICK
     low = fit(_runs(6, seed=2), "chinchilla", sampler=sampler, warn=False)   # 18 runs
     high = fit(_runs(7, seed=3, scale=1.15), "chinchilla", sampler=sampler, warn=False)  # 21
     programs = [p for key, p in compiled._programs.items() if key[0] == "nuts"]

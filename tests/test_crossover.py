@@ -14,14 +14,14 @@ import pytest
 from atlas_bayes.cli import main
 from atlas_bayes.decisions.crossover import crossover_summary, crossover_tokens, fit_crossover, fit_power_law, predict_crossover, summarise_draws
 from atlas_bayes.simulation.crossover_study import simulate_crossover, true_crossover
-from atlas_bayes.fitting.inference import Sampler
 from atlas_bayes.tables.runs import RunTableError, validate_runs, write_runs
+from conftest import RECOVERY, seeded
 
 TRUTH = {"sw": dict(E=1.5, A=300., alpha=0.34, B=1.2, beta=0.3, delta=0.04, D0=2e10, eta=0.3, zeta=0.3),
          "fr": dict(E=1.3, A=300., alpha=0.34, B=1.0, beta=0.28, delta=0.06, D0=5e10, eta=0.3, zeta=0.3),
          "ja": dict(E=1.6, A=300., alpha=0.34, B=1.1, beta=0.32, delta=-0.01, D0=3e10)}
 SIZES = [2e8, 6e8, 2e9]
-SAMPLER = Sampler(chains=4, warmup=300, draws=500)
+SAMPLER = RECOVERY
 
 
 @functools.cache
@@ -30,6 +30,7 @@ def fitted():
     return fit_crossover(runs, sampler=SAMPLER, warn=False)
 
 
+@pytest.mark.unit
 def test_crossover_tokens_solve_the_curve_equation():
     """Against a brute-force scan of the two truth curves; no crossover when Delta <= 0."""
     from atlas_bayes.simulation.crossover_study import true_curves
@@ -45,6 +46,7 @@ def test_crossover_tokens_solve_the_curve_equation():
     assert np.isinf(crossover_tokens(post, 1e9))          # beyond the searched range
 
 
+@pytest.mark.statistical
 def test_crossover_intervals_cover_the_truth_and_no_crossover_is_reported():
     tree = fitted()
     diag = json.loads(tree.attrs["diagnostics"])
@@ -63,6 +65,7 @@ def test_crossover_intervals_cover_the_truth_and_no_crossover_is_reported():
         assert not np.isfinite(s["tokens"]["q_hi"]) and "never catches up" in s["recommendation"]
 
 
+@pytest.mark.unit
 def test_summary_counts_draws_without_crossover_and_the_budget():
     draws = np.r_[np.full(80, 1e10), np.full(20, np.inf)]
     s = summarise_draws(draws, 1e9, budget=5e9, prob=0.9)
@@ -74,10 +77,11 @@ def test_summary_counts_draws_without_crossover_and_the_budget():
     assert s["recommendation"].startswith("finetune below 1.12e+10 tokens, pretrain from scratch above 8.91e+10")
 
 
+@pytest.mark.statistical
 def test_power_law_predicts_an_unseen_size():
     tree = fitted()
     with pytest.warns(UserWarning, match="left out of the power law.*ja@"):
-        law = fit_power_law(tree, sampler=Sampler(chains=4, warmup=300, draws=500, target_accept=0.95),
+        law = fit_power_law(tree, sampler=seeded(RECOVERY, 0, target_accept=0.95),
                             warn=False)
     diag = json.loads(law.attrs["diagnostics"])
     assert diag["divergences"] == 0 and diag["max_r_hat"] <= 1.01, diag
@@ -93,6 +97,7 @@ def test_power_law_predicts_an_unseen_size():
     assert np.quantile(unseen, 0.95) / np.quantile(unseen, 0.05) > np.quantile(draws, 0.95) / np.quantile(draws, 0.05)
 
 
+@pytest.mark.unit
 def test_bad_tables_are_refused_with_reasons():
     runs = simulate_crossover({"sw": TRUTH["sw"]}, [6e8], seed=1)
     with pytest.raises(ValueError, match="need column 'init_tokens'"):
@@ -106,9 +111,10 @@ def test_bad_tables_are_refused_with_reasons():
         validate_runs(bad)
 
 
+@pytest.mark.e2e
 def test_crossover_command_measured_cell_and_power_law(tmp_path):
     write_runs(simulate_crossover(TRUTH, SIZES, seed=2), tmp_path / "runs.csv")
-    small = ["--chains", "2", "--warmup", "200", "--draws", "300"]
+    small = ["--chains", "2", "--warmup", "200", "--draws", "300"]   # 300: p within budget
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(["crossover", str(tmp_path / "runs.csv"), "--lang", "fr", "--n-params", "6e8",

@@ -12,6 +12,7 @@ from atlas_bayes.simulation.curse_study import capacity_design, simulate_curse
 from atlas_bayes.decisions.curse import compute_optimal_move, iso_loss, paper_multipliers, parameters_for_tokens, term_shares, tokens_for_parameters
 from atlas_bayes.fitting.inference import Sampler, fit
 from atlas_bayes.fitting.law_inputs import build_group_inputs, effective_languages
+from conftest import seeded
 
 # The paper's pooled exponents (phi, psi printed; alpha, beta derived from Fig. 5's ratios).
 PAPER = {"alpha": 0.45, "beta": 0.147, "phi": 0.11, "psi": -0.04}
@@ -20,6 +21,7 @@ TRUE = {"E": 1.2, "A": 400.0, "B": 900.0, **PAPER}
 
 @pytest.mark.parametrize("r, params_x, tokens_x", [(2, 1.18, 1.66), (4, 1.40, 2.74),
                                                    (8, 1.66, 4.54), (16, 1.96, 7.52)])
+@pytest.mark.unit
 def test_closed_forms_reproduce_the_papers_table(r, params_x, tokens_x):
     m = paper_multipliers(r, **PAPER)
     assert m["N"] == pytest.approx(params_x, rel=0.01)
@@ -33,6 +35,7 @@ def _loss(K, N, D_t, p=TRUE):
             + p["B"] * K ** p["psi"] / D_t ** p["beta"])
 
 
+@pytest.mark.unit
 def test_jax_law_matches_the_formula():
     K, N, D_t = np.array([1.0, 8.0, 50.0]), np.array([1e7, 1e9, 8e9]), np.array([1e9, 3e10, 2e11])
     got = np.exp(np.asarray(laws.log_curse(K, N, D_t, *(TRUE[k] for k in
@@ -53,6 +56,7 @@ def _compute_optimal_start(K, C):
     return N, C / (N * K)
 
 
+@pytest.mark.unit
 def test_compute_optimal_start_gives_the_papers_closed_forms():
     K, r = 8, 2
     N, D_t = _compute_optimal_start(K, 1e21)
@@ -63,6 +67,7 @@ def test_compute_optimal_start_gives_the_papers_closed_forms():
         assert move[key] == pytest.approx(paper[key], rel=0.02), key
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("w_N", [0.2, 0.5, 0.8])
 def test_move_keeps_the_loss_and_is_the_cheapest_on_the_iso_loss_curve(w_N):
     """From any start: the loss at (rK, sN, tD_t) equals the start's, and no other point of
@@ -88,6 +93,7 @@ def test_move_keeps_the_loss_and_is_the_cheapest_on_the_iso_loss_curve(w_N):
         assert _loss(r * K, si * N, ti * D_t) == pytest.approx(before, rel=1e-10)
 
 
+@pytest.mark.unit
 def test_infeasible_moves_are_nan_not_wrong_numbers():
     """Too small a model cannot be rescued by data (and vice versa): NaN, not a number."""
     w_N = 0.5
@@ -98,6 +104,7 @@ def test_infeasible_moves_are_nan_not_wrong_numbers():
     assert np.isnan(parameters_for_tokens(2.0, 0.99 * t_floor, w_N, **PAPER))
 
 
+@pytest.mark.unit
 def test_multipliers_broadcast_over_posterior_draws():
     draws = {k: np.full((2, 50), v) * np.random.default_rng(0).uniform(0.9, 1.1, (2, 50))
              for k, v in PAPER.items()}
@@ -117,9 +124,10 @@ CURSE_SAMPLER = Sampler(chains=4, warmup=400, draws=400, target_accept=0.95)
 @functools.cache
 def pooled_fit(seed: int):
     runs = simulate_curse(capacity_design(), SIM_TRUE, seed=seed)
-    return fit(runs, "curse", sampler=Sampler(**{**CURSE_SAMPLER.__dict__, "seed": seed}), warn=False)
+    return fit(runs, "curse", sampler=seeded(CURSE_SAMPLER, seed), warn=False)
 
 
+@pytest.mark.unit
 def test_effective_languages_is_k_for_uniform_mixtures():
     runs = capacity_design(targets=("en",), ks=(1, 2, 8), n_params=(1e8,), tokens_per_param=(20.0,),
                            checkpoints=(1.0,))
@@ -129,6 +137,7 @@ def test_effective_languages_is_k_for_uniform_mixtures():
     assert np.allclose(effective_languages(skewed), [1 / 0.82, 1 / 0.375])
 
 
+@pytest.mark.statistical
 def test_pooled_law_recovers_the_truth_at_about_the_nominal_rate():
     """6 simulated studies x 7 parameters: 90% intervals should cover about 38 of 42.
 
@@ -149,6 +158,7 @@ def test_pooled_law_recovers_the_truth_at_about_the_nominal_rate():
     assert covered >= 30, f"{covered}/{total} intervals cover the truth"
 
 
+@pytest.mark.statistical
 def test_iso_loss_intervals_contain_the_true_multipliers():
     tree = pooled_fit(2)
     truth = paper_multipliers(2.0, **PAPER)
@@ -166,6 +176,7 @@ def test_iso_loss_intervals_contain_the_true_multipliers():
         iso_loss(tree, 8, 16, n_params=n)
 
 
+@pytest.mark.statistical
 def test_per_language_law_recovers_each_languages_exponents():
     """curse-h: per-language phi and psi differ; each language's interval covers its own.
 
@@ -192,12 +203,14 @@ def test_per_language_law_recovers_each_languages_exponents():
     assert float((post.sel(language="en") < post.sel(language="ru")).mean()) > 0.95
 
 
+@pytest.mark.unit
 def test_a_table_with_one_mixture_size_is_refused():
     runs = simulate_curse(capacity_design(ks=(4,)), SIM_TRUE)
     with pytest.raises(ValueError, match="different numbers of languages"):
         fit(runs, "curse", sampler=CURSE_SAMPLER)
 
 
+@pytest.mark.e2e
 def test_cli_curse_prints_one_json_object(tmp_path):
     import subprocess
     import sys

@@ -10,9 +10,10 @@ import pytest
 
 from atlas_bayes import design
 from atlas_bayes.cli import main
-from atlas_bayes.fitting.inference import Sampler, fit, save
+from atlas_bayes.fitting.inference import fit, save
 from atlas_bayes.fitting.draws import LawDraws, predicted_loss
 from atlas_bayes.simulation.simulate import PAPER_MODEL_SIZES, monolingual_design, simulate
+from conftest import QUICK, SHORT
 
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31}
 TARGET = (2e9, 4e10)           # far beyond the fitted runs (largest 2.9e8 params)
@@ -43,6 +44,7 @@ def exact_scalar_eig(S, X, sigma, a):
     return 0.5 * np.log(a @ S @ a / (a @ post @ a))
 
 
+@pytest.mark.unit
 def test_parameter_eig_matches_the_exact_linear_gaussian_answer():
     theta, sigma, S, X = linear_gaussian()
     exact = np.array([exact_params_eig(S, x, sigma) for x in X])
@@ -54,6 +56,7 @@ def test_parameter_eig_matches_the_exact_linear_gaussian_answer():
     assert bias.mean() < 0.02
 
 
+@pytest.mark.unit
 def test_scalar_eig_matches_the_exact_linear_gaussian_answer():
     theta, sigma, S, X = linear_gaussian()
     a = np.array([1.0, 0.5, -0.5])
@@ -69,6 +72,7 @@ def test_scalar_eig_matches_the_exact_linear_gaussian_answer():
 
 
 
+@pytest.mark.unit
 def test_a_vector_target_scores_the_mean_of_its_quantities_gains():
     theta, sigma, S, X = linear_gaussian()
     A = np.array([[1.0, 0.5, -0.5], [0.0, 0.0, 1.0]])          # two quantities, two directions
@@ -83,6 +87,7 @@ def test_a_vector_target_scores_the_mean_of_its_quantities_gains():
     np.testing.assert_allclose(both, np.mean(each, axis=0), rtol=1e-4, atol=1e-5)
     assert np.argmax(runs.mean(axis=0)) == np.argmax(exact)
 
+@pytest.mark.unit
 def test_greedy_batch_conditions_each_pick_on_the_earlier_ones():
     """Candidates: e1, a near copy of e1, and e3 (less informative alone). After e1 the copy is
     worth little and e3 is picked; every conditional gain matches the exact one."""
@@ -114,7 +119,7 @@ def study():
     plan = monolingual_design("en", n_params=PAPER_MODEL_SIZES[:8], tokens_per_param=(5, 20, 80),
                               checkpoints=(1.0,))
     runs = simulate(plan, "chinchilla", TRUTH, sigma=0.01, seed=3)
-    tree = fit(runs, "chinchilla", sampler=Sampler(chains=2, warmup=300, draws=300), warn=False)
+    tree = fit(runs, "chinchilla", sampler=SHORT, warn=False)
     return runs, tree
 
 
@@ -128,6 +133,7 @@ def log_distance(candidates, point):
                     np.log(candidates["n_tokens"] / point[1]))
 
 
+@pytest.mark.statistical
 def test_the_most_informative_run_for_a_large_target_lies_near_it():
     _, tree = study()
     posterior = design.posterior_from_tree(tree, max_draws=400)
@@ -142,6 +148,7 @@ def test_the_most_informative_run_for_a_large_target_lies_near_it():
     assert (result.scores["gain"] > -0.05).all()
 
 
+@pytest.mark.statistical
 def test_reweighting_after_an_outcome_narrows_the_targets_interval():
     _, tree = study()
     posterior = design.posterior_from_tree(tree, max_draws=400)
@@ -159,6 +166,7 @@ def test_reweighting_after_an_outcome_narrows_the_targets_interval():
     assert lo <= truth <= hi
 
 
+@pytest.mark.statistical
 def test_a_batch_is_complementary_and_respects_the_budget():
     _, tree = study()
     posterior = design.posterior_from_tree(tree, max_draws=300)
@@ -182,6 +190,7 @@ def test_a_batch_is_complementary_and_respects_the_budget():
 
 # --- candidates, targets and bad input ----------------------------------------------------------
 
+@pytest.mark.unit
 def test_candidate_grid_costs_and_file_round_trip(tmp_path):
     g = design.candidate_grid(n_params=[1e8, 1e9], tokens=[1e9], eval_tokens=1e6, language="fr")
     assert np.allclose(g["cost"], 6 * g["n_params"] * 1e9 + 2 * g["n_params"] * 1e6)
@@ -199,6 +208,7 @@ def test_candidate_grid_costs_and_file_round_trip(tmp_path):
     ([{"n_params": 1e8, "n_tokens": -5}], "row 1, column 'n_tokens'"),
     ([{"n_params": "big", "n_tokens": 1e9}], "row 1, column 'n_params'"),
 ])
+@pytest.mark.unit
 def test_bad_candidates_name_row_and_column(rows, message):
     with pytest.raises(ValueError, match=message):
         design.validate_candidates(pd.DataFrame(rows))
@@ -207,11 +217,13 @@ def test_bad_candidates_name_row_and_column(rows, message):
 @pytest.mark.parametrize("text, message", [
     ("loss@N=1e9", "unknown target"), ("loss@N=big,D=1", "expected NAME=NUMBER"),
     ("crossover:sw", "unknown target"), ("nstar@C=-1", "positive")])
+@pytest.mark.unit
 def test_bad_targets(text, message):
     with pytest.raises(ValueError, match=message):
         design.parse_target(text)
 
 
+@pytest.mark.unit
 def test_grid_needs_sizes_and_budgets():
     with pytest.raises(ValueError, match="either shapes"):
         design.candidate_grid(tokens=[1e9])
@@ -223,6 +235,7 @@ def test_grid_needs_sizes_and_budgets():
 
 # --- the command line ---------------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_cli_design_json_and_a_plan_the_trainer_accepts(tmp_path, capsys):
     _, tree = study()
     save(tree, tmp_path / "posterior.nc")
@@ -243,6 +256,7 @@ def test_cli_design_json_and_a_plan_the_trainer_accepts(tmp_path, capsys):
         train.RunConfig.from_dict(config)
 
 
+@pytest.mark.e2e
 def test_cli_design_bad_input(tmp_path, capsys):
     _, tree = study()
     save(tree, tmp_path / "posterior.nc")
@@ -256,6 +270,7 @@ def test_cli_design_bad_input(tmp_path, capsys):
     assert code == 2 and "file not found" in capsys.readouterr().err
 
 
+@pytest.mark.statistical
 def test_compute_optimal_size_plugs_in_as_a_target():
     _, tree = study()
     posterior = design.posterior_from_tree(tree, max_draws=200)
@@ -266,6 +281,7 @@ def test_compute_optimal_size_plugs_in_as_a_target():
     assert np.isfinite(result.scores["gain"]).all() and result.total_gain > 0
 
 
+@pytest.mark.unit
 def test_scalebench_pools_load_and_reveal_recorded_runs(shared_data):
     from atlas_bayes.design.scalebench import budget, load_task, reveal, target_r2
     pool, target = load_task(shared_data / "scalebench", "chinchilla")
@@ -291,15 +307,17 @@ def test_scalebench_pools_load_and_reveal_recorded_runs(shared_data):
         design.target_summary(post, region_target(target, per_run=True))
 
 
+@pytest.mark.statistical
 def test_a_retrospective_episode_stays_within_each_budget(shared_data):
     from atlas_bayes.design.scalebench import load_task, run_episode
     pool, target = load_task(shared_data / "scalebench", "chinchilla")
     table = run_episode(pool, target, method="eig_runs", fractions=(0.01,), k=8, max_draws=100,
-                        sampler=Sampler(chains=2, warmup=150, draws=50))
+                        sampler=QUICK)
     row = table.iloc[0]
     assert row["n_runs"] >= 13 and row["spent"] <= 0.01 and -1 <= row["r2"] <= 1
 
 
+@pytest.mark.unit
 def test_voptimal_scores_are_the_exact_drop_in_target_variance_and_favour_runs_near_it():
     from atlas_bayes.design import voptimal as vopt
     law = vopt.ls_law("chinchilla")
@@ -327,6 +345,7 @@ def test_voptimal_scores_are_the_exact_drop_in_target_variance_and_favour_runs_n
         vopt.ls_law("atlas")
 
 
+@pytest.mark.statistical
 def test_voptimal_episode_and_the_shape_trust_region(shared_data):
     from atlas_bayes.design.posterior import Posterior
     from atlas_bayes.design.scalebench import load_task, log_mean, run_episode, shape_trust_region

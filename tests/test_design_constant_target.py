@@ -12,6 +12,8 @@ import pytest
 from atlas_bayes import design
 from atlas_bayes.fitting.draws import LawDraws
 
+pytestmark = pytest.mark.unit
+
 
 def posterior(n=64, seed=0):
     rng = np.random.default_rng(seed)

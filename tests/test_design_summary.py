@@ -6,6 +6,8 @@ import pytest
 from atlas_bayes import design
 from atlas_bayes.fitting.draws import LawDraws, predicted_loss
 
+pytestmark = pytest.mark.unit
+
 
 def posterior(n=4000, seed=0):
     rng = np.random.default_rng(seed)

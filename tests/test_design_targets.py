@@ -14,11 +14,11 @@ from atlas_bayes.decisions.bts import fit_bts
 from atlas_bayes.cli import main
 from atlas_bayes.decisions.crossover import MAX_SPAN, crossover_summary, fit_crossover
 from atlas_bayes.simulation.crossover_study import simulate_crossover
-from atlas_bayes.fitting.inference import Sampler
 from atlas_bayes.tables.runs import validate_runs, write_runs
 from atlas_bayes.simulation.transfer_study import simulate_bilingual_runs
+from conftest import QUICK, cli_args
 
-SAMPLER = Sampler(chains=1, warmup=150, draws=200)
+SAMPLER = QUICK
 SW = {"sw": dict(E=1.5, A=300., alpha=0.34, B=1.2, beta=0.3, delta=0.04, D0=2e10, eta=0.3, zeta=0.3)}
 BTS = pd.DataFrame([[np.nan, 0.3], [-0.5, np.nan]], index=["en", "sw"], columns=["en", "sw"])
 
@@ -31,6 +31,7 @@ def crossover_fit():
         return runs, fit_crossover(runs, sampler=SAMPLER, warn=False)
 
 
+@pytest.mark.statistical
 def test_crossover_target_is_the_crossover_modules_quantity_and_scores_runs():
     runs, tree = crossover_fit()
     target = design.parse_target("crossover:sw@2e9")
@@ -57,6 +58,7 @@ def test_crossover_target_is_the_crossover_modules_quantity_and_scores_runs():
     assert (result.scores["gain"] > 0).all() and result.total_gain > 0
 
 
+@pytest.mark.statistical
 def test_crossover_targets_that_the_posterior_cannot_answer_say_why():
     runs, tree = crossover_fit()
     with pytest.raises(ValueError, match="unmeasured size.*power law"):
@@ -77,6 +79,7 @@ def test_crossover_targets_that_the_posterior_cannot_answer_say_why():
                 design.parse_target(text)
 
 
+@pytest.mark.statistical
 def test_bts_target_continues_the_pairs_runs_and_has_no_trainer_plan():
     runs = validate_runs(simulate_bilingual_runs(BTS, seed=0))
     with warnings.catch_warnings():
@@ -102,12 +105,12 @@ def test_bts_target_continues_the_pairs_runs_and_has_no_trainer_plan():
         design.study_for(target).plan_check()
 
 
+@pytest.mark.e2e
 def test_cli_design_with_a_crossover_target(tmp_path, capsys):
     runs, _ = crossover_fit()
     write_runs(runs, tmp_path / "runs.csv")
     code = main(["design", str(tmp_path / "runs.csv"), "--target", "crossover:sw@2e9", "--k", "2",
-                 "--chains", "1", "--warmup", "150", "--draws", "200", "--max-draws", "200",
-                 "--json", "--out", str(tmp_path / "d")])
+                 *cli_args(QUICK), "--max-draws", "200", "--json", "--out", str(tmp_path / "d")])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["target"] == "crossover:sw@2e+09" and summary["law"] == "crossover"

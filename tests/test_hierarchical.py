@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from atlas_bayes.fitting.diagnostics import ConvergenceWarning
-from atlas_bayes.fitting.inference import Approximation, Sampler, fit, predict
+from atlas_bayes.fitting.inference import Approximation, fit, predict
 from atlas_bayes.fitting.law_inputs import build_group_inputs, build_inputs
 from atlas_bayes.simulation.paper_design import paper_study
+from conftest import JOINT
 
 LANGS = ["en", "fr", "sw", "hi"]
-SAMPLER = Sampler(chains=4, draws=300, warmup=300)
+SAMPLER = JOINT
 FAMILIES = ("E", "A", "B", "alpha", "beta", "tau_other")
 
 
@@ -26,6 +27,7 @@ def pooled_fit(study):
     return fit(runs, "atlas-h", sampler=SAMPLER)
 
 
+@pytest.mark.unit
 def test_group_inputs_match_single_language_inputs(study):
     """Each language's rows get the same arrays as a one-language build with shared scales."""
     runs, _ = study
@@ -43,6 +45,7 @@ def test_group_inputs_match_single_language_inputs(study):
         np.testing.assert_allclose(log_loss[rows], y)
 
 
+@pytest.mark.unit
 def test_transfer_languages_are_per_target_and_overridable(study):
     runs, _ = study
     _, info, _ = build_group_inputs(runs, transfer_languages={"sw": ["fr"]})
@@ -51,6 +54,7 @@ def test_transfer_languages_are_per_target_and_overridable(study):
     assert "en" in slots["fr"] and "fr" not in slots["fr"]
 
 
+@pytest.mark.statistical
 def test_recovers_per_language_parameters(study, pooled_fit):
     """Converged, and the 90% intervals of every language's parameters cover the truth.
 
@@ -74,6 +78,7 @@ def test_recovers_per_language_parameters(study, pooled_fit):
     assert tau.sel(language="fr").coords["transfer_language"].values.tolist()[0] != ""
 
 
+@pytest.mark.statistical
 def test_tau_is_labelled_by_transfer_language(pooled_fit):
     from atlas_bayes.fitting.summary import parameter_table
     table = parameter_table(pooled_fit)
@@ -81,6 +86,7 @@ def test_tau_is_labelled_by_transfer_language(pooled_fit):
     assert not any(label.endswith("<-]") for label in table.index)
 
 
+@pytest.mark.statistical
 def test_prediction_on_a_subset_equals_prediction_in_context(study, pooled_fit):
     """Predictions for some rows do not depend on which other rows are predicted with them."""
     runs, _ = study
@@ -90,6 +96,7 @@ def test_prediction_on_a_subset_equals_prediction_in_context(study, pooled_fit):
     np.testing.assert_allclose(alone, together[subset.index], rtol=1e-5)
 
 
+@pytest.mark.statistical
 def test_a_language_with_few_runs_borrows_strength(study):
     """With 4 rows left for 'sw', pooling narrows its exponents' intervals and still covers them.
 
@@ -118,6 +125,7 @@ def test_a_language_with_few_runs_borrows_strength(study):
         assert shift < 0.5 * float(values.std()), name
 
 
+@pytest.mark.statistical
 def test_svi_fast_path_lands_near_the_truth():
     """SVI returns a one-chain posterior whose means sit near the example's true exponents.
 
@@ -132,6 +140,7 @@ def test_svi_fast_path_lands_near_the_truth():
         assert abs(mean - EXAMPLE_TRUTH[name]) < 0.1 * EXAMPLE_TRUTH[name], name
 
 
+@pytest.mark.unit
 def test_shared_parameters_are_one_value_for_every_language(study):
     """`shared` holds a parameter common to all languages (one latent, no population)."""
     from numpyro import handlers

@@ -14,9 +14,9 @@ from atlas_bayes.fitting.inference import Sampler, fit, load, save
 from atlas_bayes.tables.runs import RunTableWarning, read_runs
 from atlas_bayes.fitting.summary import format_summary
 from atlas_bayes.simulation.simulate import example_study, monolingual_design, simulate
+from conftest import SHORT
 
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31}
-QUICK = Sampler(chains=2, warmup=300, draws=300)
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +27,10 @@ def two_languages():
 
 @pytest.fixture(scope="module")
 def tree(two_languages):
-    return fit(two_languages, "chinchilla", language="fr", sampler=QUICK, warn=False)
+    return fit(two_languages, "chinchilla", language="fr", sampler=SHORT, warn=False)
 
 
+@pytest.mark.statistical
 def test_tree_has_every_group_and_natural_scale_parameters(tree):
     assert {"posterior", "posterior_predictive", "log_likelihood", "observed_data",
             "sample_stats", "fit_data"} <= set(tree.children)
@@ -47,11 +48,13 @@ def test_tree_has_every_group_and_natural_scale_parameters(tree):
     assert set(tree["fit_data"]["language"].values) == {"fr"}
 
 
+@pytest.mark.statistical
 def test_loo_works_on_the_pointwise_log_likelihood(tree):
     loo = az.loo(tree, pointwise=True)
     assert np.isfinite(loo.elpd) and loo.pareto_k.shape == (30,)
 
 
+@pytest.mark.statistical
 def test_save_and_load_round_trip(tree, tmp_path):
     path = save(tree, tmp_path / "fit.nc")
     back = load(path)
@@ -60,18 +63,21 @@ def test_save_and_load_round_trip(tree, tmp_path):
     np.testing.assert_allclose(back["fit_data"]["n_tokens"].values, tree["fit_data"]["n_tokens"].values)
 
 
+@pytest.mark.unit
 def test_several_languages_need_a_choice(two_languages):
     with pytest.raises(ValueError, match="language=.*--lang"):
-        fit(two_languages, "chinchilla", sampler=QUICK)
+        fit(two_languages, "chinchilla", sampler=SHORT)
     with pytest.raises(ValueError, match="no rows evaluate language 'de'"):
-        fit(two_languages, "chinchilla", language="de", sampler=QUICK)
+        fit(two_languages, "chinchilla", language="de", sampler=SHORT)
 
 
+@pytest.mark.unit
 def test_unknown_law_lists_the_choices(two_languages):
     with pytest.raises(ValueError, match="choose one of .*atlas"):
-        fit(two_languages, "kaplan", language="en", sampler=QUICK)
+        fit(two_languages, "kaplan", language="en", sampler=SHORT)
 
 
+@pytest.mark.statistical
 def test_too_short_a_run_warns_in_words(two_languages):
     with pytest.warns(ConvergenceWarning, match="R-hat|ESS"):
         tree = fit(two_languages, "chinchilla", language="en",
@@ -79,6 +85,7 @@ def test_too_short_a_run_warns_in_words(two_languages):
     assert json.loads(tree.attrs["diagnostics"])["max_r_hat"] > 1.01
 
 
+@pytest.mark.unit
 def test_bundled_example_is_the_simulator_output():
     """data/example_runs.csv is exactly what example_study() makes (so it can be regenerated)."""
     with resources.as_file(resources.files("atlas_bayes.data") / "example_runs.csv") as path:
@@ -89,6 +96,7 @@ def test_bundled_example_is_the_simulator_output():
     assert shipped["source"].str.startswith("simulated").all()
 
 
+@pytest.mark.unit
 def test_dcsl_without_unique_tokens_is_refused():
     """Without unique tokens DCSL would quietly be Chinchilla with prior-only decay constants."""
     runs = simulate(monolingual_design("en"), "chinchilla",
@@ -97,6 +105,7 @@ def test_dcsl_without_unique_tokens_is_refused():
         fit(runs, "dcsl")
 
 
+@pytest.mark.statistical
 @pytest.mark.skipif(jax_setup.memory_maps() is None, reason="memory maps are counted on Linux only")
 def test_compiled_samplers_are_released_before_the_map_limit(two_languages, monkeypatch):
     """Each fit leaves a compiled sampler holding hundreds of memory maps; near the process
@@ -111,6 +120,7 @@ def test_compiled_samplers_are_released_before_the_map_limit(two_languages, monk
     assert jax_setup.memory_maps()[0] < held - 300
 
 
+@pytest.mark.statistical
 def test_finetune_rows_are_left_out_of_law_fits_by_name(two_languages):
     """A finetune's n_tokens include its checkpoint's tokens: a law would misread them."""
     fr = two_languages[two_languages["language"] == "fr"]
@@ -118,12 +128,13 @@ def test_finetune_rows_are_left_out_of_law_fits_by_name(two_languages):
         run_id="ft-fr", init="finetune:ml8", init_tokens=fr["n_tokens"].min() / 2)
     runs = pd.concat([fr, tuned], ignore_index=True)
     with pytest.warns(RunTableWarning, match=r"left out \d+ row\(s\) of 1 run\(s\).*ft-fr"):
-        tree = fit(runs, "chinchilla", sampler=QUICK, warn=False)
+        tree = fit(runs, "chinchilla", sampler=SHORT, warn=False)
     assert tree.attrs["n_obs"] == len(fr) and "ft-fr" not in set(tree["fit_data"]["run_id"].values)
     assert json.loads(tree.attrs["left_out_runs"]) == ["ft-fr"]
     assert "left out (continued from a checkpoint): ft-fr" in format_summary(tree)
 
 
+@pytest.mark.statistical
 def test_one_chain_says_convergence_was_not_checked(two_languages):
     """R-hat compares chains: with one it is undefined, and the warning says so in words
     (not a NaN R-hat, and no numpy All-NaN warning)."""

@@ -7,6 +7,8 @@ import pytest
 
 from atlas_bayes import laws
 
+pytestmark = pytest.mark.unit
+
 HOFFMANN = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 
 

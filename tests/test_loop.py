@@ -48,6 +48,7 @@ def settings(root, base, **overrides):
     return loop.LoopSettings(**values)
 
 
+@pytest.mark.e2e
 @pytest.mark.filterwarnings("ignore:All-NaN slice")          # R-hat of a single chain
 def test_two_rounds_interrupted_mid_run_resumed_then_an_external_round(start, monkeypatch):
     root, base = start
@@ -144,6 +145,7 @@ def test_two_rounds_interrupted_mid_run_resumed_then_an_external_round(start, mo
     assert len(set(seeds)) == len(seeds)      # a spec picked again is a new measurement
 
 
+@pytest.mark.e2e
 def test_a_rerun_with_other_settings_is_refused(start, tmp_path):
     root, base = start
     (tmp_path / "loop.json").write_text(json.dumps(
@@ -152,6 +154,7 @@ def test_a_rerun_with_other_settings_is_refused(start, tmp_path):
         loop.run_loop(settings(root, base), tmp_path, progress=False)
 
 
+@pytest.mark.unit
 def test_width_plot_shows_the_interval_beside_its_width_for_one_target(tmp_path):
     """A single target gets two panels (width, and the interval itself, so a shift between
     rounds shows); `params` keeps one panel of relative widths."""

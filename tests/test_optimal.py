@@ -1,24 +1,25 @@
 """Compute-optimal allocation: closed form, repetition-aware search, coverage, trajectories,
-efficiency tax, the CLI, and Muennighoff et al.'s repeated-data runs."""
+efficiency tax, the CLI (the optimum on Muennighoff et al.'s repeated-data runs is in
+test_real_data.py, on that file's DCSL fit)."""
 
 import functools
 import json
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.fitting.inference import fit
 from atlas_bayes.fitting.draws import LawDraws, law_draws, predicted_loss
 from atlas_bayes.decisions.optimal import allocation, chinchilla_optimum, compute_for_loss, efficiency_tax, optimal, plot_trajectories, trajectories
 from atlas_bayes.simulation.simulate import monolingual_design, simulate
+from conftest import QUICK, cli_args, seeded
 
 TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31, "lambda": 0.1}
 U_SIM = 3e9
-SMALL = Sampler(chains=2, warmup=200, draws=200)
+SMALL = QUICK
 # Muennighoff et al. (2023), C4 fit (huggingface/datablations README "Parametric Fit").
 MUENNIGHOFF = {"E": np.exp(0.6254804), "A": np.exp(6.255414), "B": np.exp(7.3049974),
                "alpha": 0.3526596, "beta": 0.3526596, "R_D_star": 15.387756,
@@ -35,6 +36,7 @@ def random_draws(kind, n=300, seed=0, unique_tokens=np.inf):
     return LawDraws(kind, p, unique_tokens=unique_tokens)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kind", ["chinchilla", "dcsl", "atlas"])
 def test_numerical_search_matches_the_closed_form_without_repetition(kind):
     draws = random_draws(kind)
@@ -50,6 +52,7 @@ def test_numerical_search_matches_the_closed_form_without_repetition(kind):
         assert np.all(predicted_loss(draws, N * step, D / step) > auto["loss"])
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kind", ["atlas", "dcsl"])
 def test_repetition_aware_optimum_matches_a_brute_force_search(kind):
     C, U = 1e21, 1e10
@@ -67,6 +70,7 @@ def test_repetition_aware_optimum_matches_a_brute_force_search(kind):
             assert got["N"][i] == pytest.approx(n[np.argmin(loss)], rel=2e-4)
 
 
+@pytest.mark.unit
 def test_repetition_bends_the_atlas_optimum_to_more_parameters_and_fewer_tokens():
     """ATLAS's saturation devalues repeated tokens (and, unlike DCSL, never parameters), so a
     small U moves the optimum to more N and fewer D than Chinchilla; as U grows the optimum
@@ -85,6 +89,7 @@ def test_repetition_bends_the_atlas_optimum_to_more_parameters_and_fewer_tokens(
     assert np.all(np.diff(sizes) < 0) or np.allclose(sizes[-2:], N_c)
 
 
+@pytest.mark.unit
 def test_reproduces_muennighoffs_published_optimum():
     """Their README: at the compute of 8.67B parameters x 178B tokens with 25B unique tokens,
     the DCSL optimum is '227B tokens, 9.1 epochs, 6.8B parameters' (their grid search)."""
@@ -99,10 +104,11 @@ def test_reproduces_muennighoffs_published_optimum():
 @functools.cache
 def simulated_fit(seed: int):
     runs = simulate(monolingual_design("sw", unique_tokens=U_SIM), "atlas-dt", TRUTH, seed=seed)
-    sampler = Sampler(chains=SMALL.chains, warmup=SMALL.warmup, draws=SMALL.draws, seed=seed)
+    sampler = seeded(SMALL, seed)
     return fit(runs, "atlas-dt", sampler=sampler, warn=False)
 
 
+@pytest.mark.statistical
 def test_intervals_cover_the_true_optimum():
     """Four simulated studies (45 runs each, data repeated up to ~35 epochs), budgets inside
     and 10x beyond the largest run. The truth's optimum repeats data at both budgets; the 90%
@@ -123,6 +129,7 @@ def test_intervals_cover_the_true_optimum():
     assert sum(hits) >= 12, hits
 
 
+@pytest.mark.statistical
 def test_unique_tokens_come_from_the_fit_data_and_can_be_overridden():
     tree = simulated_fit(0)
     draws = law_draws(tree)
@@ -135,6 +142,7 @@ def test_unique_tokens_come_from_the_fit_data_and_can_be_overridden():
     assert json.dumps(limited.as_dict())  # plain JSON
 
 
+@pytest.mark.statistical
 def test_trajectories_and_plot(tmp_path):
     tree = simulated_fit(0)
     budgets = np.geomspace(1e17, 1e22, 8)
@@ -152,6 +160,7 @@ def test_trajectories_and_plot(tmp_path):
     assert (tmp_path / "trajectory.png").stat().st_size > 10_000
 
 
+@pytest.mark.unit
 def test_efficiency_tax_matches_the_closed_form():
     """Regime B = regime A with both reducible terms m times larger: at equal loss it needs
     m^(1/gamma) times the compute, gamma = alpha beta / (alpha + beta)."""
@@ -169,6 +178,7 @@ def test_efficiency_tax_matches_the_closed_form():
     assert same["p_unreachable_a"] == pytest.approx(np.mean(a.params["E"] >= 2.5))
 
 
+@pytest.mark.unit
 def test_efficiency_tax_with_repetition_inverts_the_optimal_loss():
     draws = LawDraws("atlas", TRUTH, unique_tokens=U_SIM)
     loss = allocation(draws, 1e20)["loss"]
@@ -181,6 +191,7 @@ def test_efficiency_tax_with_repetition_inverts_the_optimal_loss():
     assert np.isinf(compute_for_loss(draws, floor * 0.999)[0])
 
 
+@pytest.mark.statistical
 def test_clear_errors_for_bad_inputs():
     tree = simulated_fit(0)
     with pytest.raises(ValueError, match="too small"):
@@ -204,13 +215,14 @@ def cli(*args):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.e2e
 def test_cli_optimal_json_and_errors(tmp_path):
     path = tmp_path / "runs.csv"
     simulate(monolingual_design("sw", unique_tokens=U_SIM), "atlas-dt", TRUTH, seed=5).to_csv(
         path, index=False)
     out = tmp_path / "out"
     result = cli("optimal", path, "--lang", "sw", "--compute", "1e20", "--law", "atlas-dt",
-                 "--out", out, "--json", "--chains", "2", "--warmup", "200", "--draws", "200")
+                 "--out", out, "--json", *cli_args(SMALL))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["law"] == "atlas-dt" and summary["language"] == "sw"
@@ -231,45 +243,3 @@ def test_cli_optimal_json_and_errors(tmp_path):
     small = cli("optimal", path, "--lang", "sw", "--compute", "1e6")
     assert small.returncode == 2 and "too small" in small.stderr
     assert "Traceback" not in missing.stderr + small.stderr
-
-
-def test_datablations_repetition_aware_optimum(shared_data):
-    """DCSL fitted to Muennighoff et al.'s 182 C4 runs, then their setting: 25B unique tokens
-    and the compute of 8.67B parameters x 178B tokens (9.3e21 FLOPs). Qualitative properties:
-    (i) the optimum repeats the data many times (their 9.1 epochs; ours > 4 with 95%
-    posterior probability), and beats spending the compute on a bigger model over one epoch;
-    (ii) up to ~4 epochs repetition is nearly free: at the budget whose Chinchilla optimum
-    is 4 epochs the optimal loss rises under 0.5% over unique data, 40 epochs at least 5x more.
-    (The direction of the bend is not asserted: see benchmarks/optimal_datablations.py.)"""
-    from atlas_bayes.tables.adapters import load_shared
-    from atlas_bayes.tables.runs import RunTableWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RunTableWarning)
-        runs = load_shared("datablations", shared_data)
-    tree = fit(runs, "dcsl", sampler=Sampler(chains=2, warmup=250, draws=250, target_accept=0.95),
-               warn=False)
-    U, C = 25e9, 6 * 8.67e9 * 178e9
-    draws = law_draws(tree, unique_tokens=U)
-    r = allocation(draws, C)
-    assert np.mean(r["D"] / U > 4) >= 0.95
-    one_epoch = predicted_loss(draws, C / (6 * U), np.full(draws.n, U))
-    assert np.mean(r["loss"] < one_epoch) >= 0.95
-
-    p = draws.params
-    rise = {}
-    for epochs in (4, 40):
-        # the budget at which each draw's Chinchilla optimum trains `epochs` epochs on U
-        budget = _budget_for_tokens(p, epochs * U)
-        limited = allocation(draws, budget)["loss"]
-        free = allocation(draws.with_unique_tokens(np.inf), budget)["loss"]
-        rise[epochs] = limited / free - 1
-    assert np.mean(rise[4] < 0.005) >= 0.9, np.quantile(rise[4], [0.05, 0.5, 0.95])
-    assert np.median(rise[40]) > 5 * np.median(rise[4])
-
-
-def _budget_for_tokens(p, D):
-    """Per draw, the compute whose Chinchilla optimum trains on D tokens."""
-    log_G = (np.log(p["alpha"] * p["A"]) - np.log(p["beta"] * p["B"])) / (p["alpha"] + p["beta"])
-    # D* = G^-1 (C/6)^(alpha/(alpha+beta))  =>  C = 6 (D G)^((alpha+beta)/alpha)
-    return 6 * np.exp((np.log(D) + log_G) * (p["alpha"] + p["beta"]) / p["alpha"])

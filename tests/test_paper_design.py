@@ -9,6 +9,8 @@ import pytest
 from atlas_bayes.simulation.paper_design import CAPACITY_K, L_MONO, L_PAIRS, MAX_EPOCHS, UNIMAX_ENGLISH, paper_design, summarise_design, unimax_shares
 from atlas_bayes.tables.runs import mixture_fractions, validate_runs
 
+pytestmark = pytest.mark.unit
+
 COUNTS = {  # kind: (runs, rows) of the compact design, two checkpoints per run
     "mono": (94, 188),                 # 7 languages x 7 sizes x 2 budgets, less 4 capped repeats
     "unimax": (7, 672),                # 7 sizes, 48 languages

@@ -24,11 +24,14 @@ from atlas_bayes.tables.adapters import load_shared
 from atlas_bayes.fitting.diagnostics import MAX_R_HAT, MIN_ESS_BULK
 from atlas_bayes.fitting.inference import Sampler, fit
 from atlas_bayes.decisions.pooling import per_language_exponents, pooling_study
+from conftest import QUICK
+
+pytestmark = pytest.mark.statistical
 
 LAW = "chinchilla-h"
 SAMPLER = Sampler(chains=2, warmup=1000, draws=4000)
 # the held-out study compares predictions, not convergence: a shorter run keeps it quick
-STUDY_SAMPLER = Sampler(chains=2, warmup=200, draws=200)
+STUDY_SAMPLER = QUICK
 OPTIONS = {"centring": "centred", "shared": ["A", "alpha"]}
 # Held-out languages, in code order, keep 1, 2 or all of their training runs (split_largest).
 KEEP = (1, 2, None)

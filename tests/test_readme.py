@@ -9,6 +9,8 @@ import pytest
 
 from atlas_bayes.cli import build_parser
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 

@@ -12,10 +12,13 @@ import pandas as pd
 import pytest
 
 from atlas_bayes.fitting.diagnostics import flatten_scalars
-from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.fitting.inference import fit
 from atlas_bayes.simulation.simulate import PAPER_MODEL_SIZES, mixture_design, monolingual_design, simulate
+from conftest import RECOVERY, seeded
 
-SAMPLER = Sampler(chains=4, warmup=500, draws=500)
+pytestmark = pytest.mark.statistical
+
+SAMPLER = RECOVERY
 BASE = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31}
 
 
@@ -123,7 +126,7 @@ def test_chinchilla_interval_coverage_is_near_nominal(seeds):
     for seed in seeds:
         runs = simulate(monolingual_design("en", tokens_per_param=(5, 20, 80), checkpoints=(0.5, 1.0)),
                         "chinchilla", BASE, sigma=0.02, seed=100 + seed)
-        tree = fit(runs, "chinchilla", sampler=Sampler(chains=4, warmup=400, draws=400, seed=seed),
+        tree = fit(runs, "chinchilla", sampler=seeded(RECOVERY, seed),
                    warn=False)
         hits += list(interval_hits(tree, BASE, 0.9).values())
     rate = np.mean(hits)

@@ -10,6 +10,8 @@ import pytest
 
 from atlas_bayes.tables.runs import RunTableError, RunTableWarning, mixture_fractions, read_runs, split_continued, unique_tokens_by_language, validate_runs, write_runs
 
+pytestmark = pytest.mark.unit
+
 GOOD = """run_id,language,n_params,n_tokens,loss
 a,en,1e8,1e9,3.5
 a,en,1e8,2e9,3.2

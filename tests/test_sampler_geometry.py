@@ -15,10 +15,13 @@ import numpy as np
 import pytest
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_median
 
-from atlas_bayes.fitting.inference import Sampler, fit, predict, select_language
+from atlas_bayes.fitting.inference import fit, predict, select_language
 from atlas_bayes.fitting.law_inputs import build_inputs
 from atlas_bayes.models import scaling
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, split_continued
+from conftest import SHORT
+
+pytestmark = pytest.mark.statistical
 
 MAX_STEPS_PER_DRAW = 16
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled_study.csv"
@@ -31,7 +34,7 @@ def es_fit():
     runs = read_runs(BUNDLED)
     with pytest.warns(RunTableWarning, match="left out"):   # the finetune rows
         tree = fit(runs, "atlas", language="es",
-                   sampler=Sampler(chains=2, warmup=300, draws=300), warn=False)
+                   sampler=SHORT, warn=False)
     return runs, tree
 
 

@@ -9,6 +9,8 @@ from atlas_bayes.tables.runs import validate_runs
 from atlas_bayes.simulation.simulate import PAPER_MODEL_SIZES
 from atlas_bayes.tables.splits import SPLITS, describe, held_out, split_runs
 
+pytestmark = pytest.mark.unit
+
 SIZES = (1e7, 3e7, 1e8, 3e8, 1e9, 3e9)
 
 

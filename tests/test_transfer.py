@@ -17,16 +17,17 @@ from scipy.stats import multivariate_normal
 
 from atlas_bayes.decisions.bts import bilingual_pairs, bts_from_efficiency, bts_table, curve_at, efficiency_from_bts, fit_bts, tokens_to_reach
 from atlas_bayes.cli import main
-from atlas_bayes.fitting.inference import Sampler, fit
+from atlas_bayes.fitting.inference import fit
 from atlas_bayes.models.transfer import _collapsed, coefficient_draws, pair_residuals
 from atlas_bayes.tables.runs import validate_runs, write_runs
 from atlas_bayes.decisions.transfer import fit_transfer_matrix, matrix_inputs, rank_sources, tau_priors, transfer_quantiles
 from atlas_bayes.simulation.transfer_study import measure, simulate_bilingual_runs, simulate_matrix
+from conftest import JOINT, QUICK, RECOVERY, cli_args
 
-SAMPLER = Sampler(chains=4, warmup=300, draws=300)
+SAMPLER = JOINT
 # the curve posterior needs more draws for a reliable R-hat: at 4 x (300 + 300) max R-hat
 # was 1.019 with jax 0.12.0.1 / numpyro 0.22 (1.007 at 4 x (500 + 500), ~5 s more)
-CURVE_SAMPLER = Sampler(chains=4, warmup=500, draws=500)
+CURVE_SAMPLER = RECOVERY
 LANGS = ["en", "es", "pt", "zh", "sw"]
 # A 5-language BTS truth with the paper's shapes: es/pt strongly positive, zh as a target
 # strongly negative, asymmetric pairs (en->zh -1.0, zh->en -0.1).
@@ -51,6 +52,7 @@ def small_matrix():
                                warn=False)
 
 
+@pytest.mark.unit
 def test_bts_of_exact_curves_is_the_papers_definition():
     """Noise-free curves: L* from the mono curve at the horizon, d_bi by inverting the
     bilingual curve, BTS = 2 - d_bi / d_mono = 2 tau / (1 + tau) at every horizon."""
@@ -73,6 +75,7 @@ def test_bts_of_exact_curves_is_the_papers_definition():
     np.testing.assert_allclose(bts_from_efficiency(g), 2 * tau / (1 + tau), atol=1e-12)
 
 
+@pytest.mark.statistical
 def test_curve_posterior_bts_covers_the_truth():
     """20 ordered pairs from 10 bilingual runs: the 90% intervals cover the true BTS."""
     tree = curve_fit()
@@ -90,6 +93,7 @@ def test_curve_posterior_bts_covers_the_truth():
     assert (table["p_unreachable"] == 0).all() and table["horizon_inside_mono_curve"].all()
 
 
+@pytest.mark.unit
 def test_pair_finding_refuses_ambiguous_or_short_curves():
     runs = validate_runs(simulate_bilingual_runs(TRUTH.loc[["en", "es"], ["en", "es"]], seed=1))
     pairs = bilingual_pairs(runs)
@@ -104,6 +108,7 @@ def test_pair_finding_refuses_ambiguous_or_short_curves():
         bilingual_pairs(validate_runs(runs[runs["run_id"].str.startswith("mono")]))
 
 
+@pytest.mark.unit
 def test_collapsed_likelihood_and_conditionals_match_dense_gaussian_algebra():
     g, _ = simulate_matrix(["en", "fr", "es", "zh", "ja"], seed=3)
     pairs = [("en", "fr"), ("fr", "en"), ("es", "zh"), ("ja", "en"), ("zh", "ja"), ("ja", "zh")]
@@ -141,6 +146,7 @@ def test_collapsed_likelihood_and_conditionals_match_dense_gaussian_algebra():
     np.testing.assert_allclose(np.cov(eps[:, [a, b]].T), exact_cov, rtol=0.08, atol=2e-5)
 
 
+@pytest.mark.statistical
 def test_matrix_recovers_known_hyperparameters_and_unmeasured_pairs():
     """Matrices drawn from the model (14 languages, 45% of the ordered pairs measured), 4
     seeds: the 90% intervals of mu, the three spreads, rho and gamma (32 in all), and of the
@@ -170,6 +176,7 @@ def test_matrix_recovers_known_hyperparameters_and_unmeasured_pairs():
     assert 0.8 <= np.mean(pair_coverage) <= 0.97, pair_coverage
 
 
+@pytest.mark.statistical
 def test_ranking_and_tau_priors_from_the_matrix():
     tree = small_matrix()
     table = rank_sources(tree, "es")
@@ -198,16 +205,18 @@ def test_ranking_and_tau_priors_from_the_matrix():
         rank_sources(tree, "xx")
 
 
+@pytest.mark.statistical
 def test_unreachable_pairs_are_reported_and_left_out_with_a_warning():
     table = bts_table(curve_fit()).copy()
     with pytest.raises(ValueError, match="pairs measured more than once"):
         fit_transfer_matrix(pd.concat([table, table]), sampler=SAMPLER)
     table.loc[0, "p_unreachable"] = 0.4
     with pytest.warns(UserWarning, match=r"1 measured pair\(s\) left out.*es->en"):
-        tree = fit_transfer_matrix(table, sampler=Sampler(chains=2, warmup=50, draws=50), warn=False)
+        tree = fit_transfer_matrix(table, sampler=QUICK, warn=False)
     assert ("es", "en") not in set(zip(tree["observed"]["source"].values, tree["observed"]["target"].values))
 
 
+@pytest.mark.statistical
 def test_tau_prior_from_the_matrix_enters_the_atlas_fit():
     """A tight prior on tau[fr <- en] with data that barely see it: the posterior follows
     the prior; the resolved prior is stored with the fit; bad names are refused."""
@@ -228,6 +237,7 @@ def test_tau_prior_from_the_matrix_enters_the_atlas_fit():
             options={"tau_prior": {"fr": {"de": [0.1, 0.1]}}})
 
 
+@pytest.mark.e2e
 def test_transfer_command_writes_rankings_matrix_and_tau_priors(tmp_path):
     runs = simulate_bilingual_runs(TRUTH.loc[LANGS[:3], LANGS[:3]], seed=2)
     write_runs(runs, tmp_path / "bilingual.csv")
@@ -235,8 +245,7 @@ def test_transfer_command_writes_rankings_matrix_and_tau_priors(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code = main(["transfer", str(tmp_path / "bilingual.csv"), "--target", "es,ca",
-                     "--chains", "2", "--warmup", "200", "--draws", "200", "--out", str(out),
-                     "--json"])
+                     *cli_args(QUICK), "--out", str(out), "--json"])
     assert code == 0
     result = json.loads((out / "transfer.json").read_text())
     assert result["n_measured_pairs"] == 6
@@ -252,6 +261,7 @@ def test_transfer_command_writes_rankings_matrix_and_tau_priors(tmp_path):
                  "--out", str(out)]) == 2
 
 
+@pytest.mark.statistical          # 4000 prior-predictive draws of the joint model
 def test_tau_prior_reaches_the_joint_model_slot_by_slot():
     """The joint ATLAS model gives a slot with a matrix prior that prior (not the population's);
     the other slots keep the pooled prior."""
@@ -276,6 +286,7 @@ def test_tau_prior_reaches_the_joint_model_slot_by_slot():
         resolve_tau_prior({"xx": {"en": [0.1, 0.1]}}, info, hierarchical=True)
 
 
+@pytest.mark.statistical
 def test_matrix_fills_held_out_pairs_better_than_the_papers_forest():
     """The paper fills unmeasured pairs with a random forest trained on measured ones. On
     matrices drawn from the model (16 languages, 40% of pairs measured both ways, 20% of those

@@ -7,6 +7,8 @@ import pytest
 
 from atlas_bayes.design import voptimal as vopt
 
+pytestmark = pytest.mark.statistical     # least-squares fits against truth and scipy (~40 s)
+
 TRUTH = np.array([1.69, 406.4, 410.7, 0.34, 0.28])    # Hoffmann et al.'s Chinchilla fit
 
 
