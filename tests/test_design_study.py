@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import QUICK
+
 from atlas_bayes import design
 from atlas_bayes.design import loop, study as design_study
 from atlas_bayes.design.curves import BtsPosterior, CrossoverPosterior
@@ -47,6 +49,7 @@ def bts_posterior(n=M, seed=0):
 # The protocol
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("make", [law_posterior, crossover_posterior, bts_posterior])
 def test_each_posterior_is_a_design_posterior(make):
     post = make()
@@ -54,6 +57,7 @@ def test_each_posterior_is_a_design_posterior(make):
     assert post.n == M and post.sigma.shape == (M,) and post.nu == 4.0
 
 
+@pytest.mark.unit
 def test_the_protocol_is_structural_and_checked_before_scoring():
     class Duck:                                   # no subclassing: the members are enough
         sigma, nu, n = np.full(3, 0.1), 4.0, 3
@@ -72,6 +76,7 @@ def test_the_protocol_is_structural_and_checked_before_scoring():
         design.reweight(object(), 1e8, 1e9, 3.0)
 
 
+@pytest.mark.unit
 def test_curve_posteriors_score_and_reweight_through_the_protocol():
     post = crossover_posterior()
     target = design.parse_target("crossover:sw@2e9")
@@ -92,6 +97,7 @@ def test_curve_posteriors_score_and_reweight_through_the_protocol():
 # One dispatch
 
 
+@pytest.mark.unit
 def test_study_for_is_the_one_map_from_a_targets_kind_to_its_study(tmp_path):
     for text in ("params", "loss@N=1e9,D=2e10", "nstar@C=1e21"):
         study = design.study_for(design.parse_target(text), law="atlas", language="sw")
@@ -116,6 +122,7 @@ def test_study_for_is_the_one_map_from_a_targets_kind_to_its_study(tmp_path):
             design.CandidateOptions(tokens=[1e9], tokens_per_param=[20.0]))
 
 
+@pytest.mark.unit
 def test_the_kind_is_decided_only_in_the_study_module():
     """The design command, the loop, the target parser and the command's work ask a study;
     none of them names a curve kind or reads a target's kind."""
@@ -132,6 +139,7 @@ def test_the_kind_is_decided_only_in_the_study_module():
         assert "study_for" in (REPO / path).read_text(), path
 
 
+@pytest.mark.unit
 def test_a_law_studys_default_candidates_span_the_fitted_sizes():
     study = design.study_for(design.parse_target("loss@N=1e10,D=2e11"))
 
@@ -146,6 +154,7 @@ def test_a_law_studys_default_candidates_span_the_fitted_sizes():
         study.candidates(law_posterior(), tree, options=design.CandidateOptions(trainer=True))
 
 
+@pytest.mark.unit
 def test_design_to_text_is_the_commands_screen_output():
     post = law_posterior()
     candidates = design.candidate_grid(n_params=[1e7, 1e8], tokens=[1e9, 1e10])
@@ -165,6 +174,7 @@ def test_design_to_text_is_the_commands_screen_output():
 # The loop's run table
 
 
+@pytest.mark.unit
 def test_the_loop_table_keeps_memory_and_file_equal(tmp_path):
     start = read_runs(REPO / "data" / "example_runs.csv")
     table = loop.LoopTable.open(tmp_path / "runs.csv", REPO / "data" / "example_runs.csv")
@@ -184,11 +194,12 @@ def test_the_loop_table_keeps_memory_and_file_equal(tmp_path):
 @pytest.fixture(scope="module")
 def law_fit():
     pytest.importorskip("flax")
-    from atlas_bayes.fitting.inference import Sampler, fit
+    from atlas_bayes.fitting.inference import fit
     runs = read_runs(REPO / "data" / "example_runs.csv")
-    return fit(runs, "chinchilla", sampler=Sampler(chains=1, warmup=100, draws=100), warn=False)
+    return fit(runs, "chinchilla", sampler=QUICK, warn=False)
 
 
+@pytest.mark.e2e
 @pytest.mark.filterwarnings("ignore:All-NaN slice")
 def test_the_loop_reads_its_run_table_once_per_invocation(law_fit, tmp_path, monkeypatch):
     """An external loop: each invocation reads OUT/runs.csv once (the first one not at all: it

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from atlas_bayes.tables.adapters import load_shared
 from atlas_bayes.fitting.diagnostics import MAX_R_HAT, MIN_ESS_BULK

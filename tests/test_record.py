@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from conftest import QUICK
 
 from atlas_bayes.decisions.bts import bts_table, fit_bts
 from atlas_bayes.decisions.crossover import fit_crossover, fit_power_law, predict_crossover
@@ -29,7 +30,7 @@ from atlas_bayes.simulation.simulate import monolingual_design, simulate
 from atlas_bayes.simulation.transfer_study import simulate_bilingual_runs
 from atlas_bayes.tables.runs import validate_runs
 
-TINY = Sampler(chains=2, draws=100, warmup=100)
+TINY = QUICK
 
 # the attributes `fit` wrote for a joint fit before FitRecord existed (copied from a fit)
 LEGACY = {
@@ -170,6 +171,7 @@ def crossover_fit():
     return fit_crossover(runs, sampler=TINY, warn=False)
 
 
+@pytest.mark.statistical
 def test_law_fit_record_survives_save_and_load(tmp_path):
     runs, tree = law_fit()
     record = FitRecord.from_tree(tree)
@@ -189,6 +191,7 @@ def test_law_fit_record_survives_save_and_load(tmp_path):
         predict(back, runs.head(3))
 
 
+@pytest.mark.statistical
 def test_bts_fit_record_and_its_warnings():
     record = FitRecord.from_tree(curve_fit())
     assert record.kind == "bts" and record.source == "<run table>" and record.sampler["draws"] == 100
@@ -202,6 +205,7 @@ def test_bts_fit_record_and_its_warnings():
     assert len(messages) == len(set(messages)) and convergence[0].filename == __file__
 
 
+@pytest.mark.statistical
 def test_transfer_matrix_record():
     tree = fit_transfer_matrix(bts_table(curve_fit()), sampler=TINY, warn=False)
     record = FitRecord.from_tree(tree)
@@ -210,6 +214,7 @@ def test_transfer_matrix_record():
     assert record.sampler["chains"] == 2 and record.diagnostics is not None
 
 
+@pytest.mark.statistical
 def test_crossover_and_power_law_records():
     tree = crossover_fit()
     record = FitRecord.from_tree(tree)
