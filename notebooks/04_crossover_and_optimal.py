@@ -206,7 +206,7 @@ print(f"plot: {OUT / 'crossover_simulated_es.png'}")
 # flip you could narrow with more runs. A 90% interval should miss the truth about one time in
 # ten, so a single MISS is not alarming; many would be.
 #
-# With an identified posterior, the design step works (`design_curves`; CLI `atlas-bayes design
+# With an identified posterior, the design step works (`atlas_bayes.design.study`; CLI `atlas-bayes design
 # RUNS --target crossover:es@1083008`): which new runs in this cell (scratch or finetune, at
 # multiples of the longest run's tokens) would narrow the crossover's interval most per FLOP?
 # `gain` is the expected reduction of the log crossover's log-variance in nats: the interval

@@ -177,8 +177,9 @@ def test_law_fit_record_survives_save_and_load(tmp_path):
     record = FitRecord.from_tree(tree)
     assert record.kind == LAW and record.law == "chinchilla" and record.languages == ("fr",)
     assert record.target_language == "fr" and record.n_obs == len(runs) and record.method == "nuts"
-    assert record.sampler == {"chains": 2, "draws": 100, "warmup": 100, "seed": 0, "target_accept": 0.9,
-                              "dense_mass": "auto", "chain_method": "vectorized"}
+    assert record.sampler == {"chains": TINY.chains, "draws": TINY.draws, "warmup": TINY.warmup,
+                              "seed": 0, "target_accept": 0.9, "dense_mass": "auto",
+                              "chain_method": "vectorized"}
     assert record.scales["log_N_ref"] == record.log_N_ref and record.simulated
     assert json.loads(tree.attrs["diagnostics"]) == record.diagnostics.as_dict()
     path = save(tree, tmp_path / "posterior.nc")
@@ -194,7 +195,7 @@ def test_law_fit_record_survives_save_and_load(tmp_path):
 @pytest.mark.statistical
 def test_bts_fit_record_and_its_warnings():
     record = FitRecord.from_tree(curve_fit())
-    assert record.kind == "bts" and record.source == "<run table>" and record.sampler["draws"] == 100
+    assert record.kind == "bts" and record.source == "<run table>" and record.sampler["draws"] == TINY.draws
     assert record.law is None and record.diagnostics is not None
     with pytest.warns(ConvergenceWarning) as caught:
         fit_bts(validate_runs(simulate_bilingual_runs(
