@@ -2,49 +2,40 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
-from atlas_bayes.cli.common import BadInput, echo_warnings
+from atlas_bayes.cli.common import BadInput, command, read_runs_or_fail
 
 
 def add_commands(commands) -> None:
     """Register this module's subcommands."""
     from atlas_bayes.tables.adapters import ADAPTERS
-    adapt = commands.add_parser("adapt", help="convert a public data set into a run table",
-                                description="Convert one of the public data sets (e.g. in "
-                                            "../shared/data) into a run table file.")
+    adapt = command(commands, "adapt", "convert a public data set into a run table", "Convert one "
+                    "of the public data sets (e.g. in ../shared/data) into a run table file.",
+                    run_adapt)
     adapt.add_argument("dataset", choices=sorted(ADAPTERS))
     adapt.add_argument("path", help="the data set's file, or its folder")
     adapt.add_argument("--out", type=Path, required=True, help="run table to write (.csv or .parquet)")
-    adapt.set_defaults(handler=run_adapt)
 
-    train = commands.add_parser(
-        "train", help="train byte-level models and write their learning curves to a run table",
-        description="Train a run (or a plan of runs) with the companion Flax trainer and append "
-                    "its learning curves (bits per byte per evaluation language) to OUT/runs.csv. "
-                    "Rerunning resumes from the last checkpoint. Needs the 'train' extra.")
+    train = command(
+        commands, "train", "train byte-level models and write their learning curves to a run table",
+        "Train a run (or a plan of runs) with the companion Flax trainer and append its learning "
+        "curves (bits per byte per evaluation language) to OUT/runs.csv. Rerunning resumes from "
+        "the last checkpoint. Needs the 'train' extra.", run_train)
     source = train.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", type=Path, help="one run's config (.json, .yaml or .yml)")
     source.add_argument("--plan", type=Path, help="a JSONL file of run configs, run in order")
     train.add_argument("--out", type=Path, default=Path("runs"),
                        help="output folder: runs.csv plus one folder per run (default: runs)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.set_defaults(handler=run_train)
 
 
 def run_adapt(args) -> int:
     """`adapt`: convert a public data set into a run table file."""
     from atlas_bayes.tables.adapters import ADAPTERS
-    from atlas_bayes.tables.runs import RunTableError, write_runs
+    from atlas_bayes.tables.runs import write_runs
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            runs = ADAPTERS[args.dataset](args.path)
-        except RunTableError as err:
-            raise BadInput(str(err)) from None
-    echo_warnings(caught)
+    runs = read_runs_or_fail(args.path, ADAPTERS[args.dataset], always=Warning)
     write_runs(runs, args.out)
     print(f"wrote {len(runs)} rows ({runs['run_id'].nunique()} runs) to {args.out}")
     return 0

@@ -429,6 +429,15 @@ class OptimalResult:
         (out / "optimal.json").write_text(json.dumps(self.as_dict(), indent=2))
 
 
+def check_compute(compute: float) -> None:
+    """Raise ValueError when `compute` is below the smallest budget the search considers
+    (C = 6 N D at `MIN_PARAMS` and `MIN_TOKENS`)."""
+    smallest = 6.0 * MIN_PARAMS * MIN_TOKENS
+    if compute < smallest:
+        raise ValueError(f"--compute {compute:g} is too small: C = 6 N D needs at least 6 x "
+                         f"{MIN_PARAMS:g} parameters x {MIN_TOKENS:g} tokens = {smallest:g} FLOPs")
+
+
 def optimal_study(source, compute: float, *, law: str = "atlas", language: str | None = None,
                   unique_tokens: float | None = None, sampler=None,
                   progress: bool = False) -> OptimalResult:

@@ -71,6 +71,10 @@ class DesignOutput:
                            "outside_fitted_sizes": self.outside,
                            "plan": str(self.plan) if self.plan else None})
 
+    def as_dict(self) -> dict:
+        """The --json object: `summary()` (the command layer reports every result this way)."""
+        return self.summary()
+
     def warnings(self) -> list[str]:
         """Messages the user should see beside the result."""
         outside = self.outside
