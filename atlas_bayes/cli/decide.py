@@ -118,10 +118,10 @@ def run_transfer(args) -> int:
 
 def run_optimal(args) -> int:
     """`optimal`: the compute-optimal allocation at --compute, from a run table or posterior.nc."""
-    from atlas_bayes.decisions.optimal import check_compute, optimal_study
+    from atlas_bayes.decisions.optimal import check_minimum_compute, optimal_study
 
     with bad_input():
-        check_compute(args.compute)
+        check_minimum_compute(args.compute)
     with library_call(args.runs):
         result = optimal_study(read_source(args.runs), args.compute, law=args.law,
                                language=args.lang, unique_tokens=args.unique_tokens,

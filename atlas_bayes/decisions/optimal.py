@@ -429,7 +429,7 @@ class OptimalResult:
         (out / "optimal.json").write_text(json.dumps(self.as_dict(), indent=2))
 
 
-def check_compute(compute: float) -> None:
+def check_minimum_compute(compute: float) -> None:
     """Raise ValueError when `compute` is below the smallest budget the search considers
     (C = 6 N D at `MIN_PARAMS` and `MIN_TOKENS`)."""
     smallest = 6.0 * MIN_PARAMS * MIN_TOKENS
