@@ -7,7 +7,6 @@ the trainer plan, and a warning for chosen runs outside the fitted model sizes.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +17,7 @@ from atlas_bayes.design.eig import Design, choose_batch
 from atlas_bayes.design.plan import plan_configs, plot_design, write_plan
 from atlas_bayes.design.posterior import DEFAULT_DRAWS
 from atlas_bayes.design.study import CandidateOptions, Study
+from atlas_bayes.fitting.summary import json_safe
 
 OUTSIDE_FACTOR = 1.5      # a chosen size beyond 1.5x the fitted range is flagged
 
@@ -67,7 +67,7 @@ class DesignOutput:
         """design.json's object (and the command's --json output): the design's `as_dict()`
         with the model, language, runs outside the fitted sizes and the plan's path, as plain
         JSON values (non-finite numbers as null)."""
-        return json_ready({**self.design.as_dict(), "law": self.model, "language": self.language,
+        return json_safe({**self.design.as_dict(), "law": self.model, "language": self.language,
                            "outside_fitted_sizes": self.outside,
                            "plan": str(self.plan) if self.plan else None})
 
@@ -141,14 +141,3 @@ def make_design(study: Study, *, runs: pd.DataFrame | None = None, tree=None, sa
                         Path(plan) if plan is not None else None, configs)
 
 
-def json_ready(value):
-    """Plain JSON values: numpy scalars as Python numbers, non-finite numbers as null."""
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
