@@ -20,4 +20,13 @@ from atlas_bayes.design.targets import (Target, loss_target, optimal_size_target
                                         target_summary, weighted_interval)
 from atlas_bayes.fitting.draws import LawDraws
 
-__all__ = ["BtsStudy", "CANDIDATE_COLUMNS", "CandidateOptions", "CrossoverStudy", "CurveStudy", "DEFAULT_DRAWS", "Design", "DesignOutput", "DesignPosterior", "LawDraws", "LawStudy", "OptionError", "Posterior", "Study", "TARGET_FORMS", "Target", "candidate_grid", "choose_batch", "curve_study", "eig_scores", "flops", "greedy_batch", "loglik_matrix", "loss_target", "make_design", "optimal_size_target", "parameters_target", "parse_target", "plan_configs", "plot_design", "posterior_from_tree", "read_candidates", "reweight", "shape_sizes", "simulate_outcomes", "study_for", "target_summary", "validate_candidates", "weighted_interval", "write_plan"]
+__all__ = [
+    "BtsStudy", "CANDIDATE_COLUMNS", "CandidateOptions", "CrossoverStudy", "CurveStudy",
+    "DEFAULT_DRAWS", "Design", "DesignOutput", "DesignPosterior", "LawDraws", "LawStudy",
+    "OptionError", "Posterior", "Study", "TARGET_FORMS", "Target", "candidate_grid",
+    "choose_batch", "curve_study", "eig_scores", "flops", "greedy_batch", "loglik_matrix",
+    "loss_target", "make_design", "optimal_size_target", "parameters_target", "parse_target",
+    "plan_configs", "plot_design", "posterior_from_tree", "read_candidates", "reweight",
+    "shape_sizes", "simulate_outcomes", "study_for", "target_summary", "validate_candidates",
+    "weighted_interval", "write_plan",
+]

@@ -40,7 +40,7 @@ from atlas_bayes.design.eig import greedy_batch
 from atlas_bayes.design.candidates import validate_candidates
 from atlas_bayes.fitting.inference import Sampler, fit, predict
 from atlas_bayes.fitting.draws import predicted_loss
-from atlas_bayes.models import FORMS, form_of
+from atlas_bayes.models import FORMS
 from atlas_bayes.tables.runs import validate_runs
 
 class Task(NamedTuple):
@@ -221,7 +221,7 @@ def run_episode(pool: pd.DataFrame, target: pd.DataFrame, *, method: str = "eig"
     rng = np.random.default_rng(seed)
     cost = pool.set_index("candidate")["cost"]
     total = float(pool["cost"].sum())
-    n_params = len(form_of(law).parameters)
+    n_params = len(vopt.LS_LAWS[law].params) if law in vopt.LS_LAWS else 5   # initial design size
     bought = [] if method == "random" else initial_design(pool, n_params)
     allowed = shape_trust_region(pool, target, trust) if method.startswith("eig") else \
         np.ones(len(pool), dtype=bool)
