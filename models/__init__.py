@@ -59,9 +59,9 @@ class Law:
     """One law of the family: its NumPyro model and everything the rest of the package asks of it.
 
     `form` names the monolingual natural-scale form decisions evaluate (`FORMS`; None: the law
-    supports no compute-optimal, design or loop decision). `shareable`: a single-language model
-    whose data are arguments of a compiled program (`fitting.compiled`), so fits of the same
-    law and size reuse it. `needs` lists what the data must hold: "unique_tokens" (some
+    supports no compute-optimal, design or loop decision). `shareable`: a model whose data are
+    arguments of a compiled program (`fitting.compiled`), so fits of the same law and size
+    reuse it. `needs` lists what the data must hold: "unique_tokens" (some
     finite unique-token counts) or "language_counts" (mixtures of different sizes K).
     """
     name: str
@@ -73,6 +73,7 @@ class Law:
     form: str | None = None
     shareable: bool = False
     needs: tuple[str, ...] = ()
+    target_accept: float = 0.9            # NUTS's default for this law (the sampler may override)
 
     def bind(self, **extra) -> Callable:
         """The model with its fixed options (and any extra ones) applied."""
@@ -89,7 +90,8 @@ def _single(name, model, parameters, description, options=None, form=None, needs
 
 
 def _joint(name, model, parameters, description, options=None, form=None, needs=()):
-    return Law(name, model, parameters, description, options or {}, True, form, False, needs)
+    # 0.95: the population spreads' funnel necks (models/hierarchical.py SPREAD_SHAPE)
+    return Law(name, model, parameters, description, options or {}, True, form, True, needs, 0.95)
 
 
 LAWS = {

@@ -19,7 +19,7 @@ import numpyro
 
 from atlas_bayes import laws
 from atlas_bayes.models.hierarchical import (EXPONENT_SPREAD, LOG_E_SPREAD, TERM_SPREAD,
-                                             _shared_sites, centredness, group_centres,
+                                             _shared_sites, centredness, group_centres, group_sums,
                                              per_language_values)
 from atlas_bayes.models.scaling import ALPHA_PRIOR, TERM_SHARE, likelihood
 
@@ -71,5 +71,5 @@ def curse(x, log_loss=None, nu=4.0, pooling="complete", centring="auto", centres
 
 def _overall(v, x):
     """The all-rows centre: the row-weighted mean of the languages' centres."""
-    counts = jnp.bincount(jnp.asarray(x.group), length=x.n_groups)
+    counts = group_sums(x)
     return jnp.sum(v * counts) / jnp.sum(counts)

@@ -22,7 +22,7 @@ import numpyro.distributions as dist
 
 from atlas_bayes import laws
 from atlas_bayes.models.scaling import (ALPHA_PRIOR, TAU_OTHER_LOG_PRIOR, TERM_SHARE, likelihood,
-                                        tau_prior_arrays)
+                                        pinned_parameters, tau_prior_arrays)
 
 # Prior (loc, scale) of each population mean, and the mean of the Gamma(2) prior on its spread
 # across languages, for the per-language parameters on the log scale.
@@ -33,6 +33,12 @@ TAU_PRIOR, TAU_SPREAD = (0.0, 0.5), 0.25
 TAU_OTHER_SPREAD = 0.5   # of log tau_other
 LAMBDA_PRIOR = (jnp.log(0.1), 1.0)
 CENTRED_MIN_OBS = 20
+# Shape of the Gamma prior on each population spread. Every language's core parameters are
+# centred (`_pinned`), so a spread drawn towards zero is a funnel's neck: with 2 (the usual
+# zero-avoiding choice) the 4-language test study gave 10-27 divergences at target_accept
+# 0.9 and 0-8 at 0.95 (seeds 0-2); with 6 (P(spread < mean / 5) ~ 0.2%) none at 0.95 on
+# seeds 1-4 and one in 1,200 draws at seed 0 (benchmarks/RESULTS.md, "joint fits").
+SPREAD_SHAPE = 6.0
 E_SOFT = 0.02             # width, as a share of the median loss, of E's soft floor in `_aligned`
 EXPONENTS = ("log_alpha", "log_beta")
 SHAREABLE = {"E": "log_E", "A": "log_A_c", "B": "log_B_c", "alpha": "log_alpha",
@@ -41,7 +47,7 @@ SHAREABLE = {"E": "log_E", "A": "log_A_c", "B": "log_B_c", "alpha": "log_alpha",
 
 def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=True,
                  lambda_per_language=False, pooling="partial", centring="auto", shared=(),
-                 centres=None, tau_prior=None, predict_mean=False):
+                 centres=None, spreads=None, tau_prior=None, predict_mean=False):
     """ATLAS (or Chinchilla, `saturate=False`) with per-language parameters.
 
     `centring` says how each language's parameters are written: "noncentred" (value = mu +
@@ -65,10 +71,13 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
         "log_A_c": ((term_loc, 1.5), TERM_SPREAD),
         "log_B_c": ((term_loc, 1.5), TERM_SPREAD),
     }
+    if not common:
+        p = _pinned(priors, pooling, x, log_loss, spreads)
     # a shared term with per-language E: E and B are written through what the data pin
     aligned = "log_E" not in common and bool(common & {"log_A_c", "log_B_c"})
     own = {name: priors.pop(name) for name in ("log_E", "log_B_c") if aligned and name not in common}
-    p = per_language_values(priors, pooling, common, c, x.n_groups, EXPONENTS)
+    if common:
+        p = per_language_values(priors, pooling, common, c, x.n_groups, EXPONENTS)
     alpha, beta = p["alpha"], p["beta"]
     # log of each term at the language's own centre; a shared coefficient is one value at the
     # shared reference, not at each centre
@@ -114,6 +123,57 @@ def per_language_values(priors: dict, pooling: str, common: set, c, n_groups: in
     return p
 
 
+def _pinned(priors, pooling, x, log_loss, spreads) -> dict:
+    """Every language's E, N and D terms at its centre and exponents, sampled through what
+    its data pin (`models.scaling.pinned_parameters`, per language: the loss at the
+    language's centre, its split into E and the terms, the terms' slopes across the
+    language's spread of log N and log D), the population prior applied through the Jacobian.
+
+    Centred in those coordinates for every language: a language with few rows still pins its
+    loss at the centre, and the zero-avoiding prior on each spread (`SPREAD_SHAPE`) keeps the
+    population from pulling its values into a funnel. (Written as log E, log terms and
+    exponents, non-centred, the 4-language test study took 180-600 leapfrog steps per draw;
+    non-centring only the exponents here, ~300.)
+    """
+    population = {name: _population(name, prior, spread, pooling)
+                  for name, (prior, spread) in priors.items()}
+    dists = {name: dist.Normal(*loc_scale) for name, loc_scale in population.items()}
+    start = [jnp.exp(priors[name][0][0]) for name in ("log_E", "log_A_c", "log_B_c")]
+    if log_loss is None:
+        L_start = sum(start)
+    else:
+        L_start = jnp.exp(group_sums(x, log_loss) / jnp.maximum(group_sums(x), 1.0))
+    log_N_sd, log_D_sd = (jnp.asarray(v, dtype=jnp.float32)
+                          for v in (group_spreads(x) if spreads is None else spreads))
+    with numpyro.plate("language", x.n_groups):
+        p = pinned_parameters(dists, L_start, start, x.loss_median, log_N_sd, log_D_sd,
+                              names=("log_E", "log_A_c", "log_B_c"))
+        for name in ("log_alpha", "log_beta"):
+            numpyro.deterministic(name, p[name])
+        p["E"] = numpyro.deterministic("E", jnp.exp(p["log_E"]))
+    return p
+
+
+def group_sums(x, values=None):
+    """Per-language sums of `values` (counts when None) over the real rows (padding left out)."""
+    weights = jnp.ones(x.group.shape[0]) if x.obs_mask is None else x.obs_mask.astype(jnp.float32)
+    if values is not None:
+        weights = weights * values
+    return jnp.zeros(x.n_groups).at[x.group].add(weights)
+
+
+def group_spreads(x) -> list[list[float]]:
+    """Each language's sd of log N and of log D around its own centre (host side)."""
+    g, n = np.asarray(x.group), x.n_groups
+    counts = np.maximum(np.bincount(g, minlength=n), 1)
+    spreads = []
+    for v in (x.N, x.D):
+        log_v = np.log(np.asarray(v, dtype=float))
+        mean = np.bincount(g, log_v, minlength=n) / counts
+        spreads.append(np.sqrt(np.bincount(g, (log_v - mean[g]) ** 2, minlength=n) / counts).tolist())
+    return spreads
+
+
 def _aligned(own, pooling, log_A_c, log_B_c, log_beta, x, log_loss=None):
     """Per-language log B-term at the centre and E, sampled through quantities the data pin.
 
@@ -147,8 +207,7 @@ def _aligned(own, pooling, log_A_c, log_B_c, log_beta, x, log_loss=None):
         L_start = E_typical + terms + (jnp.exp(log_B_c) if "log_B_c" not in own else
                                        jnp.exp(population["log_B_c"][0]))
     else:
-        counts = jnp.maximum(jnp.bincount(x.group, length=x.n_groups), 1)
-        L_start = jnp.exp(jnp.bincount(x.group, log_loss, length=x.n_groups) / counts)
+        L_start = jnp.exp(group_sums(x, log_loss) / jnp.maximum(group_sums(x), 1.0))
     with numpyro.plate("language", x.n_groups):
         if "log_B_c" in own:
             loc, scale = population["log_B_c"]
@@ -195,9 +254,9 @@ def _population(name, prior, spread, pooling):
     if pooling != "partial":
         raise ValueError(f"pooling must be 'partial' or 'none', not {pooling!r}")
     loc = numpyro.sample(f"{name}_mu", dist.Normal(*prior))
-    # Gamma(2): zero-avoiding, so the spread cannot collapse into a funnel's neck when only a
-    # handful of languages inform it (languages do differ); its mean is `spread`.
-    scale = numpyro.sample(f"{name}_sd", dist.Gamma(2.0, 2.0 / spread))
+    # Gamma(SPREAD_SHAPE), mean `spread`: zero-avoiding, so the spread cannot collapse into a
+    # funnel's neck when only a handful of languages inform it (languages do differ)
+    scale = numpyro.sample(f"{name}_sd", dist.Gamma(SPREAD_SHAPE, SPREAD_SHAPE / spread))
     return loc, scale
 
 
@@ -211,7 +270,7 @@ def group_centres(x) -> list[list[float]]:
             for v in arrays]
 
 
-def centredness(x, centring="auto") -> list[float]:
+def centredness(x, centring="auto"):
     """Per-language centredness (1 centred, 0 non-centred).
 
     "auto": centred for languages with at least `CENTRED_MIN_OBS` rows, whose own data pin
@@ -221,7 +280,8 @@ def centredness(x, centring="auto") -> list[float]:
     if not isinstance(centring, str):
         if len(centring) != x.n_groups:
             raise ValueError(f"centring has {len(centring)} entries for {x.n_groups} languages")
-        return [float(v) for v in centring]
+        # an argument of a shared compiled program (atlas_bayes.fitting.compiled) is traced
+        return centring if isinstance(centring, jax.Array) else [float(v) for v in centring]
     counts = np.bincount(np.asarray(x.group), minlength=x.n_groups)
     if centring == "auto":
         return [float(n >= CENTRED_MIN_OBS) for n in counts]

@@ -177,33 +177,49 @@ def _centre_parameters(x, priors, log_loss=None):
     sampling (Predictive without posterior draws) does not give their prior; to run a model
     at given values pass the sites from `core_sites`.
     """
-    median = x.loss_median
-    E0, A0, B0 = (jnp.exp(priors[k].loc) for k in ("log_E", "log_A_ref", "log_B_ref"))
-    L_start = jnp.exp(observed_mean(x, log_loss)) if log_loss is not None else E0 + A0 + B0
+    start = [jnp.exp(priors[k].loc) for k in ("log_E", "log_A_ref", "log_B_ref")]
+    L_start = jnp.exp(observed_mean(x, log_loss)) if log_loss is not None else sum(start)
+    values = pinned_parameters(priors, L_start, start, x.loss_median, x.log_N_sd, x.log_D_sd)
+    return tuple(values[k] for k in ("log_E", "log_A_ref", "log_B_ref", "alpha", "beta"))
+
+
+def pinned_parameters(priors, L_start, start, median, log_N_sd, log_D_sd,
+                      names=("log_E", "log_A_ref", "log_B_ref")) -> dict:
+    """Sample the data-pinned sites (`_centre_parameters`) and return log E, the log N and D
+    terms at the centre (named `names`), log alpha, log beta, alpha and beta.
+
+    Elementwise: inside a plate every argument may hold one value per member (the joint
+    models call it once for all languages). `priors` maps `names` and "log_alpha",
+    "log_beta" to distributions, applied through the Jacobian; `start` (E, N term, D term)
+    and `L_start` only place the initial values.
+    """
+    E0, A0, B0 = start
+    total = E0 + A0 + B0
     bases = {
         "log_L_c": dist.Normal(LOG_LOSS_SCALE * jnp.log(L_start / median), 1.0),
         "A_logit_c": dist.Normal(jnp.log(A0 / E0), 0.1),
         "B_logit_c": dist.Normal(jnp.log(B0 / E0), 0.1),
-        "log_A_slope_c": dist.Normal(jnp.log(L_start * A0 / (E0 + A0 + B0)) + ALPHA_PRIOR[0], 0.1),
-        "log_B_slope_c": dist.Normal(jnp.log(L_start * B0 / (E0 + A0 + B0)) + ALPHA_PRIOR[0], 0.1),
+        "log_A_slope_c": dist.Normal(jnp.log(L_start * A0 / total) + ALPHA_PRIOR[0], 0.1),
+        "log_B_slope_c": dist.Normal(jnp.log(L_start * B0 / total) + ALPHA_PRIOR[0], 0.1),
     }
     z = {name: numpyro.sample(name, base) for name, base in bases.items()}
     log_L = jnp.log(median) + z["log_L_c"] / LOG_LOSS_SCALE
     lse = jnp.logaddexp(jnp.logaddexp(0.0, z["A_logit_c"]), z["B_logit_c"])
-    log_E = numpyro.deterministic("log_E", log_L - lse)
-    log_A_ref = numpyro.deterministic("log_A_ref", log_L + z["A_logit_c"] - lse)
-    log_B_ref = numpyro.deterministic("log_B_ref", log_L + z["B_logit_c"] - lse)
-    log_alpha, dlog_alpha = _exponent(z["log_A_slope_c"] - log_A_ref, x.log_N_sd)
-    log_beta, dlog_beta = _exponent(z["log_B_slope_c"] - log_B_ref, x.log_D_sd)
-    alpha = numpyro.deterministic("alpha", jnp.exp(log_alpha))
-    beta = numpyro.deterministic("beta", jnp.exp(log_beta))
-    values = {"log_E": log_E, "log_A_ref": log_A_ref, "log_B_ref": log_B_ref,
+    E_name, A_name, B_name = names
+    log_E = numpyro.deterministic(E_name, log_L - lse)
+    log_A = numpyro.deterministic(A_name, log_L + z["A_logit_c"] - lse)
+    log_B = numpyro.deterministic(B_name, log_L + z["B_logit_c"] - lse)
+    log_alpha, dlog_alpha = _exponent(z["log_A_slope_c"] - log_A, log_N_sd)
+    log_beta, dlog_beta = _exponent(z["log_B_slope_c"] - log_B, log_D_sd)
+    values = {E_name: log_E, A_name: log_A, B_name: log_B,
               "log_alpha": log_alpha, "log_beta": log_beta}
     log_jacobian = -jnp.log(LOG_LOSS_SCALE) + dlog_alpha + dlog_beta
     numpyro.factor("core_prior",
                    sum(priors[k].log_prob(v) for k, v in values.items()) + log_jacobian
                    - sum(bases[k].log_prob(v) for k, v in z.items()))
-    return log_E, log_A_ref, log_B_ref, alpha, beta
+    values["alpha"] = numpyro.deterministic("alpha", jnp.exp(log_alpha))
+    values["beta"] = numpyro.deterministic("beta", jnp.exp(log_beta))
+    return values
 
 
 def _exponent(log_ratio, spread):
@@ -229,19 +245,26 @@ def core_sites(x, E, A, B, alpha, beta) -> dict:
     sites = {"alpha": alpha, "beta": beta, "log_E": np.log(E), "log_A_ref": log_A_ref,
              "log_B_ref": log_B_ref}
     if _centred(x):
-        log_L = np.logaddexp(np.logaddexp(np.log(E), log_A_ref), log_B_ref)
-        sites["log_L_c"] = LOG_LOSS_SCALE * (log_L - np.log(x.loss_median))
-        sites["A_logit_c"] = log_A_ref - np.log(E)
-        sites["B_logit_c"] = log_B_ref - np.log(E)
-        sites["log_A_slope_c"] = log_A_ref + _log_secant(alpha, x.log_N_sd)
-        sites["log_B_slope_c"] = log_B_ref + _log_secant(beta, x.log_D_sd)
+        sites.update(pinned_sites(np.log(E), log_A_ref, log_B_ref, alpha, beta, x.loss_median,
+                                  x.log_N_sd, x.log_D_sd))
     return sites
+
+
+def pinned_sites(log_E, log_A, log_B, alpha, beta, median, log_N_sd, log_D_sd) -> dict:
+    """The data-pinned sites (`pinned_parameters`) that give these values (numpy,
+    elementwise): log E, the log terms at the centre, and the exponents."""
+    log_L = np.logaddexp(np.logaddexp(log_E, log_A), log_B)
+    return {"log_L_c": LOG_LOSS_SCALE * (log_L - np.log(median)),
+            "A_logit_c": log_A - log_E, "B_logit_c": log_B - log_E,
+            "log_A_slope_c": log_A + _log_secant(alpha, log_N_sd),
+            "log_B_slope_c": log_B + _log_secant(beta, log_D_sd)}
 
 
 def _log_secant(exponent, spread):
     """log(sinh(exponent * spread) / spread), the secant slope ratio; log(exponent) at 0."""
-    exponent = np.asarray(exponent, dtype=float)
-    return np.log(exponent) if spread == 0 else np.log(np.sinh(exponent * spread) / spread)
+    exponent, spread = np.asarray(exponent, dtype=float), np.asarray(spread, dtype=float)
+    s = np.where(spread > 0, spread, 1.0)
+    return np.where(spread > 0, np.log(np.sinh(exponent * s) / s), np.log(exponent))
 
 
 def _term_prior(x, offset):

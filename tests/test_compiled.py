@@ -69,3 +69,32 @@ def test_fits_of_one_size_share_a_program_and_fit_their_own_data():
         assert np.max(np.abs(predicted / observed - 1)) < 0.05
         assert tree.posterior_predictive["log_loss"].shape[-1] == len(observed)
     assert float(high.posterior["E"].median()) > 1.1 * float(low.posterior["E"].median())
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("law, options", [("atlas-h", {}), ("atlas-h", {"shared": ("A", "alpha")}),
+                                          ("curse", {}), ("curse-h", {})])
+def test_padding_leaves_a_joint_models_density_and_likelihood_unchanged(law, options):
+    """Joint models take their per-language set-up as arguments and sum over real rows only."""
+    from atlas_bayes.fitting.law_inputs import build_group_inputs
+    from atlas_bayes.models.hierarchical import centredness, group_centres, group_spreads
+    from atlas_bayes.simulation.paper_design import paper_study
+    runs, _ = paper_study(eval_languages=["en", "sw", "hi"], seed=0)
+    x, _, y = build_group_inputs(runs)
+    spec = get_law(law)
+    resolved = {"centring": centredness(x), "centres": group_centres(x)}
+    if spec.model.__name__ == "hierarchical":
+        resolved["spreads"] = group_spreads(x)
+    model = spec.bind(nu=4.0, **options, **resolved)
+    assert compiled.compilable(model, x)
+    padded, y_padded = compiled.pad(x, y, compiled.padded_size(len(y)) + 16)
+    from numpyro import handlers
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(x, y)
+    shapes = {name: np.shape(site["value"]) for name, site in trace.items()
+              if site["type"] == "sample" and not site["is_observed"]}
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        params = {name: rng.normal(size=shape) * 0.3 for name, shape in shapes.items()}
+        plain = potential_energy(model, (x, y), {}, params)
+        masked = potential_energy(model, (padded, y_padded), {}, params)
+        np.testing.assert_allclose(masked, plain, rtol=1e-5)

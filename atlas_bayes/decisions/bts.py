@@ -199,7 +199,7 @@ def fit_bts(runs: pd.DataFrame | str, *, n_params: float | None = None,
          "p_extrapolated": ("pair", extrapolated.mean(axis=(0, 1))),
          "p_unreachable": ("pair", np.isinf(log_d_bi).mean(axis=(0, 1)))},
         coords={"pair": pair_labels})
-    record = FitRecord("bts", source=str(runs.attrs.get("source", "")), sampler=asdict(sampler))
+    record = FitRecord("bts", source=str(runs.attrs.get("source", "")), sampler=asdict(sampler.resolved()))
     return build_tree(
         {"posterior": posterior, "sample_stats": stats, "observed_data": {"log_loss": log_loss}},
         record, coords={"curve": labels, "pair": pair_labels}, dims=dims,

@@ -151,7 +151,7 @@ def fit_transfer_matrix(table: pd.DataFrame, *, languages=None,
             "g": ["target", "source"]}
     observed = xr.Dataset(
         {name: ("measured", table[name].to_numpy()) for name in ("source", "target", "g_mean", "g_sd")})
-    record = FitRecord("transfer_matrix", languages=langs, sampler=asdict(sampler))
+    record = FitRecord("transfer_matrix", languages=langs, sampler=asdict(sampler.resolved()))
     return build_tree({"posterior": posterior, "sample_stats": stats}, record,
                       coords={"language": langs, "target": langs, "source": langs,
                               "covariate": list(COVARIATES)}, dims=dims,

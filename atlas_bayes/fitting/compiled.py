@@ -9,10 +9,10 @@ the compiled program: within a process through jit's own cache, across processes
 JAX's persistent cache when it is on. The same holds for the posterior predictive and the
 pointwise log likelihood.
 
-Only the laws the registry marks `shareable` (`models.LAWS`) go this way (`compilable`): the
-single-language laws, whose only sums over observations are the masked likelihood and the initial values' placement. The
-joint (hierarchical, curse) models centre languages on host-side counts of the rows, which
-padding would change, so they keep a program of their own per fit.
+Only the laws the registry marks `shareable` (`models.LAWS`) go this way (`compilable`). The
+joint models' per-language set-up (centredness, data centres and spreads: `TRACED_OPTIONS`)
+is resolved by the fit from the real rows and passed as arguments too, so a joint fit shares
+its program with every fit of the same law, options, number of languages and padded size.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from atlas_bayes.fitting.law_inputs import LawInputs
 from atlas_bayes.models import LAWS
 
 OBS_FIELDS = ("N", "D", "U", "D_total", "D_transfer", "U_transfer", "D_other", "U_other",
-              "p_family", "K")
+              "p_family", "K", "group")
+TRACED_OPTIONS = ("centring", "centres", "spreads")   # model options passed as arguments
 OBS_SITES = ("log_loss", "log_loss_mean")   # sites with one value per observation
 EXTRA_FIELDS = ("num_steps", "energy", "diverging", "accept_prob", "potential_energy")
 MAX_PROGRAMS = 32
@@ -62,10 +63,11 @@ def padded_size(n: int) -> int:
 
 def compilable(model, inputs) -> bool:
     """Whether a fit may use the shared programs: a bound (`functools.partial`) model of a law
-    the registry marks shareable, on single-language `LawInputs`, with options JSON can key."""
+    the registry marks shareable, on `LawInputs`, with options JSON can key (and the joint
+    models' per-language set-up resolved to numbers)."""
     return (ENABLED and isinstance(model, partial) and model.func in SHAREABLE_MODELS
-            and isinstance(inputs, LawInputs) and inputs.group is None
-            and _model_key(model) is not None)
+            and isinstance(inputs, LawInputs) and _model_key(model) is not None
+            and all(not isinstance(model.keywords.get(name), str) for name in TRACED_OPTIONS))
 
 
 def pad(inputs: LawInputs, log_loss, size: int):
@@ -88,7 +90,7 @@ def run_nuts(model, inputs: LawInputs, log_loss, *, chains: int, warmup: int, dr
     settings = (chains, warmup, draws, float(target_accept), bool(dense))
     program = _program("nuts", model, static, settings, lambda: _nuts_program(
         model, static, *settings))
-    return program(key, traced, observed)
+    return program(key, traced, observed, _traced_options(model))
 
 
 def predictive(model, inputs: LawInputs, latents: dict, key, sites: list[str],
@@ -98,7 +100,7 @@ def predictive(model, inputs: LawInputs, latents: dict, key, sites: list[str],
     settings = (tuple(sites), bool(condition_deterministic))
     program = _program("predictive", model, static, settings, lambda: _predictive_program(
         model, static, *settings))
-    draws = program(key, traced, latents)
+    draws = program(key, traced, latents, _traced_options(model))
     return {name: value[..., :n] if name in OBS_SITES else value for name, value in draws.items()}
 
 
@@ -107,7 +109,7 @@ def pointwise_log_likelihood(model, inputs: LawInputs, log_loss, latents: dict) 
     n, traced, observed, static = _prepare(inputs, log_loss)
     program = _program("log_likelihood", model, static, (), lambda: _log_likelihood_program(
         model, static))
-    return np.asarray(program(traced, observed, latents))[..., :n]
+    return np.asarray(program(traced, observed, latents, _traced_options(model)))[..., :n]
 
 
 def sites(model, inputs) -> dict[str, Site]:
@@ -157,12 +159,26 @@ def _split(inputs: LawInputs) -> tuple[dict, tuple]:
 
 
 def _model_key(model) -> str | None:
-    """A key naming the model and its options, or None when the options are not JSON."""
+    """A key naming the model and its options (but those passed as arguments), or None when
+    the options are not JSON."""
+    options = {k: v for k, v in model.keywords.items() if k not in TRACED_OPTIONS}
     try:
         return json.dumps([model.func.__module__, model.func.__qualname__, list(model.args),
-                           model.keywords], sort_keys=True)
+                           options, sorted(set(model.keywords) & set(TRACED_OPTIONS))],
+                          sort_keys=True)
     except TypeError:
         return None
+
+
+def _traced_options(model) -> dict:
+    """The model options passed to its program as arrays (`TRACED_OPTIONS`)."""
+    return {k: np.asarray(v, dtype=np.float32) for k, v in model.keywords.items()
+            if k in TRACED_OPTIONS and v is not None}
+
+
+def _bound(model, options: dict):
+    """The model with its array options (traced inside a program) put back."""
+    return partial(model, **options)
 
 
 def _program(kind: str, model, static: tuple, settings: tuple, build):
@@ -177,8 +193,8 @@ def _program(kind: str, model, static: tuple, settings: tuple, build):
 
 
 def _nuts_program(model, static, chains, warmup, draws, target_accept, dense):
-    def run(key, traced, log_loss):
-        kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=dense,
+    def run(key, traced, log_loss, options):
+        kernel = NUTS(_bound(model, options), target_accept_prob=target_accept, dense_mass=dense,
                       init_strategy=init_to_median())
         mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
                     chain_method="vectorized", progress_bar=False)
@@ -188,15 +204,15 @@ def _nuts_program(model, static, chains, warmup, draws, target_accept, dense):
 
 
 def _predictive_program(model, static, sites, condition_deterministic):
-    def draw(key, traced, latents):
-        return Predictive(model, posterior_samples=latents, batch_ndims=2, return_sites=list(sites),
+    def draw(key, traced, latents, options):
+        return Predictive(_bound(model, options), posterior_samples=latents, batch_ndims=2, return_sites=list(sites),
                           condition_deterministic=condition_deterministic)(
             key, LawInputs(**dict(static), **traced))
     return jax.jit(draw)
 
 
 def _log_likelihood_program(model, static):
-    def log_lik(traced, log_loss, latents):
-        return numpyro_log_likelihood(model, latents, LawInputs(**dict(static), **traced),
+    def log_lik(traced, log_loss, latents, options):
+        return numpyro_log_likelihood(_bound(model, options), latents, LawInputs(**dict(static), **traced),
                                       log_loss, batch_ndims=2)["log_loss"]
     return jax.jit(log_lik)

@@ -14,7 +14,7 @@ import inspect
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from atlas_bayes.fitting.law_inputs import GroupInfo, Scales, build_group_inputs
 from atlas_bayes.fitting.record import LAW, FitRecord
 from atlas_bayes.fitting.tree import build_tree
 from atlas_bayes.models import get_law
-from atlas_bayes.models.hierarchical import centredness, group_centres
+from atlas_bayes.models.hierarchical import centredness, group_centres, group_spreads
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, split_continued
 
 
@@ -56,9 +56,13 @@ class Sampler:
     draws: int = 1000
     warmup: int = 1000
     seed: int = 0
-    target_accept: float = 0.9
+    target_accept: float | None = None   # None: the law's own (`models.Law.target_accept`)
     dense_mass: bool | str = "auto"
     chain_method: str = "vectorized"
+
+    def resolved(self, target_accept: float = 0.9) -> "Sampler":
+        """These settings with a target acceptance (`target_accept` when none was chosen)."""
+        return self if self.target_accept is not None else replace(self, target_accept=target_accept)
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,8 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         runs = runs.reset_index(drop=True)
         options["centring"] = centredness(inputs, options.get("centring", "auto"))
         options["centres"] = options.get("centres") or group_centres(inputs)
+        if "spreads" in inspect.signature(spec.model).parameters:
+            options["spreads"] = options.get("spreads") or group_spreads(inputs)
     else:
         runs = select_language(runs, language)
         inputs, info, log_loss = build_inputs(runs, transfer_languages=transfer_languages,
@@ -120,6 +126,8 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
     _check_repetition_data(spec, inputs, runs)
     _check_curse_data(spec, inputs, runs)
     model = spec.bind(nu=nu, **options)
+    if isinstance(sampler, Sampler):
+        sampler = sampler.resolved(spec.target_accept)
     start = time.perf_counter()
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(sampler.seed))
     if isinstance(sampler, Approximation):
@@ -221,6 +229,7 @@ def _check_curse_data(law, inputs, runs: pd.DataFrame) -> None:
 def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
     """Latent draws (chain, draw, ...) and sample statistics from vectorised NUTS."""
     release_compiled_if_crowded()
+    accept = sampler.resolved().target_accept
     dense = sampler.dense_mass
     if dense == "auto":
         dense = _latent_size(model, inputs) <= DENSE_MAX
@@ -234,9 +243,9 @@ def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
     if not bar and sampler.chain_method == "vectorized" and compiled.compilable(model, inputs):
         samples, extra = compiled.run_nuts(
             model, inputs, log_loss, chains=sampler.chains, warmup=sampler.warmup,
-            draws=sampler.draws, target_accept=sampler.target_accept, dense=bool(dense), key=key)
-    else:    # a progress bar, other chain methods, joint laws: a program of this fit's own
-        kernel = NUTS(model, target_accept_prob=sampler.target_accept, dense_mass=bool(dense),
+            draws=sampler.draws, target_accept=accept, dense=bool(dense), key=key)
+    else:    # a progress bar, other chain methods, unshareable models: a program of their own
+        kernel = NUTS(model, target_accept_prob=accept, dense_mass=bool(dense),
                       init_strategy=init_to_median())
         mcmc = MCMC(kernel, num_warmup=sampler.warmup, num_samples=sampler.draws,
                     num_chains=sampler.chains, chain_method=sampler.chain_method,

@@ -18,8 +18,8 @@ from numpyro.infer import Predictive
 
 from atlas_bayes.fitting.law_inputs import build_group_inputs, build_inputs
 from atlas_bayes.models import get_law
-from atlas_bayes.models.hierarchical import group_centres
-from atlas_bayes.models.scaling import core_sites
+from atlas_bayes.models.hierarchical import group_centres, group_spreads
+from atlas_bayes.models.scaling import core_sites, pinned_sites
 
 # Table B.3 of the ATLAS paper (scales 0-34 of S_full), parameters including embeddings.
 PAPER_MODEL_SIZES = (9_044_352, 17_662_848, 24_847_776, 66_588_672, 106_830_080, 146_155_520,
@@ -140,6 +140,9 @@ def _joint_sites(params: dict, x, info, sigma: float) -> dict:
     for name, value in values.items():
         # mu = 0 and sd = 1 make value = z whatever the centring
         sites.update({f"{name}_z": value, f"{name}_mu": 0.0, f"{name}_sd": 1.0})
+    # the core parameters are sampled through what each language's data pin
+    sites.update(pinned_sites(*(values[k] for k in ("log_E", "log_A_c", "log_B_c")), alpha, beta,
+                              x.loss_median, *group_spreads(x)))
     if "lambda" in params:
         sites["lambda"] = params["lambda"]
     return {k: np.asarray(v, dtype=np.float32)[None] for k, v in sites.items()}
