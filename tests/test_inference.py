@@ -146,3 +146,20 @@ def test_one_chain_says_convergence_was_not_checked(two_languages):
     assert any("one chain: R-hat compares chains" in m for m in messages), messages
     assert not any("All-NaN" in m or "R-hat above" in m for m in messages), messages
     assert np.isnan(json.loads(tree.attrs["diagnostics"])["max_r_hat"])
+
+
+@pytest.mark.unit
+def test_a_joint_fit_saved_before_the_pinned_parameterisation_still_predicts():
+    """tests/data/atlas_h_before_pinned.*: an atlas-h posterior written by the model that
+    sampled log E, log terms and exponents non-centred (commit f9697a6), with its predictions."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from atlas_bayes.fitting.inference import load, predict
+    folder = Path(__file__).parent / "data"
+    saved = json.loads((folder / "atlas_h_before_pinned.json").read_text())
+    tree = load(folder / "atlas_h_before_pinned.nc")
+    got = predict(tree, pd.DataFrame(saved["rows"]))["log_loss_mean"].values
+    np.testing.assert_allclose(got, np.asarray(saved["log_loss_mean"]), rtol=1e-5)

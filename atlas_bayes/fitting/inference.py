@@ -434,12 +434,16 @@ def predict(tree: xr.DataTree, runs: pd.DataFrame, *, seed: int = 0) -> xr.Datas
                              f"evaluate {other}")
         inputs, info, _ = build_inputs(runs, transfer_languages=transfer, scales=scales,
                                        has_other=has_other)
+    if spec.hierarchical and "spreads" in inspect.signature(spec.model).parameters:
+        # fits saved before the joint models recorded them (their saved values are given)
+        options.setdefault("spreads", group_spreads(inputs))
     model = spec.bind(nu=record.student_t_nu, **options)
-    names = list(record.latent_sites)
-    latents = {name: tree.posterior[name].values for name in names}
-    # fits saved before the single-language laws sampled L_c and the slope sites hold log_E,
-    # log_A_ref and log_B_ref as latents; the models now derive those, so they are given
-    # as they are (and the newer sites, then unused, come from their base measures)
+    # every saved value, derived ones too, is given as it is: fits saved before a model changed
+    # its parameterisation (the single-language laws and, later, the joint ones now sample
+    # the loss at the centre and the slope sites) predict from their own values, and the
+    # newer sites, then unused, come from their base measures
+    latents = {name: value.values for name, value in tree.posterior.data_vars.items()
+               if value.dims[:2] == ("chain", "draw") and "obs" not in value.dims}
     draws = posterior_predictive(model, inputs, latents, jax.random.PRNGKey(seed), mean=True,
                                  condition_deterministic=True)
     sample = {"chain": tree.posterior["chain"].values, "draw": tree.posterior["draw"].values,
