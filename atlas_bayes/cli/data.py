@@ -36,8 +36,8 @@ def run_adapt(args) -> int:
 def run_train(args) -> int:
     """Train byte-level models and write their learning curves to a run table.
 
-    The companion Flax trainer; learning curves (bits per byte per evaluation language) are
-    appended to OUT/runs.csv and a rerun resumes from the last checkpoint. Needs the 'train' extra."""
+    Runs the companion Flax trainer and appends the curves (bits per byte per evaluation language)
+    to OUT/runs.csv; a rerun resumes from the last checkpoint. Needs the 'train' extra."""
     try:
         from atlas_bayes.trainers.data import CorpusError
         from atlas_bayes.trainers.train import ConfigError, read_configs, run_plan

@@ -17,12 +17,12 @@ def add_commands(commands) -> None:
         add("--target", default="params", help="what to learn: params, loss@N=1e9,D=2e10, "
             "nstar@C=1e21, crossover:sw@2e9 or bts:en->sw[@N] (default: params)")
         add("--budget", type=positive, required=parser is loop, help=f"FLOPs for {budget}")
-        add("--k", type=count, default=k, help=f"runs per batch (round) (default {k})")
+        add("--k", type=count, default=k, help=f"runs chosen per batch or round (default {k})")
         add("--law", default="chinchilla", choices=law_names(decisions=True),
-            help="law to fit (default: chinchilla; design ignores it for a posterior.nc)")
+            help="law to fit (default: chinchilla; ignored for a posterior.nc)")
         add("--lang", help="language to fit and design for (default: the fit's first)")
         add("--tokens", help="token budgets of candidate runs, comma separated")
-        add("--tokens-per-param", help="or per parameter, comma separated (default: 5,10,20,40,80)")
+        add("--tokens-per-param", help="or tokens per parameter (default 5,10,20,40,80)")
         add("--cost-power", type=float, default=1.0,
             help="rank by gain / cost^P (1: per FLOP, default; 0: gain alone)")
         add("--max-draws", type=count, default=512, help="posterior draws for the EIG (default 512)")
@@ -85,9 +85,9 @@ def run_design(args) -> int:
 def run_loop(args) -> int:
     """Design, train and refit until the budget is spent or the target is known.
 
-    Chooses a batch as 'design' does, trains it with the companion trainer (or writes the plan for
-    an external runner and stops), adds the runs to the table and refits, until the budget is spent
-    or the target's 90% interval is narrower than --width. OUT holds the state: rerun to continue."""
+    Each round chooses a batch as 'design' does, trains it with the companion trainer (or writes
+    the plan for an external runner and stops), adds the runs to the table and refits; the loop
+    stops at --budget, --width or --max-rounds. OUT holds the state: rerun to continue."""
     from atlas_bayes.design import loop
     from atlas_bayes.fitting.summary import json_safe
     if args.tokens and args.tokens_per_param:
