@@ -2,14 +2,10 @@
 
 May import: every layer (tables, fitting, decisions, design, trainers); nothing imports cli.
 
-Commands (`atlas-bayes COMMAND --help` for their options; README.md for examples): `fit` and
-`compare` (cli/fit.py); `curse`, `crossover`, `transfer` and `optimal` (cli/decide.py); `design`
-and `loop` (cli/design.py); `adapt` and `train` (cli/data.py). Each handler reads its input,
-calls one library function and reports its result (cli/common.py). Bad input prints one clear
-message to stderr and exits with status 2 (no traceback).
-"""
-
-from __future__ import annotations
+Commands: `fit`, `compare` (cli/fit.py); `curse`, `crossover`, `transfer`, `optimal` (cli/decide.py);
+`design`, `loop` (cli/design.py); `adapt`, `train` (cli/data.py). A handler reads its input, calls
+one library function and reports its result (cli/common.py); bad input prints one message to
+stderr and exits with status 2 (no traceback)."""
 
 import argparse
 import sys
@@ -19,13 +15,10 @@ from atlas_bayes.cli.common import EXIT_BAD_INPUT, BadInput
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; bad input prints one clear message and returns 2. Plots are drawn
-    with matplotlib's Agg backend (files only, no display)."""
+    """Run one command (plots drawn with Agg: files only); bad input prints one message, returns 2."""
     import matplotlib
-
     matplotlib.use("Agg")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except BadInput as err:

@@ -1,7 +1,5 @@
-"""What every command shares: the bad-input error, parsers and shared options (with the sampler
-and output folder from them), reading inputs, library calls (errors, warnings), reporting."""
-
-from __future__ import annotations
+"""What every command shares: the bad-input error, the subcommand parser and shared options (the
+sampler and output folder from them), reading inputs, library calls (errors, warnings), reporting."""
 
 import argparse
 import json
@@ -18,37 +16,37 @@ class BadInput(Exception):
     """Input the user must fix; reported without a traceback."""
 
 
-def command(commands, name: str, about: str, description: str, handler, runs: str | None = None):
-    """A subcommand's parser run by `handler` (with the positional `runs` when given its help)."""
-    parser = commands.add_parser(name, help=about, description=description)
+def command(commands, name: str, handler, runs: str | None = None):
+    """A subcommand's parser run by `handler`, whose docstring is its help (the first paragraph:
+    the summary in the command list), with the positional `runs` when given its help."""
+    summary = handler.__doc__.split("\n\n")[0].rstrip(".")
+    parser = commands.add_parser(name, help=summary, description=handler.__doc__)
     parser.set_defaults(handler=handler)
     if runs:
         parser.add_argument("runs", help=runs)
     return parser
 
 
-def sampler_and_output_options(parser, name: str | None, draws=1000, warmup=1000, target_accept=None,
-                               accept_help=None, *, chains=4, json_help="the readable output",
-                               seed_help=None) -> None:
-    """--chains, --draws, --warmup, --seed, --target-accept (given a default), --out (unless
-    `name` is None; default results/<runs file>-NAME) and --json."""
+def sampler_options(parser, out: str | None, *, chains=4, draws=1000, warmup=1000, accept=None,
+                    why="", shows="the readable output", seed="random seed") -> None:
+    """--chains, --draws, --warmup, --seed, --target-accept (given its default and `why`), --out
+    (unless `out` is None; default results/<runs file>-OUT) and --json (instead of `shows`)."""
     add = parser.add_argument
-    add("--chains", type=positive_int, default=chains)
-    add("--draws", type=positive_int, default=draws, help="draws per chain")
-    add("--warmup", type=positive_int, default=warmup, help="warmup steps per chain")
-    add("--seed", type=int, default=0, help=seed_help)
-    if target_accept is not None:
-        add("--target-accept", type=float, default=target_accept,
-            help=accept_help or f"NUTS target acceptance (default {target_accept})")
-    if name is not None:
-        add("--out", type=Path, help=f"output folder (default: results/<runs file>-{name})")
-    add("--json", action="store_true", help=f"print one JSON object on stdout instead of {json_help}")
+    add("--chains", type=positive_int, default=chains, help=f"MCMC chains (default {chains})")
+    add("--draws", type=positive_int, default=draws, help=f"draws per chain (default {draws})")
+    add("--warmup", type=positive_int, default=warmup, help=f"warmup steps per chain (default {warmup})")
+    add("--seed", type=int, default=0, help=f"{seed} (default 0)")
+    if accept is not None:
+        add("--target-accept", type=float, default=accept,
+            help=f"NUTS target acceptance (default {accept}{why})")
+    if out is not None:
+        add("--out", type=Path, help=f"output folder (default: results/<runs file>-{out})")
+    add("--json", action="store_true", help=f"print one JSON object on stdout instead of {shows}")
 
 
 def sampler_from(args):
     """An `Approximation` with --approx, else NUTS from the sampler options."""
     from atlas_bayes.fitting.inference import Approximation, Sampler
-
     if getattr(args, "approx", None):
         return Approximation(args.approx, seed=args.seed)
     accept = getattr(args, "target_accept", None)
@@ -75,13 +73,22 @@ def bad_input(source=None, plain=()):
 def library_call(source, always=None, echo=None, plain=()):
     """Library code: errors as in `bad_input`; warnings echoed afterwards (`always`: the category
     always recorded, default ConvergenceWarning; `echo`: those echoed, default all)."""
-    from atlas_bayes.fitting.diagnostics import ConvergenceWarning
-
+    if always is None:
+        from atlas_bayes.fitting.diagnostics import ConvergenceWarning as always
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", always or ConvergenceWarning)
+        warnings.simplefilter("always", always)
         with bad_input(source, plain):
             yield
     echo_warnings([w for w in caught if echo is None or issubclass(w.category, echo)])
+
+
+def call_and_report(args, name: str, function, *inputs, always=None, echo=None, **options) -> int:
+    """The usual handler: read the run table, call `function(runs, *inputs, **options)` with the
+    sampler and progress as a `library_call` and report the result into `output_folder(args, name)`."""
+    runs = read_runs_or_fail(args.runs)
+    with library_call(args.runs, always, echo):
+        result = function(runs, *inputs, sampler=sampler_from(args), progress=not args.json, **options)
+    return report(result, args, output_folder(args, name))
 
 
 def report(result, args, out: Path) -> int:
@@ -107,24 +114,16 @@ def read_json_or_fail(path: Path, flag: str):
 
 
 def read_runs_or_fail(path, read=None, always=None):
-    """The run table `read(path)` (default `read_runs`) or BadInput; warnings of `always`
-    (default RunTableWarning) echoed."""
-    from atlas_bayes.tables.runs import RunTableError, RunTableWarning, read_runs
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", always or RunTableWarning)
-        try:
-            runs = (read or read_runs)(path)
-        except RunTableError as err:
-            raise BadInput(str(err)) from None
-    echo_warnings(caught)
-    return runs
+    """The run table `read(path)` (default `read_runs`) as a `library_call`: a RunTableError
+    becomes BadInput, warnings (`always`: default RunTableWarning) are echoed."""
+    from atlas_bayes.tables.runs import RunTableWarning, read_runs
+    with library_call(None, always or RunTableWarning):
+        return (read or read_runs)(path)
 
 
 def read_source(path):
     """A saved posterior (a .nc file; BadInput when it is missing), else the run table."""
     from atlas_bayes.fitting.inference import load
-
     if Path(path).suffix != ".nc":
         return read_runs_or_fail(path)
     if not Path(path).is_file():
@@ -134,10 +133,8 @@ def read_source(path):
 
 def numbers(text: str | None, flag: str) -> list[float] | None:
     """A comma-separated list of numbers (None for no text); BadInput naming `flag` otherwise."""
-    if not text:
-        return None
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        return [float(v) for v in text.split(",") if v.strip()] if text else None
     except ValueError:
         raise BadInput(f"{flag}: expected numbers separated by commas, got {text!r}") from None
 
@@ -152,9 +149,8 @@ def positive_int(text: str) -> int:
 def positive_float(text: str) -> float:
     """argparse type: a number > 0."""
     try:
-        value = float(text)
+        if (value := float(text)) > 0:
+            return value
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+        text = repr(text)
+    raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")

@@ -1,81 +1,64 @@
 """Fitting commands: `fit` (a law's posterior) and `compare` (laws judged the paper's way and by LOO)."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
-from atlas_bayes.cli.common import (RUNS, BadInput, bad_input, command, library_call, output_folder,
-                                    read_json_or_fail, read_runs_or_fail, report,
-                                    sampler_and_output_options, sampler_from)
+from atlas_bayes.cli import common
 from atlas_bayes.models import law_names
 
 
 def add_commands(commands) -> None:
-    """Register this module's subcommands."""
-    fit = command(commands, "fit", "fit a scaling law's posterior to a run table", "Fit a scaling "
-                  "law's posterior to a run table (CSV or Parquet; see docs/data-format.md).",
-                  run_fit, runs=RUNS)
+    """Register `fit` and `compare`."""
+    from atlas_bayes.tables.splits import SPLITS
+    fit = common.command(commands, "fit", run_fit, common.RUNS)
     add = fit.add_argument
-    add("--law", default="chinchilla", choices=law_names(),
-        help="scaling law to fit (default: chinchilla)")
+    add("--law", default="chinchilla", choices=law_names(), help="law to fit (default: chinchilla)")
     add("--lang", help="evaluated language to fit when the table has several")
     add("--transfer-languages", help="ATLAS transfer languages K_t, comma separated (default: the "
-        "three languages most often co-sampled with the target); for joint laws per target as "
-        "'fr=en,es;sw=en' (targets not named keep the default)")
+        "3 most co-sampled with the target); joint laws: per target, as 'fr=en,es;sw=en'")
     add("--approx", choices=("svi", "laplace"), help="fast approximate posterior instead of NUTS "
-        "(interactive use; narrower than NUTS, see benchmarks/hierarchical_speed.py)")
+        "(narrower than NUTS; see benchmarks/hierarchical_speed.py)")
     add("--shared", help="joint laws: parameters common to every language, comma separated "
         "(E,A,B,alpha,beta), e.g. A,alpha when sizes are tied to data sizes")
-    add("--tau-prior", type=Path, help="ATLAS laws: JSON file of priors for tau, {target: {source: "
-        "[mean, sd]}} (written by 'atlas-bayes transfer' as tau_priors.json)")
-    sampler_and_output_options(fit, "<law>", target_accept=0.9, json_help="the readable summary")
+    add("--tau-prior", type=Path, help="ATLAS laws: JSON priors for tau, {target: {source: [mean, "
+        "sd]}} (as 'transfer' writes in tau_priors.json)")
+    common.sampler_options(fit, "<law>", accept=0.9, shows="the readable summary")
 
-    from atlas_bayes.tables.splits import SPLITS
-    compare = command(
-        commands, "compare", "compare laws on the paper's held-out splits and by PSIS-LOO",
-        "Fit each law on each held-out split (the ATLAS paper's R², with posterior intervals and "
-        "predictive coverage) and on all rows (PSIS-LOO).", run_compare, runs=RUNS)
+    compare = common.command(commands, "compare", run_compare, common.RUNS)
     add = compare.add_argument
-    add("--laws", default="chinchilla,dcsl,atlas",
-        help="laws to compare, comma separated (default: chinchilla,dcsl,atlas)")
-    add("--split", default=",".join(SPLITS), help=f"held-out splits, comma separated (default: "
-        f"{','.join(SPLITS)}); one the table cannot give is reported in its error column")
+    add("--laws", default="chinchilla,dcsl,atlas", help="laws, comma separated (default: %(default)s)")
+    add("--split", default=",".join(SPLITS), help="held-out splits, comma separated (default: "
+        "%(default)s); one the table cannot give is reported in its error column")
     add("--lang", help="target languages, comma separated (default: every evaluated language)")
     add("--no-loo", action="store_true", help="skip the PSIS-LOO comparison")
-    sampler_and_output_options(compare, "compare", json_help="the readable tables",
-                               seed_help="sampler seed and the random split's seed")
+    common.sampler_options(compare, "compare", shows="the readable tables",
+                           seed="sampler seed and the random split's seed")
 
 
 def run_fit(args) -> int:
-    """`fit`: a law's posterior, its summary, plot and files."""
+    """Fit a scaling law's posterior to a run table (see docs/data-format.md)."""
     from atlas_bayes.fitting.summary import fit_result
-
-    runs = read_runs_or_fail(args.runs)
-    transfer = _transfer_option(args.transfer_languages)
     options = {"shared": args.shared.split(",")} if args.shared else {}
     if args.tau_prior:
-        options["tau_prior"] = read_json_or_fail(args.tau_prior, "--tau-prior")
-    with library_call(args.runs):
-        result = fit_result(runs, args.law, language=args.lang, transfer_languages=transfer,
-                            sampler=sampler_from(args), options=options, progress=not args.json)
-    return report(result, args, output_folder(args, args.law))
+        options["tau_prior"] = common.read_json_or_fail(args.tau_prior, "--tau-prior")
+    return common.call_and_report(
+        args, args.law, fit_result, args.law, language=args.lang, options=options,
+        transfer_languages=_transfer_option(args.transfer_languages))
 
 
 def run_compare(args) -> int:
-    """`compare`: held-out scores and PSIS-LOO of several laws."""
+    """Compare laws by R² on the paper's held-out splits (with coverage) and by PSIS-LOO."""
     from atlas_bayes.decisions import comparison
     from atlas_bayes.decisions.comparison_result import compare_laws
-
-    with bad_input():
+    with common.bad_input():
         laws, splits = comparison.law_names(args.laws), comparison.split_names(args.split)
-    runs = read_runs_or_fail(args.runs)
-    with bad_input(args.runs):
+    runs = common.read_runs_or_fail(args.runs)
+    with common.bad_input(args.runs):
         languages = comparison.evaluated_languages(runs, args.lang)
-    result = compare_laws(runs, laws, splits, sampler=sampler_from(args), languages=languages,
-                          seed=args.seed, loo=not args.no_loo,
+    result = compare_laws(runs, laws, splits, sampler=common.sampler_from(args),
+                          languages=languages, seed=args.seed, loo=not args.no_loo,
                           progress=lambda line: print(line, file=sys.stderr, flush=True))
-    return report(result, args, output_folder(args, "compare"))
+    return common.report(result, args, common.output_folder(args, "compare"))
 
 
 def _transfer_option(text: str | None):
@@ -86,6 +69,6 @@ def _transfer_option(text: str | None):
     for part in filter(None, text.split(";")):
         target, _, sources = part.partition("=")
         if not target.strip() or not sources.strip():
-            raise BadInput(f"--transfer-languages: expected TARGET=LANG[,LANG] in {part!r}")
+            raise common.BadInput(f"--transfer-languages: expected TARGET=LANG[,LANG] in {part!r}")
         chosen[target.strip()] = [s.strip() for s in sources.split(",")]
     return chosen
