@@ -19,13 +19,14 @@ README's "One joint fit" section has the distance table.
 """
 
 import argparse
+import json
 import time
 import warnings
 
 import numpy as np
 
 from atlas_bayes.fitting.inference import Approximation, Sampler, fit
-from atlas_bayes.simulation.paper_design import paper_study, summarise_design
+from atlas_bayes.simulation.paper_design import paper_design, paper_study, summarise_design
 
 FAMILIES = ("E", "A", "B", "alpha", "beta", "tau_other")
 
@@ -38,9 +39,21 @@ def main():
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--scales", default="compact", choices=("compact", "paper"))
     parser.add_argument("--methods", default="nuts,laplace,svi")
+    parser.add_argument("--checkpoints", type=int, default=2,
+                        help="learning-curve checkpoints per run (evenly spaced fractions)")
+    parser.add_argument("--languages", default="",
+                        help="comma-separated counts: a NUTS scaling curve over the first N "
+                             "evaluation languages (en first) instead of the method comparison")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    checkpoints = tuple(np.arange(1, args.checkpoints + 1) / args.checkpoints)
+    if args.languages:
+        sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup, seed=args.seed)
+        for count in (int(c) for c in args.languages.split(",")):
+            scaling_point(count, args, checkpoints, sampler)
+        return
 
-    runs, truth = paper_study(seed=0, scales=args.scales)
+    runs, truth = paper_study(seed=args.seed, scales=args.scales, checkpoints=checkpoints)
     print(f"study: {len(runs)} rows, {runs['run_id'].nunique()} runs, "
           f"{runs['language'].nunique()} evaluated languages")
     print(summarise_design(runs).to_string())
@@ -65,6 +78,24 @@ def main():
             print(f"  mean leapfrog steps per draw {float(steps.mean()):.0f}")
     print()
     print(distance_table(fits, truth))
+
+
+def scaling_point(count: int, args, checkpoints, sampler) -> None:
+    """One NUTS fit on the study's first `count` evaluation languages: size, time, geometry."""
+    languages = [lang for lang in paper_design()["language"].unique()]
+    chosen = ["en"] + [lang for lang in languages if lang != "en"][:count - 1]
+    runs, _ = paper_study(seed=args.seed, scales=args.scales, checkpoints=checkpoints,
+                          eval_languages=chosen)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tree = fit(runs, args.law, sampler=sampler)
+    diag = json.loads(tree.attrs["diagnostics"])
+    print(f"{count:3d} languages  {runs['run_id'].nunique():4d} runs  {len(runs):6d} rows  "
+          f"{time.perf_counter() - start:7.1f} s wall (sampling {tree.attrs['seconds']:.1f} s)  "
+          f"{float(tree.sample_stats['n_steps'].mean()):6.1f} steps/draw  "
+          f"R-hat {diag['max_r_hat']:.3f}  bulk ESS {diag['min_ess_bulk']:.0f}  "
+          f"divergences {diag['divergences']}", flush=True)
 
 
 def distance_table(fits, truth) -> str:

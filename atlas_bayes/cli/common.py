@@ -36,7 +36,10 @@ def sampler_options(parser, out: str | None, *, chains=4, draws=1000, warmup=100
     add("--draws", type=positive_int, default=draws, help=f"draws per chain (default {draws})")
     add("--warmup", type=positive_int, default=warmup, help=f"warmup steps per chain (default {warmup})")
     add("--seed", type=int, default=0, help=f"{seed} (default 0)")
-    if accept is not None:
+    if accept == "law":
+        add("--target-accept", type=float, help="NUTS target acceptance (default: the law's, "
+            "0.9; 0.95 for joint laws)")
+    elif accept is not None:
         add("--target-accept", type=float, default=accept,
             help=f"NUTS target acceptance (default {accept}{why})")
     if out is not None:

@@ -50,7 +50,7 @@ def add_commands(commands) -> None:
         help="law to fit (default: atlas; ignored for a posterior.nc)")
     add("--unique-tokens", type=positive, help="unique tokens of the language (default: the run "
         "table's; none recorded means never repeated)")
-    common.sampler_options(optimal, "optimal", accept=0.9)
+    common.sampler_options(optimal, "optimal", accept="law")
 
 
 def run_curse(args) -> int:

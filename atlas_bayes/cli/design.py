@@ -35,7 +35,7 @@ def add_commands(commands) -> None:
          "to 10x its largest)")
     add("--eval-tokens", type=float, default=0.0, help="evaluated tokens per run, costing 2N each")
     add("--unique-tokens", type=positive, help="unique tokens of the language (default: the table's)")
-    common.sampler_options(design, "design", accept=0.9)
+    common.sampler_options(design, "design", accept="law")
     add("--plan", type=Path, help="write the chosen runs as a trainer plan (JSONL) here; needs --shapes "
         "or a 'model' column of shapes (--out PLAN.jsonl: the same, other outputs beside it)")
 

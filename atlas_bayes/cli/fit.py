@@ -22,7 +22,7 @@ def add_commands(commands) -> None:
         "(E,A,B,alpha,beta), e.g. A,alpha when sizes are tied to data sizes")
     add("--tau-prior", type=Path, help="ATLAS laws: JSON priors for tau, {target: {source: [mean, "
         "sd]}} (as 'transfer' writes in tau_priors.json)")
-    common.sampler_options(fit, "<law>", accept=0.9, shows="the readable summary")
+    common.sampler_options(fit, "<law>", accept="law", shows="the readable summary")
 
     compare = common.command(commands, "compare", run_compare, common.RUNS)
     add = compare.add_argument
