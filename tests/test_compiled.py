@@ -1,6 +1,8 @@
 """Shared compiled programs (atlas_bayes/fitting/compiled.py): padding must not change the model, and
 fits of the same law at a similar size must reuse one program and still fit their own data."""
 
+import json
+
 import numpy as np
 import pytest
 from numpyro.infer.util import log_likelihood, potential_energy
@@ -63,6 +65,9 @@ def test_fits_of_one_size_share_a_program_and_fit_their_own_data():
     high = fit(_runs(7, seed=3, scale=1.15), "chinchilla", sampler=sampler, warn=False)  # 21
     programs = [p for key, p in compiled._programs.items() if key[0] == "nuts"]
     assert len(programs) == 1 and programs[0]._cache_size() == 1
+    counted = [json.loads(tree.attrs["diagnostics"]) for tree in (low, high)]
+    assert counted[1]["n_compilations"] == 0, counted     # the second fit compiles nothing
+    assert counted[0]["compile_seconds"] > counted[1]["compile_seconds"], counted
     for tree in (low, high):
         observed = np.exp(tree.observed_data["log_loss"].values)
         predicted = np.exp(tree.posterior_predictive["log_loss"].median(("chain", "draw")).values)

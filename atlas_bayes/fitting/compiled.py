@@ -101,7 +101,9 @@ def predictive(model, inputs: LawInputs, latents: dict, key, sites: list[str],
     program = _program("predictive", model, static, settings, lambda: _predictive_program(
         model, static, *settings))
     draws = program(key, traced, latents, _traced_options(model))
-    return {name: value[..., :n] if name in OBS_SITES else value for name, value in draws.items()}
+    # cut on the host: a jax slice would compile a program for each row count
+    return {name: np.asarray(value)[..., :n] if name in OBS_SITES else value
+            for name, value in draws.items()}
 
 
 def pointwise_log_likelihood(model, inputs: LawInputs, log_loss, latents: dict) -> np.ndarray:

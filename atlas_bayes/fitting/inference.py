@@ -30,9 +30,9 @@ from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
 
 from atlas_bayes import __version__
 from atlas_bayes.fitting import compiled
-from atlas_bayes.fitting.jax_setup import release_compiled_if_crowded
+from atlas_bayes.fitting.jax_setup import counting_compilations, release_compiled_if_crowded
 from atlas_bayes.fitting.law_inputs import GroupInfo, Scales, build_group_inputs, build_inputs
-from atlas_bayes.fitting.record import LAW, FitRecord
+from atlas_bayes.fitting.record import LAW, Convergence, FitRecord
 from atlas_bayes.fitting.tree import build_tree
 from atlas_bayes.models import get_law
 from atlas_bayes.models.hierarchical import centredness, group_centres, group_spreads
@@ -130,12 +130,13 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         sampler = sampler.resolved(spec.target_accept)
     start = time.perf_counter()
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(sampler.seed))
-    if isinstance(sampler, Approximation):
-        latents, stats = _approximate(model, inputs, log_loss, sampler, key_fit, progress)
-    else:
-        latents, stats = _nuts(model, inputs, log_loss, sampler, key_fit, progress)
-    draws = posterior_predictive(model, inputs, latents, key_ppc, deterministic=True)
-    log_lik = log_likelihood(model, inputs, log_loss, latents)
+    with counting_compilations() as compilations:
+        if isinstance(sampler, Approximation):
+            latents, stats = _approximate(model, inputs, log_loss, sampler, key_fit, progress)
+        else:
+            latents, stats = _nuts(model, inputs, log_loss, sampler, key_fit, progress)
+        draws = posterior_predictive(model, inputs, latents, key_ppc, deterministic=True)
+        log_lik = log_likelihood(model, inputs, log_loss, latents)
     seconds = time.perf_counter() - start
 
     posterior = {k: np.asarray(v) for k, v in {**latents, **draws}.items() if k != "log_loss"}
@@ -154,7 +155,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         has_other=bool(inputs.has_other), data_hash=data_hash(runs),
         source=str(runs.attrs.get("source", "")),
         simulated=bool(runs["source"].astype(str).str.startswith("simulated").any()),
-        seconds=float(seconds), version=__version__,
+        seconds=float(seconds), version=__version__, diagnostics=Convergence(**compilations),
         extra={} if "diverging" in stats else {k: float(v) for k, v in stats.items()})
     return _to_tree(model, inputs, log_loss, posterior, draws, log_lik, stats, info, runs,
                     record, None if approximate else reported, warn)

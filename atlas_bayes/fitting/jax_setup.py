@@ -25,6 +25,7 @@ files and slowed the test suite several-fold).
 
 import gc
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax
@@ -71,4 +72,33 @@ def release_compiled_if_crowded(fraction: float | None = None) -> bool:
     return True
 
 
+# JAX's events for preparing a program: lowering it, XLA compiling it or loading it from the
+# persistent cache (tracing is left out: a program's trace event includes those of the jitted
+# functions it calls, so their sum counts nested work twice)
+_PREPARING = ("/jax/core/compile/jaxpr_to_mlir_module_duration",
+              "/jax/core/compile/backend_compile_duration",
+              "/jax/compilation_cache/cache_retrieval_time_sec")
+_COMPILE = "/jax/core/compile/backend_compile_duration"
+_totals = {"n_compilations": 0, "compile_seconds": 0.0}
+
+
+def _count(event: str, duration: float, **_) -> None:
+    if event in _PREPARING:
+        _totals["compile_seconds"] += duration
+        _totals["n_compilations"] += event == _COMPILE
+
+
+@contextmanager
+def counting_compilations():
+    """Yields a dict that holds, on exit, the XLA compilations (`n_compilations`, not counting
+    programs loaded from the persistent cache) and the seconds spent lowering, compiling and
+    loading programs (`compile_seconds`) inside the block (this process)."""
+    before, counted = dict(_totals), {}
+    try:
+        yield counted
+    finally:
+        counted.update({k: _totals[k] - before[k] for k in _totals})
+
+
+jax.monitoring.register_event_duration_secs_listener(_count)
 enable_compilation_cache()

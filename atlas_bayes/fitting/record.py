@@ -28,6 +28,8 @@ class Convergence:
     max_r_hat: float = float("nan")
     min_ess_bulk: float = float("nan")
     warnings: tuple[str, ...] = ()
+    n_compilations: int | None = None     # XLA compilations during the fit (None: not counted)
+    compile_seconds: float | None = None  # seconds lowering, compiling and loading programs
 
     @classmethod
     def of(cls, diagnostics: Diagnostics) -> Convergence:
@@ -41,8 +43,10 @@ class Convergence:
 
     def as_dict(self) -> dict:
         """The `diagnostics` attribute (and the CLI's JSON) as written by every fit."""
+        counted = {"n_compilations": self.n_compilations, "compile_seconds": self.compile_seconds}
         return {"divergences": self.divergences, "max_r_hat": self.max_r_hat,
-                "min_ess_bulk": self.min_ess_bulk}
+                "min_ess_bulk": self.min_ess_bulk,
+                **{k: v for k, v in counted.items() if v is not None}}
 
 
 # field -> (attribute name, encoding); "json" attributes hold JSON text, the others scalars
@@ -157,7 +161,8 @@ class FitRecord:
                                "json", origin)
             values["diagnostics"] = Convergence(
                 int(recorded.get("divergences", 0)), float(recorded.get("max_r_hat", math.nan)),
-                float(recorded.get("min_ess_bulk", math.nan)), tuple(messages))
+                float(recorded.get("min_ess_bulk", math.nan)), tuple(messages),
+                recorded.get("n_compilations"), recorded.get("compile_seconds"))
         extra = {attr: _decode_extra(value) for attr, value in attrs.items()
                  if attr not in _CONVERGENCE}
         return cls(**values, extra=extra, origin=origin)

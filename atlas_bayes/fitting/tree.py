@@ -41,7 +41,11 @@ def build_tree(groups: dict[str, dict], record: FitRecord, *, coords: dict | Non
         tree[name] = xr.DataTree(dataset=data)
     diagnostics = (Diagnostics(0, float("nan"), float("nan")) if check is None
                    else check_convergence(tree, list(check)))
-    record = replace(record, diagnostics=Convergence.of(diagnostics))
+    checked = Convergence.of(diagnostics)
+    if record.diagnostics is not None:    # what the fit counted itself (its compilations)
+        checked = replace(checked, n_compilations=record.diagnostics.n_compilations,
+                          compile_seconds=record.diagnostics.compile_seconds)
+    record = replace(record, diagnostics=checked)
     tree.attrs.update(record.to_attrs())
     if warn:
         for message in diagnostics.messages:
