@@ -1,8 +1,8 @@
 """Test set-up: CPU only, a private compilation cache, and the shared real data.
 
 The suite compiles hundreds of samplers, many of them the same program; JAX's persistent
-cache, in a folder of this test run's own, halves the run (it is opt-in for users:
-atlas_bayes/fitting/jax_setup.py says why).
+cache halves the run. It lives in a folder of this test run's own, so a run never depends on
+an earlier one (users get one in ~/.cache: atlas_bayes/fitting/jax_setup.py).
 """
 
 import os

@@ -163,3 +163,20 @@ def test_a_joint_fit_saved_before_the_pinned_parameterisation_still_predicts():
     tree = load(folder / "atlas_h_before_pinned.nc")
     got = predict(tree, pd.DataFrame(saved["rows"]))["log_loss_mean"].values
     np.testing.assert_allclose(got, np.asarray(saved["log_loss_mean"]), rtol=1e-5)
+
+
+@pytest.mark.unit
+def test_the_compilation_cache_is_on_by_default_in_the_users_cache_folder(tmp_path):
+    """On unless ATLAS_BAYES_JAX_CACHE=0; in $XDG_CACHE_HOME/atlas_bayes/jax by default."""
+    import os
+    import subprocess
+    import sys
+    code = ("import jax, atlas_bayes.fitting.jax_setup; "
+            "print(jax.config.jax_compilation_cache_dir)")
+    env = {k: v for k, v in os.environ.items() if k != "ATLAS_BAYES_JAX_CACHE"}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    for setting, expect in ((None, str(tmp_path / "atlas_bayes" / "jax")), ("0", "None")):
+        run_env = env if setting is None else {**env, "ATLAS_BAYES_JAX_CACHE": setting}
+        out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out == expect, (setting, out)

@@ -12,15 +12,16 @@ JAX's compiled-program caches once the process holds more than `MAP_FRACTION` of
 later calls of other jitted functions simply compile again.
 
 **Compilation cache.** NumPyro spends most of a small fit compiling the sampler, not sampling.
-JAX's persistent compilation cache keeps compiled programs on disk, so a second fit of the same
-law and data shape starts faster. It is opt-in: set ATLAS_BAYES_JAX_CACHE=1 to turn it on in
-~/.cache/atlas_bayes/jax, or to a folder to choose where it lives; a cache folder you configured
-in JAX yourself is always respected. (It was switched off after segfaults inside it, which
-later proved to be the memory-map exhaustion above; it stays opt-in until it has a longer
-record.) When on, the cache is size-capped (`CACHE_BYTES`): only then does JAX lock reads and
-writes, so parallel processes can share it. With the cap every write scans the folder, so only
-compilations of at least `MIN_COMPILE_SECONDS` are kept (caching every tiny program left ~7,000
-files and slowed the test suite several-fold).
+JAX's persistent compilation cache keeps compiled programs on disk, so a later fit of the same
+law and padded size, in any process, loads its programs instead of compiling them. It is on by
+default in $XDG_CACHE_HOME/atlas_bayes/jax (~/.cache/atlas_bayes/jax); ATLAS_BAYES_JAX_CACHE=0
+turns it off, a folder puts it there, and a cache folder you configured in JAX yourself is
+always respected. (It was once switched off after segfaults inside it, which proved to be the
+memory-map exhaustion above; the test suite has run with it on since.) The cache is
+size-capped (`CACHE_BYTES`): only then does JAX lock reads and writes, so parallel processes
+can share it. With the cap every write scans the folder, so only compilations of at least
+`MIN_COMPILE_SECONDS` are kept (caching every tiny program left ~7,000 files and slowed the
+test suite several-fold).
 """
 
 import gc
@@ -37,9 +38,9 @@ MAP_FRACTION = 0.5
 
 def enable_compilation_cache() -> None:
     setting = os.environ.get("ATLAS_BAYES_JAX_CACHE", "")
-    if setting in ("", "0") or jax.config.jax_compilation_cache_dir:
+    if setting == "0" or jax.config.jax_compilation_cache_dir:
         return
-    if setting == "1":
+    if setting in ("", "1"):
         folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "atlas_bayes" / "jax"
     else:
         folder = Path(setting)
