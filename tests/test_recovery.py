@@ -19,6 +19,11 @@ from conftest import RECOVERY, seeded
 pytestmark = pytest.mark.statistical
 
 SAMPLER = RECOVERY
+# At RECOVERY's 4 x 500 draws the R-hat estimate itself wanders by a few thousandths between
+# runs that differ only in floating-point rounding (dcsl, seed 1: 1.004 before a refactor that
+# left the model unchanged, 1.010 after, bulk ESS > 1,400 both times), so the bound leaves room
+# for that; the 1.01 of the CLI's 1000 + 1000 draws is checked on real data (test_real_data.py).
+MAX_R_HAT = 1.015
 BASE = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31}
 
 
@@ -101,7 +106,7 @@ def recoveries():
 def test_each_law_converges_and_contains_the_truth(recoveries, case):
     for truth, tree in recoveries[case]:
         diag = json.loads(tree.attrs["diagnostics"])
-        assert diag["divergences"] == 0 and diag["max_r_hat"] <= 1.01, diag
+        assert diag["divergences"] == 0 and diag["max_r_hat"] <= MAX_R_HAT, diag
         hits99 = interval_hits(tree, truth, 0.99)
         assert all(hits99.values()), f"truth outside the 99% interval: {hits99}"
 

@@ -126,12 +126,20 @@ def sites(model, inputs) -> dict[str, Site]:
 
 
 def _trace_sites(model, inputs) -> dict[str, Site]:
-    trace = handlers.trace(handlers.seed(model, 0)).get_trace(inputs)
-    return {name: Site(site["type"], bool(site.get("is_observed", False)),
-                       int(np.size(site["value"])) if "value" in site else 0,
-                       tuple(f.name for f in sorted(site.get("cond_indep_stack", []),
-                                                    key=lambda f: f.dim)))
-            for name, site in trace.items()}
+    """The sites of one abstract trace (shapes only: run eagerly, every operation of the model
+    would compile a small program of its own, ~2-10 s per law and size)."""
+    found = {}
+
+    def trace_once():
+        trace = handlers.trace(handlers.seed(model, 0)).get_trace(inputs)
+        found.update({name: Site(site["type"], bool(site.get("is_observed", False)),
+                                 int(np.prod(np.shape(site["value"]))) if "value" in site else 0,
+                                 tuple(f.name for f in sorted(site.get("cond_indep_stack", []),
+                                                              key=lambda f: f.dim)))
+                      for name, site in trace.items()})
+
+    jax.eval_shape(trace_once)
+    return found
 
 
 def clear() -> None:
