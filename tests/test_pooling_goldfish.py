@@ -13,6 +13,7 @@ whatever `centring` says (it still applies to the other per-language parameters)
 cached, so each is sampled once.
 """
 
+import dataclasses
 import functools
 import json
 import warnings
@@ -30,9 +31,11 @@ from conftest import QUICK
 pytestmark = pytest.mark.statistical
 
 LAW = "chinchilla-h"
-SAMPLER = Sampler(chains=2, warmup=1000, draws=4000)
+# 0.9, not the joint laws' 0.95: with A and alpha shared the model takes the `_aligned` path,
+# where 0.9 was measured to converge without divergences (below)
+SAMPLER = Sampler(chains=2, warmup=1000, draws=4000, target_accept=0.9)
 # the held-out study compares predictions, not convergence: a shorter run keeps it quick
-STUDY_SAMPLER = QUICK
+STUDY_SAMPLER = dataclasses.replace(QUICK, target_accept=0.9)
 OPTIONS = {"centring": "centred", "shared": ["A", "alpha"]}
 # Held-out languages, in code order, keep 1, 2 or all of their training runs (split_largest).
 KEEP = (1, 2, None)
