@@ -1,7 +1,12 @@
 """Time to a converged joint ATLAS posterior on a paper-scale simulated study, NUTS vs fast paths.
 
     .venv/bin/python benchmarks/hierarchical_speed.py [--draws 500 --warmup 500 --chains 4]
-                     [--scales compact|paper] [--methods nuts,laplace,svi]
+                     [--scales compact|paper] [--methods nuts,laplace,svi] [--checkpoints 2]
+    # NUTS alone: a scaling curve over the first N languages, or one study at several seeds
+    .venv/bin/python benchmarks/hierarchical_speed.py --languages 6,12,24,48 --scales paper \
+                     --checkpoints 4 --draws 1000 --warmup 1000
+    .venv/bin/python benchmarks/hierarchical_speed.py --eval-languages en,fr,sw,hi \
+                     --study-seed 3 --seeds 0,1,2,3,4 --draws 300 --warmup 300
 
 The study is `paper_design()` (48 evaluation languages; monolingual, bilingual, capacity,
 Unimax and finetune runs with learning-curve checkpoints) filled by `paper_study()` from
@@ -44,16 +49,24 @@ def main():
     parser.add_argument("--languages", default="",
                         help="comma-separated counts: a NUTS scaling curve over the first N "
                              "evaluation languages (en first) instead of the method comparison")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-languages", default="",
+                        help="comma-separated codes: NUTS on that study at each of --seeds")
+    parser.add_argument("--seeds", default="0", help="sampler seeds, comma separated")
+    parser.add_argument("--study-seed", type=int, default=0, help="the simulated study's seed")
+    parser.add_argument("--target-accept", type=float, help="default: the law's")
     args = parser.parse_args()
     checkpoints = tuple(np.arange(1, args.checkpoints + 1) / args.checkpoints)
-    if args.languages:
-        sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup, seed=args.seed)
-        for count in (int(c) for c in args.languages.split(",")):
-            scaling_point(count, args, checkpoints, sampler)
+    if args.languages or args.eval_languages:
+        studies = ([_first_languages(int(c)) for c in args.languages.split(",")] if args.languages
+                   else [args.eval_languages.split(",")])
+        for languages in studies:
+            for seed in (int(s) for s in args.seeds.split(",")):
+                sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup,
+                                  seed=seed, target_accept=args.target_accept)
+                nuts_point(languages, args, checkpoints, sampler)
         return
 
-    runs, truth = paper_study(seed=args.seed, scales=args.scales, checkpoints=checkpoints)
+    runs, truth = paper_study(seed=args.study_seed, scales=args.scales, checkpoints=checkpoints)
     print(f"study: {len(runs)} rows, {runs['run_id'].nunique()} runs, "
           f"{runs['language'].nunique()} evaluated languages")
     print(summarise_design(runs).to_string())
@@ -80,19 +93,24 @@ def main():
     print(distance_table(fits, truth))
 
 
-def scaling_point(count: int, args, checkpoints, sampler) -> None:
-    """One NUTS fit on the study's first `count` evaluation languages: size, time, geometry."""
-    languages = [lang for lang in paper_design()["language"].unique()]
-    chosen = ["en"] + [lang for lang in languages if lang != "en"][:count - 1]
-    runs, _ = paper_study(seed=args.seed, scales=args.scales, checkpoints=checkpoints,
-                          eval_languages=chosen)
+def _first_languages(count: int) -> list[str]:
+    """The study's first `count` evaluation languages, English first."""
+    languages = list(paper_design()["language"].unique())
+    return ["en"] + [lang for lang in languages if lang != "en"][:count - 1]
+
+
+def nuts_point(languages, args, checkpoints, sampler) -> None:
+    """One NUTS fit of the simulated study on `languages`: its size, time and geometry."""
+    runs, _ = paper_study(seed=args.study_seed, scales=args.scales, checkpoints=checkpoints,
+                          eval_languages=languages)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tree = fit(runs, args.law, sampler=sampler)
     diag = json.loads(tree.attrs["diagnostics"])
-    print(f"{count:3d} languages  {runs['run_id'].nunique():4d} runs  {len(runs):6d} rows  "
-          f"{time.perf_counter() - start:7.1f} s wall (sampling {tree.attrs['seconds']:.1f} s)  "
+    print(f"{len(languages):3d} languages  {runs['run_id'].nunique():4d} runs  {len(runs):6d} rows  "
+          f"seed {sampler.seed}  {time.perf_counter() - start:7.1f} s wall (sampling "
+          f"{tree.attrs['seconds']:.1f} s, compiling {diag['compile_seconds']:.1f} s)  "
           f"{float(tree.sample_stats['n_steps'].mean()):6.1f} steps/draw  "
           f"R-hat {diag['max_r_hat']:.3f}  bulk ESS {diag['min_ess_bulk']:.0f}  "
           f"divergences {diag['divergences']}", flush=True)

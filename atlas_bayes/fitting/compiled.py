@@ -215,8 +215,8 @@ def _nuts_program(model, static, chains, warmup, draws, target_accept, dense):
 
 def _predictive_program(model, static, sites, condition_deterministic):
     def draw(key, traced, latents, options):
-        return Predictive(_bound(model, options), posterior_samples=latents, batch_ndims=2, return_sites=list(sites),
-                          condition_deterministic=condition_deterministic)(
+        return Predictive(_bound(model, options), posterior_samples=latents, batch_ndims=2,
+                          return_sites=list(sites), condition_deterministic=condition_deterministic)(
             key, LawInputs(**dict(static), **traced))
     return jax.jit(draw)
 
