@@ -14,7 +14,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("ATLAS_BAYES_JAX_CACHE", tempfile.mkdtemp(prefix="atlas-bayes-jax-"))
 
 import dataclasses  # noqa: E402
-from collections import Counter  # noqa: E402
 import functools  # noqa: E402
 import warnings  # noqa: E402
 
@@ -87,11 +86,3 @@ def pytest_runtest_setup(item):
     if not any(item.get_closest_marker(kind) for kind in KINDS):
         pytest.fail(f"{item.nodeid} has none of the markers {', '.join(KINDS)}: mark it "
                     "(module-level `pytestmark = pytest.mark.unit`, or per test)", pytrace=False)
-
-
-def pytest_collection_modifyitems(items):
-    """Files with the most fits (statistical and e2e tests) first, the rest in their usual
-    order: xdist hands out whole files (--dist loadfile), so the long ones then start early
-    instead of keeping one worker busy after the other has run out of files."""
-    fits = Counter(item.path for item in items if not item.get_closest_marker("unit"))
-    items.sort(key=lambda item: -fits[item.path])    # stable: each file's own order is kept
