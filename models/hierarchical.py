@@ -34,10 +34,12 @@ TAU_OTHER_SPREAD = 0.5   # of log tau_other
 LAMBDA_PRIOR = (jnp.log(0.1), 1.0)
 CENTRED_MIN_OBS = 20
 # Shape of the Gamma prior on each population spread. Every language's core parameters are
-# centred (`_pinned`), so a spread drawn towards zero is a funnel's neck: with 2 (the usual
-# zero-avoiding choice) the 4-language test study gave 10-27 divergences at target_accept
-# 0.9 and 0-8 at 0.95 (seeds 0-2); with 6 (P(spread < mean / 5) ~ 0.2%) none at 0.95 on
-# seeds 1-4 and one in 1,200 draws at seed 0 (benchmarks/RESULTS.md, "joint fits").
+# centred (`_pinned`), so a spread drawn towards zero is a funnel's neck. On the 4-language
+# test study (4 x 300 + 300 draws): shape 2 (the usual zero-avoiding choice) gave 27
+# divergences at target_accept 0.9 (79 with `sw` cut to 4 rows); shape 4 gave 6 at 0.9 and
+# 0, 2, 8 at 0.95 (seeds 0-2); shape 6 (P(spread < mean / 5) ~ 0.2%) gave 2, 1, 0 at 0.9 and
+# at 0.95, the joint laws' default, at most 1 over seeds 0-4 while developing and none in the
+# committed run (benchmarks/RESULTS.md, "Issue 18: joint fits").
 SPREAD_SHAPE = 6.0
 E_SOFT = 0.02             # width, as a share of the median loss, of E's soft floor in `_aligned`
 EXPONENTS = ("log_alpha", "log_beta")
