@@ -8,6 +8,7 @@ import pytest
 from atlas_bayes.fitting.diagnostics import ConvergenceWarning
 from atlas_bayes.fitting.inference import Approximation, fit, predict
 from atlas_bayes.fitting.law_inputs import build_group_inputs, build_inputs
+from atlas_bayes.models.hierarchical import group_spreads
 from atlas_bayes.simulation.paper_design import paper_study
 from conftest import JOINT
 
@@ -158,3 +159,16 @@ def test_shared_parameters_are_one_value_for_every_language(study):
     assert np.unique(np.asarray(trace["beta"]["value"])).size == len(LANGS)
     with pytest.raises(ValueError, match="unknown parameter"):
         handlers.seed(get_law("atlas-h").bind(shared=("gamma",)), 0)(x, y)
+
+
+@pytest.mark.unit
+def test_group_spreads_are_each_languages_sd_of_log_n_and_log_d(study):
+    """The per-language spreads the pinned slopes are measured over (population sd, real rows)."""
+    runs, _ = study
+    x, info, _ = build_group_inputs(runs)
+    spread_N, spread_D = group_spreads(x)
+    for i, lang in enumerate(info.languages):
+        rows = np.asarray(x.group) == i
+        np.testing.assert_allclose(spread_N[i], np.std(np.log(np.asarray(x.N)[rows])), rtol=1e-6)
+        np.testing.assert_allclose(spread_D[i], np.std(np.log(np.asarray(x.D)[rows])), rtol=1e-6)
+    assert min(spread_N) > 0 and min(spread_D) > 0

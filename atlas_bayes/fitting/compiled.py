@@ -186,10 +186,6 @@ def _traced_options(model) -> dict:
             if k in TRACED_OPTIONS and v is not None}
 
 
-def _bound(model, options: dict):
-    """The model with its array options (traced inside a program) put back."""
-    return partial(model, **options)
-
 
 def _program(kind: str, model, static: tuple, settings: tuple, build):
     key = (kind, _model_key(model), static, settings)
@@ -204,8 +200,8 @@ def _program(kind: str, model, static: tuple, settings: tuple, build):
 
 def _nuts_program(model, static, chains, warmup, draws, target_accept, dense):
     def run(key, traced, log_loss, options):
-        kernel = NUTS(_bound(model, options), target_accept_prob=target_accept, dense_mass=dense,
-                      init_strategy=init_to_median())
+        kernel = NUTS(partial(model, **options), target_accept_prob=target_accept,
+                      dense_mass=dense, init_strategy=init_to_median())
         mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
                     chain_method="vectorized", progress_bar=False)
         mcmc.run(key, LawInputs(**dict(static), **traced), log_loss, extra_fields=EXTRA_FIELDS)
@@ -215,7 +211,7 @@ def _nuts_program(model, static, chains, warmup, draws, target_accept, dense):
 
 def _predictive_program(model, static, sites, condition_deterministic):
     def draw(key, traced, latents, options):
-        return Predictive(_bound(model, options), posterior_samples=latents, batch_ndims=2,
+        return Predictive(partial(model, **options), posterior_samples=latents, batch_ndims=2,
                           return_sites=list(sites), condition_deterministic=condition_deterministic)(
             key, LawInputs(**dict(static), **traced))
     return jax.jit(draw)
@@ -223,6 +219,7 @@ def _predictive_program(model, static, sites, condition_deterministic):
 
 def _log_likelihood_program(model, static):
     def log_lik(traced, log_loss, latents, options):
-        return numpyro_log_likelihood(_bound(model, options), latents, LawInputs(**dict(static), **traced),
+        return numpyro_log_likelihood(partial(model, **options), latents,
+                                      LawInputs(**dict(static), **traced),
                                       log_loss, batch_ndims=2)["log_loss"]
     return jax.jit(log_lik)
