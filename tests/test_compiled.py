@@ -103,3 +103,26 @@ def test_padding_leaves_a_joint_models_density_and_likelihood_unchanged(law, opt
         plain = potential_energy(model, (x, y), {}, params)
         masked = potential_energy(model, (padded, y_padded), {}, params)
         np.testing.assert_allclose(masked, plain, rtol=1e-5)
+
+
+@pytest.mark.statistical
+def test_curve_models_run_as_one_program_reused_for_data_of_the_same_shape():
+    """The non-law models (here the learning curves) take their data as arguments too: a first
+    fit compiles a few programs (NumPyro's eager start compiled hundreds), a refit of other
+    data with the same shapes compiles none, and each fit follows its own data."""
+    from atlas_bayes.fitting.inference import sample_posterior
+    from atlas_bayes.fitting.jax_setup import counting_compilations
+    from atlas_bayes.models.transfer import CurveInputs, learning_curves
+    d = np.log(np.array([0.1, 0.2, 0.4, 0.7, 1.0] * 2))
+    x = CurveInputs(curve=np.repeat([0, 1], 5), log_d_rel=d, log_span=np.full(2, np.log(10.0)),
+                    log_loss_end=np.log([2.0, 3.0]), n_curves=2)
+    assert compiled.compilable(learning_curves, x)
+    ends = []
+    for end in (2.0, 2.6):
+        y = np.log(end * np.exp(-0.3 * d) * (1 + 0.01 * np.sin(np.arange(10))))
+        with counting_compilations() as counted:
+            posterior, _ = sample_posterior(learning_curves, x._replace(log_loss_end=y[[4, 9]]),
+                                            y, QUICK)
+        ends.append((counted["n_compilations"], np.median(posterior["L_end"], axis=(0, 1))))
+    assert ends[0][0] <= 20 and ends[1][0] == 0, ends
+    np.testing.assert_allclose(ends[1][1] / ends[0][1], 1.3, rtol=0.02)

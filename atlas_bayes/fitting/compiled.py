@@ -9,10 +9,16 @@ the compiled program: within a process through jit's own cache, across processes
 JAX's persistent cache when it is on. The same holds for the posterior predictive and the
 pointwise log likelihood.
 
-Only the laws the registry marks `shareable` (`models.LAWS`) go this way (`compilable`). The
+Only the laws the registry marks `shareable` (`models.LAWS`) are padded (`compilable`). The
 joint models' per-language set-up (centredness, data centres and spreads: `TRACED_OPTIONS`)
 is resolved by the fit from the real rows and passed as arguments too, so a joint fit shares
 its program with every fit of the same law, options, number of languages and padded size.
+
+The other models (learning curves, crossover, transfer matrix: `NamedTuple` inputs, not
+`LawInputs`) run the same way without padding: their arrays are arguments and their whole-number
+fields part of the key, so a refit of the same shapes, in this process or (through the
+persistent cache) another, reuses the program, and a first fit compiles one program instead of
+the hundreds of small ones that NumPyro's eager start would.
 """
 
 from __future__ import annotations
@@ -62,11 +68,15 @@ def padded_size(n: int) -> int:
 
 
 def compilable(model, inputs) -> bool:
-    """Whether a fit may use the shared programs: a bound (`functools.partial`) model of a law
-    the registry marks shareable, on `LawInputs`, with options JSON can key (and the joint
-    models' per-language set-up resolved to numbers)."""
-    return (ENABLED and isinstance(model, partial) and model.func in SHAREABLE_MODELS
-            and isinstance(inputs, LawInputs) and _model_key(model) is not None
+    """Whether a fit may use the shared programs: on `LawInputs`, a bound (`functools.partial`)
+    model of a law the registry marks shareable, with options JSON can key (and the joint
+    models' per-language set-up resolved to numbers); on other `NamedTuple` inputs (the curve
+    and matrix models), any model with options JSON can key."""
+    if not (ENABLED and _is_named_tuple(inputs) and _model_key(model) is not None):
+        return False
+    if not isinstance(inputs, LawInputs):
+        return True
+    return (isinstance(model, partial) and model.func in SHAREABLE_MODELS
             and all(not isinstance(model.keywords.get(name), str) for name in TRACED_OPTIONS))
 
 
@@ -82,7 +92,7 @@ def pad(inputs: LawInputs, log_loss, size: int):
     return padded, None if log_loss is None else np.asarray(log_loss, np.float32)[index]
 
 
-def run_nuts(model, inputs: LawInputs, log_loss, *, chains: int, warmup: int, draws: int,
+def run_nuts(model, inputs, log_loss, *, chains: int, warmup: int, draws: int,
              target_accept: float, dense: bool, key):
     """NUTS samples (chain, draw, ...) of every site and the extra fields, from the shared
     program for this model and size (compiled on first use)."""
@@ -93,7 +103,7 @@ def run_nuts(model, inputs: LawInputs, log_loss, *, chains: int, warmup: int, dr
     return program(key, traced, observed, _traced_options(model))
 
 
-def predictive(model, inputs: LawInputs, latents: dict, key, sites: list[str],
+def predictive(model, inputs, latents: dict, key, sites: list[str],
                condition_deterministic: bool) -> dict:
     """Posterior predictive draws of `sites` (observation sites cut back to the real rows)."""
     n, traced, _, static = _prepare(inputs)
@@ -101,12 +111,14 @@ def predictive(model, inputs: LawInputs, latents: dict, key, sites: list[str],
     program = _program("predictive", model, static, settings, lambda: _predictive_program(
         model, static, *settings))
     draws = program(key, traced, latents, _traced_options(model))
+    if n is None:
+        return draws
     # cut on the host: a jax slice would compile a program for each row count
     return {name: np.asarray(value)[..., :n] if name in OBS_SITES else value
             for name, value in draws.items()}
 
 
-def pointwise_log_likelihood(model, inputs: LawInputs, log_loss, latents: dict) -> np.ndarray:
+def pointwise_log_likelihood(model, inputs, log_loss, latents: dict) -> np.ndarray:
     """Log likelihood of each real observation (chain, draw, obs)."""
     n, traced, observed, static = _prepare(inputs, log_loss)
     program = _program("log_likelihood", model, static, (), lambda: _log_likelihood_program(
@@ -121,8 +133,8 @@ def sites(model, inputs) -> dict[str, Site]:
     if not compilable(model, inputs):
         return _trace_sites(model, inputs)
     _, traced, _, static = _prepare(inputs)
-    padded = LawInputs(**dict(static), **traced)
-    return _program("sites", model, static, (len(padded.N),), lambda: _trace_sites(model, padded))
+    shapes = tuple((name, np.shape(value)) for name, value in traced.items())
+    return _program("sites", model, static, shapes, lambda: _trace_sites(model, _join(static, traced)))
 
 
 def _trace_sites(model, inputs) -> dict[str, Site]:
@@ -147,17 +159,25 @@ def clear() -> None:
     _programs.clear()
 
 
-def _prepare(inputs: LawInputs, log_loss=None):
-    """(real rows, the program's arguments, padded observations, its static key part)."""
+def _prepare(inputs, log_loss=None):
+    """(real rows, or None when not padded; the program's arguments; the observations, padded
+    with the rows; the program's static key part: the inputs' type and whole-number fields)."""
+    if not isinstance(inputs, LawInputs):
+        traced, static = _split(inputs)
+        return None, traced, None if log_loss is None else np.asarray(log_loss, np.float32), static
     n = int(np.shape(inputs.N)[0])
     padded, observed = pad(inputs, log_loss, padded_size(n))
     traced, static = _split(padded)
     return n, traced, observed, static
 
 
-def _split(inputs: LawInputs) -> tuple[dict, tuple]:
+def _is_named_tuple(inputs) -> bool:
+    return isinstance(inputs, tuple) and hasattr(inputs, "_asdict")
+
+
+def _split(inputs) -> tuple[dict, tuple]:
     """Array and float fields (arguments of the program) and the rest (part of its key)."""
-    traced, static = {}, []
+    traced, static = {}, [("__type__", type(inputs))]
     for name, value in inputs._asdict().items():
         if isinstance(value, (np.ndarray, jax.Array)):
             traced[name] = value
@@ -168,21 +188,29 @@ def _split(inputs: LawInputs) -> tuple[dict, tuple]:
     return traced, tuple(static)
 
 
+def _join(static: tuple, traced: dict):
+    """The inputs again, from `_split`'s parts (traced arrays inside a program)."""
+    kind, *fields = static
+    return kind[1](**dict(fields), **traced)
+
+
 def _model_key(model) -> str | None:
     """A key naming the model and its options (but those passed as arguments), or None when
     the options are not JSON."""
-    options = {k: v for k, v in model.keywords.items() if k not in TRACED_OPTIONS}
+    func, args, keywords = (getattr(model, "func", model), getattr(model, "args", ()),
+                            getattr(model, "keywords", {}))
+    options = {k: v for k, v in keywords.items() if k not in TRACED_OPTIONS}
     try:
-        return json.dumps([model.func.__module__, model.func.__qualname__, list(model.args),
-                           options, sorted(set(model.keywords) & set(TRACED_OPTIONS))],
+        return json.dumps([func.__module__, func.__qualname__, list(args),
+                           options, sorted(set(keywords) & set(TRACED_OPTIONS))],
                           sort_keys=True)
-    except TypeError:
+    except (TypeError, AttributeError):
         return None
 
 
 def _traced_options(model) -> dict:
     """The model options passed to its program as arrays (`TRACED_OPTIONS`)."""
-    return {k: np.asarray(v, dtype=np.float32) for k, v in model.keywords.items()
+    return {k: np.asarray(v, dtype=np.float32) for k, v in getattr(model, "keywords", {}).items()
             if k in TRACED_OPTIONS and v is not None}
 
 
@@ -204,7 +232,7 @@ def _nuts_program(model, static, chains, warmup, draws, target_accept, dense):
                       dense_mass=dense, init_strategy=init_to_median())
         mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
                     chain_method="vectorized", progress_bar=False)
-        mcmc.run(key, LawInputs(**dict(static), **traced), log_loss, extra_fields=EXTRA_FIELDS)
+        mcmc.run(key, _join(static, traced), log_loss, extra_fields=EXTRA_FIELDS)
         return mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True)
     return jax.jit(run)
 
@@ -213,13 +241,12 @@ def _predictive_program(model, static, sites, condition_deterministic):
     def draw(key, traced, latents, options):
         return Predictive(partial(model, **options), posterior_samples=latents, batch_ndims=2,
                           return_sites=list(sites), condition_deterministic=condition_deterministic)(
-            key, LawInputs(**dict(static), **traced))
+            key, _join(static, traced))
     return jax.jit(draw)
 
 
 def _log_likelihood_program(model, static):
     def log_lik(traced, log_loss, latents, options):
-        return numpyro_log_likelihood(partial(model, **options), latents,
-                                      LawInputs(**dict(static), **traced),
+        return numpyro_log_likelihood(partial(model, **options), latents, _join(static, traced),
                                       log_loss, batch_ndims=2)["log_loss"]
     return jax.jit(log_lik)

@@ -274,9 +274,7 @@ def sample_posterior(model, inputs, observed, sampler: Sampler, *, progress: boo
     latents, stats = _nuts(model, inputs, observed, sampler, key_fit, progress)
     sites = [name for name, site in compiled.sites(model, inputs).items()
              if site.kind == "deterministic"]
-    derived = jax.jit(lambda key, latents: Predictive(
-        model, posterior_samples=latents, batch_ndims=2, return_sites=sites)(key, inputs))(
-        key_det, latents) if sites else {}
+    derived = _predict(model, inputs, latents, key_det, sites, False) if sites else {}
     posterior = {k: np.asarray(v) for k, v in {**latents, **derived}.items()}
     return posterior, {k: np.asarray(v) for k, v in stats.items()}
 
@@ -353,6 +351,12 @@ def posterior_predictive(model, inputs, latents: dict, key, deterministic: bool 
         model = partial(model, predict_mean=True)
         sites.append("log_loss_mean")
 
+    return _predict(model, inputs, latents, key, sites, condition_deterministic)
+
+
+def _predict(model, inputs, latents: dict, key, sites: list[str], condition_deterministic: bool):
+    """Predictive draws of `sites`: the shared program where there is one, else a program of
+    this model and data."""
     if compiled.compilable(model, inputs):
         return compiled.predictive(model, inputs, latents, key, sites, condition_deterministic)
 
