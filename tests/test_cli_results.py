@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from atlas_bayes.cli import build_parser
-from atlas_bayes.cli.common import BadInput, library_call, output_folder, report, sampler_from
+from atlas_bayes.cli.common import BadInput, bad_input, library_call, output_folder, report, sampler_from
 from atlas_bayes.decisions.comparison import HELD_OUT_COLUMNS
 from atlas_bayes.decisions.comparison_result import ComparisonResult
 from atlas_bayes.decisions.crossover import summarise_draws
@@ -214,6 +214,24 @@ def test_library_call_turns_value_errors_into_bad_input_and_echoes_warnings(caps
         warnings.warn("old", DeprecationWarning)
         warnings.warn("cells left out", UserWarning)
     assert capsys.readouterr().err == "atlas-bayes: warning: cells left out\n"
+
+
+def test_bad_input_names_the_source_unless_plain_and_catches_only_its_errors():
+    class ConfigError(ValueError):
+        pass
+
+    with pytest.raises(BadInput, match="^--tau-prior p.json: cannot be read as JSON$"):
+        with bad_input("--tau-prior p.json"):
+            raise ValueError("cannot be read as JSON")
+    with pytest.raises(BadInput, match="^not both$"):
+        with bad_input("runs.csv", plain=ConfigError):
+            raise ConfigError("not both")
+    with pytest.raises(BadInput, match="^plan.jsonl: unknown config keys$"):
+        with bad_input("plan.jsonl", errors=ConfigError):
+            raise ConfigError("unknown config keys")
+    with pytest.raises(ValueError, match="^a bug$"):      # not one of `errors`: a traceback
+        with bad_input("plan.jsonl", errors=ConfigError):
+            raise ValueError("a bug")
 
 
 def test_report_writes_then_prints_json_or_text(tmp_path, capsys):

@@ -123,6 +123,35 @@ def test_study_for_is_the_one_map_from_a_targets_kind_to_its_study(tmp_path):
 
 
 @pytest.mark.unit
+def test_loop_settings_refuse_both_token_options_and_read_the_trainer_base(tmp_path):
+    with pytest.raises(design.OptionError, match="^give either --tokens or --tokens-per-param, not both$"):
+        loop.LoopSettings(runs="r.csv", target="params", budget=1e20, tokens=[1e6],
+                          tokens_per_param=[20.0])
+    assert loop.read_train_base(None) == {}
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps({"seq_len": 32, "lr": 5e-3}))
+    assert loop.read_train_base(path) == {"seq_len": 32, "lr": 5e-3}
+    path.write_text("[32]")
+    with pytest.raises(ValueError, match="^expected a JSON object of config fields$"):
+        loop.read_train_base(path)
+    with pytest.raises(ValueError, match="^cannot be read as JSON: "):
+        loop.read_train_base(tmp_path / "missing.json")
+
+
+@pytest.mark.unit
+def test_loop_status_is_a_dict_the_command_reports(tmp_path):
+    status = loop.LoopStatus(stopped="2 round(s) done", rounds=2, spent=np.float64(3e18),
+                             last={"width": float("nan")})
+    assert status["rounds"] == 2 and json.loads(json.dumps(status, default=float))["rounds"] == 2
+    assert status.as_dict() == {"stopped": "2 round(s) done", "rounds": 2, "spent": 3e18,
+                                "last": {"width": None}}
+    assert status.to_text(tmp_path) == (f"2 round(s) done; log {tmp_path / 'rounds.jsonl'}, "
+                                        f"plot {tmp_path / 'width.png'}")
+    status.write(tmp_path)
+    assert not any(tmp_path.iterdir())         # the loop has written its folder already
+
+
+@pytest.mark.unit
 def test_the_kind_is_decided_only_in_the_study_module():
     """The design command, the loop, the target parser and the command's work ask a study;
     none of them names a curve kind or reads a target's kind."""

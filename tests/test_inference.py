@@ -10,7 +10,8 @@ import pytest
 
 from atlas_bayes.fitting import jax_setup
 from atlas_bayes.fitting.diagnostics import ConvergenceWarning
-from atlas_bayes.fitting.inference import Sampler, fit, load, save
+from atlas_bayes.fitting.inference import (Sampler, fit, load, parse_transfer_languages, read_source,
+                                            read_tau_prior, save)
 from atlas_bayes.tables.runs import RunTableWarning, read_runs
 from atlas_bayes.fitting.summary import format_summary
 from atlas_bayes.simulation.simulate import example_study, monolingual_design, simulate
@@ -69,6 +70,38 @@ def test_several_languages_need_a_choice(two_languages):
         fit(two_languages, "chinchilla", sampler=SHORT)
     with pytest.raises(ValueError, match="no rows evaluate language 'de'"):
         fit(two_languages, "chinchilla", language="de", sampler=SHORT)
+
+
+@pytest.mark.unit
+def test_transfer_languages_and_tau_priors_from_text_and_files(tmp_path):
+    """What `fit --transfer-languages` and `--tau-prior` become (the CLI names the option)."""
+    assert parse_transfer_languages(None) is None and parse_transfer_languages("") is None
+    assert parse_transfer_languages("en,es") == ["en", "es"]
+    assert parse_transfer_languages("fr=en, es; sw=en;") == {"fr": ["en", "es"], "sw": ["en"]}
+    with pytest.raises(ValueError, match=r"^expected TARGET=LANG\[,LANG\] in 'fr='$"):
+        parse_transfer_languages("fr=")
+    with pytest.raises(ValueError, match="TARGET=LANG.*'=en'"):
+        parse_transfer_languages("sw=en;=en")
+    path = tmp_path / "tau_priors.json"
+    path.write_text(json.dumps({"sw": {"en": [0.3, 0.1]}}))
+    assert read_tau_prior(path) == {"sw": {"en": [0.3, 0.1]}}
+    path.write_text("[0.3, 0.1]")
+    with pytest.raises(ValueError, match="expected a JSON object of tau priors"):
+        read_tau_prior(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="^cannot be read as JSON: "):
+        read_tau_prior(path)
+    with pytest.raises(ValueError, match="^cannot be read as JSON: "):
+        read_tau_prior(tmp_path / "missing.json")
+
+
+@pytest.mark.unit
+def test_a_source_is_a_saved_fit_or_a_run_table(two_languages, tmp_path):
+    path = tmp_path / "runs.csv"
+    two_languages.to_csv(path, index=False)
+    assert isinstance(read_source(path), pd.DataFrame) and len(read_source(str(path))) == len(two_languages)
+    with pytest.raises(ValueError, match="^nope/posterior.nc: file not found$"):
+        read_source("nope/posterior.nc")
 
 
 @pytest.mark.unit

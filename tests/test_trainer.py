@@ -24,7 +24,7 @@ from atlas_bayes.trainers import sampling  # noqa: E402
 from atlas_bayes.trainers.model import SHAPES, VOCAB, Transformer, count_params  # noqa: E402
 from atlas_bayes.trainers.schedule import wsd  # noqa: E402
 from atlas_bayes.trainers.train import (ConfigError, RunConfig, bits_per_byte,  # noqa: E402
-                                        train, _eval_step)
+                                        plan_summary, train, _eval_step)
 
 WORDS = {"en": "the cat dog sat on a mat and ran to its house".split(),
          "fr": "le chat chien est sur la maison et va vers un tapis".split()}
@@ -127,6 +127,17 @@ def test_repetition_cap_and_a_finetune_named_by_run_id(full_run, corpus_dir):
         RunConfig.from_dict(tiny(corpus_dir, max_unique_tokens={"en": 0}))
     with pytest.raises(ConfigError, match="is a run folder with checkpoints"):
         train(tiny(corpus_dir, run_id="orphan", init="no-such-run"), out, progress=False)
+
+
+@pytest.mark.unit
+def test_plan_summary_gives_each_runs_final_loss_per_language(tmp_path):
+    rows = pd.DataFrame({"run_id": ["a", "a", "a", "b"], "language": ["en", "en", "fr", "en"],
+                         "n_tokens": [2048.0, 1024.0, 2048.0, 512.0], "loss": [2.5, 3.0, 2.75, 4.0]})
+    assert plan_summary(rows, 2, tmp_path).splitlines() == [
+        "b [en]: 4.0000 bits/byte after 512 tokens",
+        "a [en]: 2.5000 bits/byte after 2048 tokens",
+        "a [fr]: 2.7500 bits/byte after 2048 tokens",
+        f"wrote 4 rows (2 run(s)) to {tmp_path / 'runs.csv'}"]
 
 
 @pytest.mark.unit

@@ -449,6 +449,15 @@ def run_plan(configs: list[dict], out: str | Path, progress: bool = True) -> pd.
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def plan_summary(rows: pd.DataFrame, n_runs: int, out: str | Path) -> str:
+    """What `atlas-bayes train` prints after `run_plan(configs, out)` returned `rows`: each run's
+    final loss per evaluated language, then the rows written to OUT/runs.csv."""
+    final = rows.sort_values("n_tokens").groupby(["run_id", "language"]).tail(1)
+    lines = [f"{r.run_id} [{r.language}]: {r.loss:.4f} bits/byte after {r.n_tokens:.4g} tokens"
+             for r in final.itertuples()]
+    return "\n".join(lines + [f"wrote {len(rows)} rows ({n_runs} run(s)) to {Path(out) / 'runs.csv'}"])
+
+
 def read_configs(path: str | Path, plan: bool = False) -> list[dict]:
     """Run configs from a file: one config (.json, .yaml or .yml), or with `plan` a JSONL file
     of configs, one a line. ConfigError when the file cannot be read or a config is not an

@@ -52,9 +52,8 @@ def sampler_from(args):
     from atlas_bayes.fitting.inference import Approximation, Sampler
     if getattr(args, "approx", None):
         return Approximation(args.approx, seed=args.seed)
-    accept = getattr(args, "target_accept", None)
     return Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup, seed=args.seed,
-                   **({} if accept is None else {"target_accept": accept}))
+                   target_accept=getattr(args, "target_accept", None))
 
 
 def output_folder(args, name: str) -> Path:
@@ -63,11 +62,11 @@ def output_folder(args, name: str) -> Path:
 
 
 @contextmanager
-def bad_input(source=None, plain=()):
-    """A ValueError inside becomes BadInput ('SOURCE: message' unless no source or `plain`)."""
+def bad_input(source=None, plain=(), errors=ValueError):
+    """A ValueError (or `errors`) inside becomes BadInput ('SOURCE: message' unless no source or `plain`)."""
     try:
         yield
-    except ValueError as err:
+    except errors as err:
         named = source is not None and not isinstance(err, plain)
         raise BadInput(f"{source}: {err}" if named else str(err)) from None
 
@@ -85,12 +84,13 @@ def library_call(source, always=None, echo=None, plain=()):
     echo_warnings([w for w in caught if echo is None or issubclass(w.category, echo)])
 
 
-def call_and_report(args, name: str, function, *inputs, always=None, echo=None, **options) -> int:
-    """The usual handler: read the run table, call `function(runs, *inputs, **options)` with the
-    sampler and progress as a `library_call` and report the result into `output_folder(args, name)`."""
-    runs = read_runs_or_fail(args.runs)
+def call_and_report(args, name: str, function, *inputs, read=None, always=None, echo=None,
+                    **options) -> int:
+    """The usual handler: read `read_runs_or_fail(args.runs, read)`, call `function(it, *inputs,
+    **options)` with the sampler and progress as a `library_call`, report into `output_folder`."""
+    source = read_runs_or_fail(args.runs, read)
     with library_call(args.runs, always, echo):
-        result = function(runs, *inputs, sampler=sampler_from(args), progress=not args.json, **options)
+        result = function(source, *inputs, sampler=sampler_from(args), progress=not args.json, **options)
     return report(result, args, output_folder(args, name))
 
 
@@ -108,30 +108,12 @@ def echo_warnings(caught) -> None:
         print(f"atlas-bayes: warning: {getattr(warning, 'message', warning)}", file=sys.stderr)
 
 
-def read_json_or_fail(path: Path, flag: str):
-    """The JSON content of `path`; BadInput naming `flag` when it cannot be read."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise BadInput(f"{flag} {path}: cannot be read as JSON: {err}") from None
-
-
 def read_runs_or_fail(path, read=None, always=None):
-    """The run table `read(path)` (default `read_runs`) as a `library_call`: a RunTableError
-    becomes BadInput, warnings (`always`: default RunTableWarning) are echoed."""
+    """`read(path)` (default `read_runs`: the run table) as a `library_call`: its ValueError (a
+    RunTableError) becomes BadInput, warnings (`always`: default RunTableWarning) are echoed."""
     from atlas_bayes.tables.runs import RunTableWarning, read_runs
     with library_call(None, always or RunTableWarning):
         return (read or read_runs)(path)
-
-
-def read_source(path):
-    """A saved posterior (a .nc file; BadInput when it is missing), else the run table."""
-    from atlas_bayes.fitting.inference import load
-    if Path(path).suffix != ".nc":
-        return read_runs_or_fail(path)
-    if not Path(path).is_file():
-        raise BadInput(f"{path}: file not found")
-    return load(path)
 
 
 def numbers(text: str | None, flag: str) -> list[float] | None:

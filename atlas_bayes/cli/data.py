@@ -40,19 +40,13 @@ def run_train(args) -> int:
     to OUT/runs.csv; a rerun resumes from the last checkpoint. Needs the 'train' extra."""
     try:
         from atlas_bayes.trainers.data import CorpusError
-        from atlas_bayes.trainers.train import ConfigError, read_configs, run_plan
+        from atlas_bayes.trainers.train import ConfigError, plan_summary, read_configs, run_plan
     except ImportError as err:
         raise common.BadInput(f"training needs the 'train' extra ({err}); install it with "
                               "pip install -e '.[train]'") from None
     path = args.config or args.plan
-    try:
+    with common.bad_input(path, errors=(ConfigError, CorpusError)):
         configs = read_configs(path, plan=bool(args.plan))
         rows = run_plan(configs, args.out, progress=not args.no_progress)
-    except (ConfigError, CorpusError) as err:
-        raise common.BadInput(f"{path}: {err}") from None
-    final = rows.sort_values("n_tokens").groupby(["run_id", "language"]).tail(1)
-    for record in final.itertuples():
-        print(f"{record.run_id} [{record.language}]: {record.loss:.4f} bits/byte after "
-              f"{record.n_tokens:.4g} tokens")
-    print(f"wrote {len(rows)} rows ({len(configs)} run(s)) to {args.out / 'runs.csv'}")
+    print(plan_summary(rows, len(configs), args.out))
     return 0

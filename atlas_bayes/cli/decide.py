@@ -78,20 +78,16 @@ def run_crossover(args) -> int:
 def run_transfer(args) -> int:
     """Bilingual transfer scores and the transfer matrix; rank sources for targets."""
     from atlas_bayes.decisions.transfer_result import transfer_study
-    targets = [t.strip() for t in args.target.split(",") if t.strip()]
-    extra = [t.strip() for t in (args.languages or "").split(",") if t.strip()]
     return common.call_and_report(
-        args, "transfer", transfer_study, targets, languages=extra, n_params=args.n_params,
+        args, "transfer", transfer_study, args.target, languages=args.languages, n_params=args.n_params,
         horizon=args.horizon, tau_priors_for=args.tau_priors_for, always=Warning, echo=UserWarning)
 
 
 def run_optimal(args) -> int:
     """Compute-optimal model size, tokens and loss for a language and budget."""
     from atlas_bayes.decisions.optimal import check_minimum_compute, optimal_study
+    from atlas_bayes.fitting.inference import read_source
     with common.bad_input():
         check_minimum_compute(args.compute)
-    with common.library_call(args.runs):
-        result = optimal_study(common.read_source(args.runs), args.compute, law=args.law,
-                               language=args.lang, unique_tokens=args.unique_tokens,
-                               sampler=common.sampler_from(args), progress=not args.json)
-    return common.report(result, args, common.output_folder(args, "optimal"))
+    return common.call_and_report(args, "optimal", optimal_study, args.compute, law=args.law,
+                                  language=args.lang, unique_tokens=args.unique_tokens, read=read_source)

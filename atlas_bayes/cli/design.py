@@ -1,6 +1,5 @@
 """Design commands: `design` (which runs to pay for next) and `loop` (design, train, refit)."""
 
-import json
 from pathlib import Path
 
 from atlas_bayes.cli import common
@@ -61,7 +60,8 @@ def run_design(args) -> int:
     scores candidate runs by expected information gain about the target per FLOP and chooses k
     complementary runs within the budget; optionally writes a trainer plan."""
     from atlas_bayes import design as lib
-    plan, out, fitted = args.plan, args.out, Path(args.runs).suffix != ".nc"
+    from atlas_bayes.fitting.inference import read_source
+    plan, out = args.plan, args.out
     if out is not None and out.suffix == ".jsonl":       # --out plan.jsonl, as the issue spells it
         plan, out = plan or out, out.parent
     options = lib.CandidateOptions(
@@ -72,13 +72,11 @@ def run_design(args) -> int:
     with common.library_call(args.runs, plain=lib.OptionError):
         study = lib.study_for(lib.parse_target(args.target), law=args.law, language=args.lang,
                               unique_tokens=args.unique_tokens, run_folder=Path(args.runs).parent)
-        study.check(options, runs_given=fitted)
-        source = common.read_source(args.runs)
+        study.check(options, runs_given=Path(args.runs).suffix != ".nc")
         result = lib.make_design(
-            study, runs=source if fitted else None, tree=None if fitted else source,
-            sampler=common.sampler_from(args), options=options, k=args.k, budget=args.budget,
-            cost_power=args.cost_power, max_draws=args.max_draws, seed=args.seed, plan=plan,
-            progress=not args.json)
+            study, common.read_runs_or_fail(args.runs, read_source), sampler=common.sampler_from(args),
+            options=options, k=args.k, budget=args.budget, cost_power=args.cost_power,
+            max_draws=args.max_draws, seed=args.seed, plan=plan, progress=not args.json)
     return common.report(result, args, out or common.output_folder(args, "design"))
 
 
@@ -89,15 +87,10 @@ def run_loop(args) -> int:
     the plan for an external runner and stops), adds the runs to the table and refits; the loop
     stops at --budget, --width or --max-rounds. OUT holds the state: rerun to continue."""
     from atlas_bayes.design import loop
-    from atlas_bayes.fitting.summary import json_safe
-    if args.tokens and args.tokens_per_param:
-        raise common.BadInput("give either --tokens or --tokens-per-param, not both")
-    base = common.read_json_or_fail(args.train_config, "--train-config") if args.train_config else {}
-    if not isinstance(base, dict):
-        raise common.BadInput(f"--train-config {args.train_config}: expected a JSON object of "
-                              "config fields")
+    with common.bad_input(f"--train-config {args.train_config}"):
+        base = loop.read_train_base(args.train_config)
     start = common.read_runs_or_fail(args.runs)
-    with common.bad_input(args.runs):
+    with common.bad_input(args.runs, plain=loop.OptionError):
         status = loop.run_loop(loop.LoopSettings(
             runs=str(args.runs), target=args.target, budget=args.budget, k=args.k,
             shapes=args.shapes.split(",") if args.shapes else [], width=args.width,
@@ -108,6 +101,4 @@ def run_loop(args) -> int:
             sampler={"chains": args.chains, "warmup": args.warmup, "draws": args.draws},
             external=args.external), args.out, ingest=args.ingest,
             progress=not args.no_progress, start=start)
-    print(json.dumps(json_safe(status)) if args.json else
-          f"{status['stopped']}; log {args.out / 'rounds.jsonl'}, plot {args.out / 'width.png'}")
-    return 0
+    return common.report(status, args, args.out)

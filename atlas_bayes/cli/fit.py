@@ -37,13 +37,16 @@ def add_commands(commands) -> None:
 
 def run_fit(args) -> int:
     """Fit a scaling law's posterior to a run table (see docs/data-format.md)."""
+    from atlas_bayes.fitting.inference import parse_transfer_languages, read_tau_prior
     from atlas_bayes.fitting.summary import fit_result
     options = {"shared": args.shared.split(",")} if args.shared else {}
     if args.tau_prior:
-        options["tau_prior"] = common.read_json_or_fail(args.tau_prior, "--tau-prior")
-    return common.call_and_report(
-        args, args.law, fit_result, args.law, language=args.lang, options=options,
-        transfer_languages=_transfer_option(args.transfer_languages))
+        with common.bad_input(f"--tau-prior {args.tau_prior}"):
+            options["tau_prior"] = read_tau_prior(args.tau_prior)
+    with common.bad_input("--transfer-languages"):
+        transfer = parse_transfer_languages(args.transfer_languages)
+    return common.call_and_report(args, args.law, fit_result, args.law, language=args.lang,
+                                  options=options, transfer_languages=transfer)
 
 
 def run_compare(args) -> int:
@@ -60,15 +63,3 @@ def run_compare(args) -> int:
                           progress=lambda line: print(line, file=sys.stderr, flush=True))
     return common.report(result, args, common.output_folder(args, "compare"))
 
-
-def _transfer_option(text: str | None):
-    """'en,es' -> a list; 'fr=en,es;sw=en' -> {target: list} (joint laws)."""
-    if not text or "=" not in text:
-        return text.split(",") if text else None
-    chosen = {}
-    for part in filter(None, text.split(";")):
-        target, _, sources = part.partition("=")
-        if not target.strip() or not sources.strip():
-            raise common.BadInput(f"--transfer-languages: expected TARGET=LANG[,LANG] in {part!r}")
-        chosen[target.strip()] = [s.strip() for s in sources.split(",")]
-    return chosen

@@ -305,7 +305,7 @@ def _say(progress: Progress, line: str) -> None:
 
 def law_names(laws: Iterable[str] | str) -> list[str]:
     """The laws as given (lower case), repeats of a law dropped; ValueError for unknown names."""
-    laws = _names(laws)
+    laws = names(laws)
     chosen = {}
     for name in laws:
         chosen.setdefault(get_law(name).name, name.lower())
@@ -316,7 +316,7 @@ def law_names(laws: Iterable[str] | str) -> list[str]:
 
 def split_names(splits: Iterable[str] | str) -> list[str]:
     """The splits, checked against SPLITS (ValueError naming the choices)."""
-    splits = list(dict.fromkeys(_names(splits)))
+    splits = list(dict.fromkeys(names(splits)))
     unknown = [s for s in splits if s not in SPLITS]
     if unknown or not splits:
         raise ValueError(f"unknown split {', '.join(map(repr, unknown)) or '(none)'}; expected "
@@ -329,7 +329,7 @@ def evaluated_languages(runs: pd.DataFrame, languages=None) -> list[str]:
     present = list(dict.fromkeys(runs["language"].astype(str)))
     if languages is None:
         return present
-    languages = list(dict.fromkeys(_names(languages)))
+    languages = list(dict.fromkeys(names(languages)))
     missing = [lang for lang in languages if lang not in present]
     if missing or not languages:
         raise ValueError(f"no rows evaluate language(s) {', '.join(missing) or '(none)'}; the "
@@ -337,10 +337,11 @@ def evaluated_languages(runs: pd.DataFrame, languages=None) -> list[str]:
     return languages
 
 
-def _names(values: Iterable[str] | str) -> list[str]:
+def names(values: Iterable[str] | str | None) -> list[str]:
+    """Names given as a list or as comma-separated text ('en, fr'), stripped; blanks (and None) dropped."""
     if isinstance(values, str):
         values = values.split(",")
-    return [v.strip() for v in values if v.strip()]
+    return [v.strip() for v in values or () if v.strip()]
 
 
 # --- LOO ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pandas as pd
 import xarray as xr
 
 from atlas_bayes.decisions.bts import bts_table, fit_bts
+from atlas_bayes.decisions.comparison import names
 from atlas_bayes.decisions.transfer import (fit_transfer_matrix, plot_source_ranking,
                                             plot_transfer_matrix, rank_sources, tau_priors)
 from atlas_bayes.fitting.inference import save
@@ -76,12 +77,13 @@ class TransferResult:
         (out / "transfer.json").write_text(json.dumps(self.as_dict(), indent=2, default=str))
 
 
-def transfer_study(runs, targets: list[str], *, sampler, languages: list[str] = (),
+def transfer_study(runs, targets: list[str] | str, *, sampler, languages: list[str] | str | None = (),
                    n_params: float | None = None, horizon: float | None = None,
                    tau_priors_for: int = 3, progress: bool = False) -> TransferResult:
     """Fit the BTS curves of the measured pairs, the transfer matrix over `targets` plus
-    `languages` (and the measured ones), rank each target's sources, and derive tau priors for
-    each target's `tau_priors_for` best sources."""
+    `languages` (lists, or comma-separated text; and the measured ones), rank each target's
+    sources, and derive tau priors for each target's `tau_priors_for` best sources."""
+    targets, languages = names(targets), names(languages)
     curves = fit_bts(runs, n_params=n_params, horizon=horizon, sampler=sampler, progress=progress)
     measured = bts_table(curves)
     matrix = fit_transfer_matrix(measured, languages=list(targets) + list(languages),

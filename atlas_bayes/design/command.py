@@ -113,17 +113,19 @@ class DesignOutput:
                 + (f", plan {self.plan}" if self.plan else ""))
 
 
-def make_design(study: Study, *, runs: pd.DataFrame | None = None, tree=None, sampler=None,
+def make_design(study: Study, source, *, sampler=None,
                 options: CandidateOptions = CandidateOptions(), k: int = 4,
                 budget: float | None = None, cost_power: float = 1.0,
                 max_draws: int | None = DEFAULT_DRAWS, seed: int = 0, plan=None,
                 progress: bool = False) -> DesignOutput:
     """Choose up to `k` runs about the study's target within `budget` FLOPs.
 
-    The posterior comes from `tree` (a saved fit) or is fitted to the run table `runs` with
-    `sampler`; candidates from `options` (`CandidateOptions`). With `plan` (a path) the chosen
-    runs also become trainer configs. Options that do not apply raise `OptionError` and a
+    The posterior is fitted with `sampler` to `source`, a run table (DataFrame), or `source` is
+    a saved fit's tree; candidates from `options` (`CandidateOptions`). With `plan` (a path) the
+    chosen runs also become trainer configs. Options that do not apply raise `OptionError` and a
     study without trainer plans refuses `plan`, both before any fitting."""
+    runs = source if isinstance(source, pd.DataFrame) else None
+    tree = None if runs is not None else source
     study.check(options, runs_given=runs is not None)
     if plan is not None:
         study.plan_check()

@@ -46,8 +46,9 @@ from atlas_bayes.design.eig import choose_batch
 from atlas_bayes.design.parse import parse_target
 from atlas_bayes.design.plan import plan_configs
 from atlas_bayes.design.posterior import DesignPosterior
-from atlas_bayes.design.study import CandidateOptions, Study, study_for
+from atlas_bayes.design.study import CandidateOptions, OptionError, Study, study_for
 from atlas_bayes.design.targets import Target, target_summary, weighted_interval
+from atlas_bayes.fitting.summary import json_safe
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, validate_runs, write_runs
 
 PROB = 0.9
@@ -83,11 +84,43 @@ class LoopSettings:
             raise ValueError(f"width must be positive, got {self.width}")
         if self.k < 1:
             raise ValueError(f"k must be at least 1, got {self.k}")
+        if self.tokens is not None and self.tokens_per_param is not None:
+            raise OptionError("give either --tokens or --tokens-per-param, not both")
+
+
+def read_train_base(path) -> dict:
+    """`LoopSettings.train_base` from a JSON file of trainer config fields (no file: none);
+    ValueError when it cannot be read or is not a JSON object."""
+    if path is None:
+        return {}
+    try:
+        base = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot be read as JSON: {err}") from None
+    if not isinstance(base, dict):
+        raise ValueError("expected a JSON object of config fields")
+    return base
+
+
+class LoopStatus(dict):
+    """Where the loop stopped, {stopped, rounds, spent, ...} (OUT/status.json), as the `loop`
+    command reports it: `as_dict()` for --json, `to_text(out)` for the screen."""
+
+    def as_dict(self) -> dict:
+        """The status as plain JSON values."""
+        return json_safe(self)
+
+    def to_text(self, out) -> str:
+        """Why the loop stopped, and where its log and plot are."""
+        return f"{self['stopped']}; log {Path(out) / 'rounds.jsonl'}, plot {Path(out) / 'width.png'}"
+
+    def write(self, out) -> None:
+        """Nothing more to write: the loop keeps OUT (status.json too) up to date as it goes."""
 
 
 def run_loop(settings: LoopSettings, out, *, ingest=None, progress: bool = True,
-             start: pd.DataFrame | None = None) -> dict:
-    """Run (or continue) the loop in folder `out`; returns {stopped, rounds, spent, ...}.
+             start: pd.DataFrame | None = None) -> LoopStatus:
+    """Run (or continue) the loop in folder `out`; returns its `LoopStatus`.
 
     `ingest`: a run table holding an external round's runs; `start`: the starting run table
     (`settings.runs`) already read and validated, used when OUT/runs.csv does not exist yet."""
@@ -117,9 +150,9 @@ def run_loop(settings: LoopSettings, out, *, ingest=None, progress: bool = True,
         configs = [json.loads(line) for line in plan_path.read_text().splitlines() if line.strip()]
         missing = _collect_runs(table, out, r, configs, settings, ingest, say, progress)
         if missing:
-            status = {"stopped": f"waiting for round {r}'s runs {missing}", "waiting": missing,
-                      "plan": str(plan_path), "results": str(out / f"round-{r}" / "results.csv"),
-                      "rounds": len(log), "spent": log[-1]["spent"] if log else 0.0}
+            status = LoopStatus(stopped=f"waiting for round {r}'s runs {missing}", waiting=missing,
+                                plan=str(plan_path), results=str(out / f"round-{r}" / "results.csv"),
+                                rounds=len(log), spent=log[-1]["spent"] if log else 0.0)
             _write_json(out / "status.json", status)
             say(f"round {r}: plan {plan_path}; waiting for runs {missing}: put their rows in "
                 f"{status['results']} (or pass --ingest FILE) and run the command again")
@@ -369,10 +402,9 @@ def _train_run(config: dict, folder: Path, progress: bool) -> pd.DataFrame:
     return train(config, folder, progress=progress)
 
 
-def _finish(out: Path, log: list[dict], stopped: str, say) -> dict:
+def _finish(out: Path, log: list[dict], stopped: str, say) -> LoopStatus:
     """Write OUT/status.json for a stopped loop and return it."""
-    status = {"stopped": stopped, "rounds": len(log) - 1, "spent": log[-1]["spent"],
-              "last": log[-1]}
+    status = LoopStatus(stopped=stopped, rounds=len(log) - 1, spent=log[-1]["spent"], last=log[-1])
     _write_json(out / "status.json", status)
     say(f"stopped: {stopped} ({status['rounds']} round(s), {status['spent']:.3g} FLOPs); "
         f"log {out / 'rounds.jsonl'}, plot {out / 'width.png'}")

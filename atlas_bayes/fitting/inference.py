@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import sys
 import time
 import warnings
@@ -159,6 +160,32 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         extra={} if "diverging" in stats else {k: float(v) for k, v in stats.items()})
     return _to_tree(model, inputs, log_loss, posterior, draws, log_lik, stats, info, runs,
                     record, None if approximate else reported, warn)
+
+
+def read_tau_prior(path) -> dict:
+    """Tau priors from a JSON file ({target: {source: [mean, sd]}}, as `transfer` writes
+    tau_priors.json), for `options["tau_prior"]`; ValueError when it is not such an object."""
+    try:
+        given = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot be read as JSON: {err}") from None
+    if not isinstance(given, dict):
+        raise ValueError("expected a JSON object of tau priors, {target: {source: [mean, sd]}}")
+    return given
+
+
+def parse_transfer_languages(text: str | None) -> list[str] | dict[str, list[str]] | None:
+    """Transfer languages as text: 'en,es' -> a list; 'fr=en,es;sw=en' -> {target: list} (joint
+    laws); None or '' -> None (the default). ValueError for a part without TARGET=LANG."""
+    if not text or "=" not in text:
+        return text.split(",") if text else None
+    chosen = {}
+    for part in filter(None, text.split(";")):
+        target, _, sources = part.partition("=")
+        if not target.strip() or not sources.strip():
+            raise ValueError(f"expected TARGET=LANG[,LANG] in {part!r}")
+        chosen[target.strip()] = [s.strip() for s in sources.split(",")]
+    return chosen
 
 
 def resolve_tau_prior(given: dict, info, hierarchical: bool) -> dict:
@@ -499,3 +526,13 @@ def load(path: str | Path) -> xr.DataTree:
     """Read a fit written by `save`."""
     with xr.open_datatree(path, engine="h5netcdf") as tree:
         return tree.load()
+
+
+def read_source(path: str | Path) -> xr.DataTree | pd.DataFrame:
+    """A fit written by `save` (a .nc file), else a run table (`read_runs`): the input of what
+    takes either (design, the compute-optimal size); ValueError when the .nc file is missing."""
+    if Path(path).suffix != ".nc":
+        return read_runs(path)
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: file not found")
+    return load(path)
