@@ -86,6 +86,25 @@ class MatrixInputs(NamedTuple):
     n_single: int
     n_languages: int
     n_covariates: int
+    real: np.ndarray | None = None     # (m,) False for padding rows (`padded`); None: none
+
+    def padded(self, y, size):
+        """Inputs and measurements with the singles and the two-way pairs each padded to
+        `size(count)` (shared compiled programs, atlas_bayes.fitting.compiled). A padding row
+        has a zero design row, y = 0 and unit variance, independent of the parameters, so it
+        adds nothing to the marginal likelihood."""
+        n1, pairs = self.n_single, (len(self.measured) - self.n_single) // 2
+        s1, s2 = size(n1), size(pairs)
+        def rows(values, fill, dtype):      # real singles, padding, real pairs, padding
+            values = np.asarray(values, dtype)
+            return np.concatenate([values[:n1], np.full(s1 - n1, fill, dtype), values[n1:],
+                                   np.full(2 * (s2 - pairs), fill, dtype)])
+        zero_row = len(self.design)
+        design = np.vstack([self.design, np.zeros((1, self.design.shape[1]))])
+        return self._replace(design=design, measured=rows(self.measured, zero_row, int),
+                             se=rows(self.se, 1.0, float), n_single=s1,
+                             real=rows(np.ones(len(self.measured)), 0.0, float) > 0), \
+            None if y is None else rows(y, 0.0, np.float32)
 
 
 def transfer_matrix(x: MatrixInputs, y=None):
@@ -109,13 +128,14 @@ def prior_sd(x: MatrixInputs, sd_source, sd_target):
 def _whiten(x: MatrixInputs, values, sd_pair, rho):
     """L^-1 values for the measurement covariance R = L L^T (block diagonal: singles and the
     2x2 blocks of pairs measured both ways), and log det R. `values` is (m,) or (m, q)."""
-    var = sd_pair ** 2 + x.se ** 2
+    real = True if x.real is None else x.real
+    var = jnp.where(real, sd_pair ** 2 + x.se ** 2, 1.0)
     n1 = x.n_single
     single = values[:n1] / jnp.sqrt(var[:n1]).reshape((-1,) + (1,) * (values.ndim - 1))
     a, b = values[n1::2], values[n1 + 1::2]
     va, vb = var[n1::2], var[n1 + 1::2]
     l11 = jnp.sqrt(va)
-    l21 = rho * sd_pair ** 2 / l11
+    l21 = jnp.where(True if x.real is None else x.real[n1::2], rho * sd_pair ** 2, 0.0) / l11
     l22 = jnp.sqrt(vb - l21 ** 2)
     shape = (-1,) + (1,) * (values.ndim - 1)
     first = a / l11.reshape(shape)
@@ -141,8 +161,12 @@ def _collapsed(x: MatrixInputs, y, sd_source, sd_target, sd_pair, rho):
     L = jnp.linalg.cholesky(M)
     u = jax.scipy.linalg.solve_triangular(L, XS.T @ y_w, lower=True)
     log_ml = -0.5 * (y_w @ y_w - u @ u + log_det_R + 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
-                     + y_w.shape[0] * jnp.log(2.0 * jnp.pi))
+                     + _count(x, y_w) * jnp.log(2.0 * jnp.pi))
     return log_ml, L, u, S
+
+
+def _count(x: MatrixInputs, y):
+    return y.shape[0] if x.real is None else jnp.sum(x.real)
 
 
 def coefficient_draws(x: MatrixInputs, y, hyper: dict, key) -> np.ndarray:

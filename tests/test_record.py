@@ -179,7 +179,7 @@ def test_law_fit_record_survives_save_and_load(tmp_path):
     assert record.target_language == "fr" and record.n_obs == len(runs) and record.method == "nuts"
     assert record.sampler == {"chains": TINY.chains, "draws": TINY.draws, "warmup": TINY.warmup,
                               "seed": 0, "target_accept": 0.9, "dense_mass": "auto",
-                              "chain_method": "vectorized"}
+                              "chain_method": "sequential"}
     assert record.scales["log_N_ref"] == record.log_N_ref and record.simulated
     assert json.loads(tree.attrs["diagnostics"]) == record.diagnostics.as_dict()
     path = save(tree, tmp_path / "posterior.nc")

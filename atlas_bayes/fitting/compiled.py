@@ -15,10 +15,11 @@ is resolved by the fit from the real rows and passed as arguments too, so a join
 its program with every fit of the same law, options, number of languages and padded size.
 
 The other models (learning curves, crossover, transfer matrix: `NamedTuple` inputs, not
-`LawInputs`) run the same way without padding: their arrays are arguments and their whole-number
-fields part of the key, so a refit of the same shapes, in this process or (through the
-persistent cache) another, reuses the program, and a first fit compiles one program instead of
-the hundreds of small ones that NumPyro's eager start would.
+`LawInputs`) run the same way: their arrays are arguments and their whole-number fields part of
+the key, so a refit of the same shapes, in this process or (through the persistent cache)
+another, reuses the program, and a first fit compiles one program instead of the hundreds of
+small ones that NumPyro's eager start would. Inputs with a `padded(observed, size)` method pad
+themselves (the transfer matrix's measurements).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ TRACED_OPTIONS = ("centring", "centres", "spreads")   # model options passed as 
 OBS_SITES = ("log_loss", "log_loss_mean")   # sites with one value per observation
 EXTRA_FIELDS = ("num_steps", "energy", "diverging", "accept_prob", "potential_energy")
 MAX_PROGRAMS = 32
+CHAIN_METHODS = ("sequential", "vectorized")    # the ways a shared program runs chains
 SHAREABLE_MODELS = {law.model for law in LAWS.values() if law.shareable}
 ENABLED = True       # False: every fit compiles its own program (the baseline in benchmarks)
 
@@ -93,11 +95,12 @@ def pad(inputs: LawInputs, log_loss, size: int):
 
 
 def run_nuts(model, inputs, log_loss, *, chains: int, warmup: int, draws: int,
-             target_accept: float, dense: bool, key):
+             target_accept: float, dense: bool, key, chain_method: str = "sequential"):
     """NUTS samples (chain, draw, ...) of every site and the extra fields, from the shared
-    program for this model and size (compiled on first use)."""
+    program for this model and size (compiled on first use); `chain_method` one of
+    `CHAIN_METHODS`."""
     _, traced, observed, static = _prepare(inputs, log_loss)
-    settings = (chains, warmup, draws, float(target_accept), bool(dense))
+    settings = (chains, warmup, draws, float(target_accept), bool(dense), chain_method)
     program = _program("nuts", model, static, settings, lambda: _nuts_program(
         model, static, *settings))
     return program(key, traced, observed, _traced_options(model))
@@ -163,8 +166,11 @@ def _prepare(inputs, log_loss=None):
     """(real rows, or None when not padded; the program's arguments; the observations, padded
     with the rows; the program's static key part: the inputs' type and whole-number fields)."""
     if not isinstance(inputs, LawInputs):
+        observed = None if log_loss is None else np.asarray(log_loss, np.float32)
+        if hasattr(inputs, "padded"):          # inputs that pad themselves (the transfer matrix)
+            inputs, observed = inputs.padded(observed, padded_size)
         traced, static = _split(inputs)
-        return None, traced, None if log_loss is None else np.asarray(log_loss, np.float32), static
+        return None, traced, observed, static
     n = int(np.shape(inputs.N)[0])
     padded, observed = pad(inputs, log_loss, padded_size(n))
     traced, static = _split(padded)
@@ -226,15 +232,22 @@ def _program(kind: str, model, static: tuple, settings: tuple, build):
     return _programs[key]
 
 
-def _nuts_program(model, static, chains, warmup, draws, target_accept, dense):
-    def run(key, traced, log_loss, options):
+def _nuts_program(model, static, chains, warmup, draws, target_accept, dense, chain_method):
+    def run(key, traced, log_loss, options, n_chains):
         kernel = NUTS(partial(model, **options), target_accept_prob=target_accept,
                       dense_mass=dense, init_strategy=init_to_median())
-        mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
+        mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=n_chains,
                     chain_method="vectorized", progress_bar=False)
         mcmc.run(key, _join(static, traced), log_loss, extra_fields=EXTRA_FIELDS)
         return mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True)
-    return jax.jit(run)
+
+    def in_turn(key, traced, log_loss, options):    # one chain's program, run once per chain
+        drawn = jax.lax.map(lambda k: run(k, traced, log_loss, options, 1),
+                            jax.random.split(key, chains))
+        return jax.tree.map(lambda v: v[:, 0], drawn)
+    if chain_method == "sequential":
+        return jax.jit(in_turn)
+    return jax.jit(partial(run, n_chains=chains))
 
 
 def _predictive_program(model, static, sites, condition_deterministic):

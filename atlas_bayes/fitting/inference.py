@@ -47,11 +47,16 @@ PREDICT_NEEDS = ("law", "scales", "languages", "transfer_languages", "has_other"
 
 @dataclass(frozen=True)
 class Sampler:
-    """NUTS settings. Chains run vectorised in one process (jax.vmap).
+    """NUTS settings.
 
     `dense_mass="auto"` learns a dense mass matrix up to `DENSE_MAX` latent dimensions and a
     diagonal one above: a joint fit over 48 languages has ~450, too many to estimate densely
     in a normal warmup (measured: ~965 leapfrog steps per draw dense, ~255 diagonal).
+    `chain_method`: "sequential" runs the chains one after another inside one compiled
+    program, "vectorized" runs them in lockstep (jax.vmap), "parallel" is NumPyro's pmap over
+    devices; "auto" is vectorised on a GPU and sequential on a CPU, where one chain's program
+    compiles in about half the time of the vectorised one and samples faster (it never waits
+    for the chain with the longest trajectory; benchmarks/chain_methods.py).
     """
     chains: int = 4
     draws: int = 1000
@@ -59,11 +64,17 @@ class Sampler:
     seed: int = 0
     target_accept: float | None = None   # None: the law's own (`models.Law.target_accept`)
     dense_mass: bool | str = "auto"
-    chain_method: str = "vectorized"
+    chain_method: str = "auto"
 
     def resolved(self, target_accept: float = 0.9) -> "Sampler":
-        """These settings with a target acceptance (`target_accept` when none was chosen)."""
-        return self if self.target_accept is not None else replace(self, target_accept=target_accept)
+        """These settings with a target acceptance (`target_accept` when none was chosen) and
+        the chain method "auto" stands for here."""
+        changes = {}
+        if self.target_accept is None:
+            changes["target_accept"] = target_accept
+        if self.chain_method == "auto":
+            changes["chain_method"] = "vectorized" if jax.default_backend() == "gpu" else "sequential"
+        return replace(self, **changes) if changes else self
 
 
 @dataclass(frozen=True)
@@ -257,7 +268,8 @@ def _check_curse_data(law, inputs, runs: pd.DataFrame) -> None:
 def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
     """Latent draws (chain, draw, ...) and sample statistics from vectorised NUTS."""
     release_compiled_if_crowded()
-    accept = sampler.resolved().target_accept
+    sampler = sampler.resolved()
+    accept = sampler.target_accept
     dense = sampler.dense_mass
     if dense == "auto":
         dense = _latent_size(model, inputs) <= DENSE_MAX
@@ -268,10 +280,11 @@ def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
     if progress and not bar:
         print(f"sampling: {sampler.chains} chains x ({sampler.warmup} warmup + {sampler.draws} "
               "draws) ...", file=sys.stderr, flush=True)
-    if not bar and sampler.chain_method == "vectorized" and compiled.compilable(model, inputs):
+    if not bar and sampler.chain_method in compiled.CHAIN_METHODS and compiled.compilable(model, inputs):
         samples, extra = compiled.run_nuts(
             model, inputs, log_loss, chains=sampler.chains, warmup=sampler.warmup,
-            draws=sampler.draws, target_accept=accept, dense=bool(dense), key=key)
+            draws=sampler.draws, target_accept=accept, dense=bool(dense), key=key,
+            chain_method=sampler.chain_method)
     else:    # a progress bar, other chain methods, unshareable models: a program of their own
         kernel = NUTS(model, target_accept_prob=accept, dense_mass=bool(dense),
                       init_strategy=init_to_median())
