@@ -43,9 +43,8 @@ from atlas_bayes.tables.splits import SPLITS, describe, split_runs
 if Path.cwd().name == "notebooks":  # opened in Jupyter: paths below are from the repository root
     os.chdir("..")
 QUICK = os.environ.get("ATLAS_BAYES_QUICK") == "1"
-# Quick mode: one chain (compiling the sampler dominates short runs, and vectorised chains
-# compile about twice as long), so its fits cannot pass the R-hat check and read "not converged".
-SAMPLER = Sampler(chains=1, warmup=200, draws=200) if QUICK else Sampler(chains=4, warmup=1000, draws=1000)
+# Quick mode: two short chains (compiling the sampler dominates short runs), too short to trust.
+SAMPLER = Sampler(chains=2, warmup=200, draws=200) if QUICK else Sampler(chains=4, warmup=1000, draws=1000)
 LAWS = ["chinchilla", "atlas"] if QUICK else ["chinchilla", "dcsl", "msl", "atlas"]
 CHOSEN_SPLITS = ["D"] if QUICK else list(SPLITS)
 TARGET = "es"

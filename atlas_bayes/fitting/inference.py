@@ -266,7 +266,7 @@ def _check_curse_data(law, inputs, runs: pd.DataFrame) -> None:
 
 
 def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
-    """Latent draws (chain, draw, ...) and sample statistics from vectorised NUTS."""
+    """Latent draws (chain, draw, ...) and sample statistics from NUTS."""
     release_compiled_if_crowded()
     sampler = sampler.resolved()
     accept = sampler.target_accept
@@ -280,7 +280,8 @@ def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
     if progress and not bar:
         print(f"sampling: {sampler.chains} chains x ({sampler.warmup} warmup + {sampler.draws} "
               "draws) ...", file=sys.stderr, flush=True)
-    if not bar and sampler.chain_method in compiled.CHAIN_METHODS and compiled.compilable(model, inputs):
+    shared = sampler.chain_method in compiled.CHAIN_METHODS and compiled.compilable(model, inputs)
+    if shared and not bar:
         samples, extra = compiled.run_nuts(
             model, inputs, log_loss, chains=sampler.chains, warmup=sampler.warmup,
             draws=sampler.draws, target_accept=accept, dense=bool(dense), key=key,
