@@ -22,7 +22,7 @@ import jax
 from atlas_bayes.fitting import compiled
 from atlas_bayes.fitting.inference import Sampler, fit
 from atlas_bayes.simulation.paper_design import paper_study
-from atlas_bayes.tables.adapters import epoch_chinchilla
+from atlas_bayes.tables.adapters import epoch_chinchilla, load_shared
 
 METHODS = ("sequential", "vectorized")
 
@@ -30,9 +30,11 @@ METHODS = ("sequential", "vectorized")
 def studies(shared: Path):
     """(name, runs, law, sampler): the CLI's defaults on real and simulated studies."""
     epoch = epoch_chinchilla(shared / "epoch_chinchilla", drop_epoch_outliers=True)
+    repeated = load_shared("datablations", shared)
     joint, _ = paper_study(eval_languages=["en", "fr", "sw", "hi"], seed=0)
     return [("chinchilla, Epoch's 240 points", epoch, "chinchilla", Sampler()),
-            ("dcsl, Epoch's 240 points", epoch, "dcsl", Sampler()),
+            ("dcsl, Muennighoff et al.'s repeated-data runs", repeated, "dcsl",
+             Sampler(target_accept=0.95)),
             ("atlas-h, 4 simulated languages", joint, "atlas-h", Sampler(warmup=500, draws=500))]
 
 

@@ -114,7 +114,8 @@ def main():
     print(f"ratios: cold {medians['naive'] / medians['cold']:.1f}x, "
           f"warm {medians['naive'] / medians['warm']:.1f}x; load {os.getloadavg()[0]:.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "medians": medians}, indent=1))
+        args.json.write_text(json.dumps({"results": results, "medians": medians}, indent=1,
+                                         default=float))
 
 
 if __name__ == "__main__":
