@@ -48,6 +48,7 @@ from atlas_bayes.design.plan import plan_configs
 from atlas_bayes.design.posterior import DesignPosterior
 from atlas_bayes.design.study import CandidateOptions, OptionError, Study, study_for
 from atlas_bayes.design.targets import Target, target_summary, weighted_interval
+from atlas_bayes.fitting.inference import read_json_object
 from atlas_bayes.fitting.summary import json_safe
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, validate_runs, write_runs
 
@@ -91,15 +92,7 @@ class LoopSettings:
 def read_train_base(path) -> dict:
     """`LoopSettings.train_base` from a JSON file of trainer config fields (no file: none);
     ValueError when it cannot be read or is not a JSON object."""
-    if path is None:
-        return {}
-    try:
-        base = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"cannot be read as JSON: {err}") from None
-    if not isinstance(base, dict):
-        raise ValueError("expected a JSON object of config fields")
-    return base
+    return {} if path is None else read_json_object(path, "config fields")
 
 
 class LoopStatus(dict):

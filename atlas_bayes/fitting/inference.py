@@ -176,12 +176,18 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
 def read_tau_prior(path) -> dict:
     """Tau priors from a JSON file ({target: {source: [mean, sd]}}, as `transfer` writes
     tau_priors.json), for `options["tau_prior"]`; ValueError when it is not such an object."""
+    return read_json_object(path, "tau priors, {target: {source: [mean, sd]}}")
+
+
+def read_json_object(path, holding: str) -> dict:
+    """The JSON object in file `path`; ValueError when it cannot be read or is not an object
+    (the message says it should hold `holding`)."""
     try:
         given = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"cannot be read as JSON: {err}") from None
     if not isinstance(given, dict):
-        raise ValueError("expected a JSON object of tau priors, {target: {source: [mean, sd]}}")
+        raise ValueError(f"expected a JSON object of {holding}")
     return given
 
 
@@ -425,7 +431,8 @@ def _to_tree(model, inputs, log_loss, posterior, draws, log_lik, stats, info, ru
     labels = {}
     if isinstance(info, GroupInfo):
         coords["language"] = info.languages
-        coords["transfer_slot"] = list(range(len(info.transfer_languages[0]) if info.transfer_languages else 0))
+        slots = len(info.transfer_languages[0]) if info.transfer_languages else 0
+        coords["transfer_slot"] = list(range(slots))
         slots = np.array(info.transfer_languages, dtype=str)
         labels["posterior"] = {"transfer_language": (("language", "transfer_slot"), slots)}
     else:
