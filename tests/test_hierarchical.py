@@ -172,3 +172,11 @@ def test_group_spreads_are_each_languages_sd_of_log_n_and_log_d(study):
         np.testing.assert_allclose(spread_N[i], np.std(np.log(np.asarray(x.N)[rows])), rtol=1e-6)
         np.testing.assert_allclose(spread_D[i], np.std(np.log(np.asarray(x.D)[rows])), rtol=1e-6)
     assert min(spread_N) > 0 and min(spread_D) > 0
+
+
+@pytest.mark.unit
+def test_per_language_options_of_the_wrong_length_are_refused_by_name(study):
+    runs, _ = study
+    with pytest.raises(ValueError, match=r"option 'spreads': expected rows of 4 values.*rows of \[2, 2\]"):
+        fit(runs, "atlas-h", sampler=JOINT, options={"spreads": [[1.0, 1.0], [1.0, 1.0]]})
+

@@ -129,6 +129,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         options["centres"] = options.get("centres") or group_centres(inputs)
         if "spreads" in inspect.signature(spec.model).parameters:
             options["spreads"] = options.get("spreads") or group_spreads(inputs)
+        _check_per_language(options, info.languages)
     else:
         runs = select_language(runs, language)
         inputs, info, log_loss = build_inputs(runs, transfer_languages=transfer_languages,
@@ -171,6 +172,15 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         extra={} if "diverging" in stats else {k: float(v) for k, v in stats.items()})
     return _to_tree(model, inputs, log_loss, posterior, draws, log_lik, stats, info, runs,
                     record, None if approximate else reported, warn)
+
+
+def _check_per_language(options: dict, languages) -> None:
+    """ValueError unless given `centres` and `spreads` hold one value per language per row."""
+    for name in ("centres", "spreads"):
+        rows = [list(np.atleast_1d(row)) for row in options.get(name) or []]
+        if any(len(row) != len(languages) for row in rows):
+            raise ValueError(f"option {name!r}: expected rows of {len(languages)} values, one per "
+                             f"language {list(languages)}; got rows of {[len(r) for r in rows]}")
 
 
 def read_tau_prior(path) -> dict:
