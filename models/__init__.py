@@ -9,6 +9,7 @@ per-language ATLAS in `models/hierarchical.py`, the curse-of-multilinguality law
 `models/curse.py`.
 """
 
+import inspect
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
@@ -78,6 +79,10 @@ class Law:
     def bind(self, **extra) -> Callable:
         """The model with its fixed options (and any extra ones) applied."""
         return partial(self.model, **{**self.options, **extra})
+
+    def takes(self, option: str) -> bool:
+        """Whether the model has an option (a keyword argument) of this name."""
+        return option in inspect.signature(self.model).parameters
 
     @property
     def natural(self) -> Form | None:

@@ -10,7 +10,6 @@ a hash of the data and the diagnostics.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import sys
 import time
@@ -116,7 +115,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
     runs, left_out = _leave_out_continued(runs)
     spec = get_law(law)
     options = dict(options or {})
-    unknown = sorted(set(options) - set(inspect.signature(spec.model).parameters))
+    unknown = sorted(name for name in options if not spec.takes(name))
     if unknown:
         raise ValueError(f"law {spec.name!r} has no option(s) {unknown}"
                          + ("; 'shared' and 'pooling' apply to joint laws (*-h)"
@@ -127,7 +126,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         runs = runs.reset_index(drop=True)
         options["centring"] = centredness(inputs, options.get("centring", "auto"))
         options["centres"] = options.get("centres") or group_centres(inputs)
-        if "spreads" in inspect.signature(spec.model).parameters:
+        if spec.takes("spreads"):
             options["spreads"] = options.get("spreads") or group_spreads(inputs)
         _check_per_language(options, info.languages)
     else:
@@ -497,7 +496,7 @@ def predict(tree: xr.DataTree, runs: pd.DataFrame, *, seed: int = 0) -> xr.Datas
                              f"evaluate {other}")
         inputs, info, _ = build_inputs(runs, transfer_languages=transfer, scales=scales,
                                        has_other=has_other)
-    if spec.hierarchical and "spreads" in inspect.signature(spec.model).parameters:
+    if spec.hierarchical and spec.takes("spreads"):
         # fits saved before the joint models recorded them (their saved values are given)
         options.setdefault("spreads", group_spreads(inputs))
     model = spec.bind(nu=record.student_t_nu, **options)
