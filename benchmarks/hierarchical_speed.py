@@ -54,6 +54,8 @@ def main():
     parser.add_argument("--seeds", default="0", help="sampler seeds, comma separated")
     parser.add_argument("--study-seed", type=int, default=0, help="the simulated study's seed")
     parser.add_argument("--target-accept", type=float, help="default: the law's")
+    parser.add_argument("--dense-mass", default="auto", choices=("auto", "true", "false"),
+                        help="mass matrix: dense up to DENSE_MAX latent dimensions (auto), or always/never")
     args = parser.parse_args()
     checkpoints = tuple(np.arange(1, args.checkpoints + 1) / args.checkpoints)
     if args.languages or args.eval_languages:
@@ -61,8 +63,9 @@ def main():
                    else [args.eval_languages.split(",")])
         for languages in studies:
             for seed in (int(s) for s in args.seeds.split(",")):
+                dense = {"auto": "auto", "true": True, "false": False}[args.dense_mass]
                 sampler = Sampler(chains=args.chains, draws=args.draws, warmup=args.warmup,
-                                  seed=seed, target_accept=args.target_accept)
+                                  seed=seed, target_accept=args.target_accept, dense_mass=dense)
                 nuts_point(languages, args, checkpoints, sampler)
         return
 
