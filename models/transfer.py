@@ -95,16 +95,16 @@ class MatrixInputs(NamedTuple):
         adds nothing to the marginal likelihood."""
         n1, pairs = self.n_single, (len(self.measured) - self.n_single) // 2
         s1, s2 = size(n1), size(pairs)
+
         def rows(values, fill, dtype):      # real singles, padding, real pairs, padding
             values = np.asarray(values, dtype)
             return np.concatenate([values[:n1], np.full(s1 - n1, fill, dtype), values[n1:],
                                    np.full(2 * (s2 - pairs), fill, dtype)])
-        zero_row = len(self.design)
-        design = np.vstack([self.design, np.zeros((1, self.design.shape[1]))])
-        return self._replace(design=design, measured=rows(self.measured, zero_row, int),
-                             se=rows(self.se, 1.0, float), n_single=s1,
-                             real=rows(np.ones(len(self.measured)), 0.0, float) > 0), \
-            None if y is None else rows(y, 0.0, np.float32)
+        design = np.vstack([self.design, np.zeros((1, self.design.shape[1]))])   # the zero row
+        padded = self._replace(design=design, measured=rows(self.measured, len(self.design), int),
+                               se=rows(self.se, 1.0, float), n_single=s1,
+                               real=rows(np.ones(len(self.measured)), False, bool))
+        return padded, None if y is None else rows(y, 0.0, np.float32)
 
 
 def transfer_matrix(x: MatrixInputs, y=None):
