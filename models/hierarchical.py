@@ -49,7 +49,8 @@ SHAREABLE = {"E": "log_E", "A": "log_A_c", "B": "log_B_c", "alpha": "log_alpha",
 
 def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=True,
                  lambda_per_language=False, pooling="partial", centring="auto", shared=(),
-                 centres=None, spreads=None, tau_prior=None, predict_mean=False):
+                 centres=None, spreads=None, transfer_weights=None, transfer_axes=None,
+                 tau_prior=None, predict_mean=False):
     """ATLAS (or Chinchilla, `saturate=False`) with per-language parameters.
 
     `centring` says how each language's parameters are written: "noncentred" (value = mu +
@@ -60,6 +61,10 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
     from the training data and predictions reuse them. With A or B shared (and E per
     language), E and the B-term are sampled through each language's loss and slope at its
     centre instead (`_aligned`; same model, `centring` does not apply to them).
+    `transfer_weights` and `transfer_axes` (`group_transfer_weights`, `group_transfer_axes`,
+    resolved by fits like `centres`) say how each transfer language and "other" move a
+    language's effective data: the transfer weights and the B term are sampled along what
+    the data pin (`_mixture_terms`).
     """
     c = jnp.asarray(centredness(x, centring), dtype=jnp.float32)
     log_N_c, log_D_c = (jnp.asarray(v, dtype=jnp.float32) for v in
@@ -73,8 +78,14 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
         "log_A_c": ((term_loc, 1.5), TERM_SPREAD),
         "log_B_c": ((term_loc, 1.5), TERM_SPREAD),
     }
+    D_eff, log_D_shift = x.D, 0.0
+    if saturate:
+        lam = _lambda(x, lambda_per_language, pooling, c)
+        terms, log_D_shift = _mixture_terms(x, transfer, other, pooling, c, tau_prior,
+                                            transfer_weights, transfer_axes)
+        D_eff = laws.effective_data(x.D, x.U, lam, **terms)
     if not common:
-        p = _pinned(priors, pooling, x, log_loss, spreads)
+        p = _pinned(priors, pooling, x, log_loss, spreads, log_D_shift)
     # a shared term with per-language E: E and B are written through what the data pin
     aligned = "log_E" not in common and bool(common & {"log_A_c", "log_B_c"})
     own = {name: priors.pop(name) for name in ("log_E", "log_B_c") if aligned and name not in common}
@@ -95,11 +106,6 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
         numpyro.deterministic("B", jnp.exp(log_B_ref + beta * x.log_D_ref))
 
     g = x.group
-    D_eff = x.D
-    if saturate:
-        lam = _lambda(x, lambda_per_language, pooling, c)
-        D_eff = laws.effective_data(x.D, x.U, lam, **_mixture_terms(x, transfer, other, pooling, c,
-                                                                         tau_prior))
     mu = laws.log_chinchilla(x.N, D_eff, E[g], jnp.exp(log_A_ref)[g], jnp.exp(log_B_ref)[g],
                              alpha[g], beta[g])
     likelihood(mu, x, log_loss, nu, predict_mean)
@@ -125,7 +131,7 @@ def per_language_values(priors: dict, pooling: str, common: set, c, n_groups: in
     return p
 
 
-def _pinned(priors, pooling, x, log_loss, spreads) -> dict:
+def _pinned(priors, pooling, x, log_loss, spreads, log_D_shift=0.0) -> dict:
     """Every language's E, N and D terms at its centre and exponents, sampled through what
     its data pin (`models.scaling.pinned_parameters`, per language: the loss at the
     language's centre, its split into E and the terms, the terms' slopes across the
@@ -135,7 +141,8 @@ def _pinned(priors, pooling, x, log_loss, spreads) -> dict:
     loss at the centre, and the zero-avoiding prior on each spread (`SPREAD_SHAPE`) keeps the
     population from pulling its values into a funnel. (Written as log E, log terms and
     exponents, non-centred, the 4-language test study took 180-600 leapfrog steps per draw;
-    non-centring only the exponents here, ~300.)
+    non-centring only the exponents here, ~300.) The D term is pinned where the language's
+    effective data typically lie, `log_D_shift` above its own tokens (`_mixture_terms`).
     """
     population = {name: _population(name, prior, spread, pooling)
                   for name, (prior, spread) in priors.items()}
@@ -149,7 +156,7 @@ def _pinned(priors, pooling, x, log_loss, spreads) -> dict:
                           for v in (group_spreads(x) if spreads is None else spreads))
     with numpyro.plate("language", x.n_groups):
         p = pinned_parameters(dists, L_start, start, x.loss_median, log_N_sd, log_D_sd,
-                              names=("log_E", "log_A_c", "log_B_c"))
+                              names=("log_E", "log_A_c", "log_B_c"), log_D_shift=log_D_shift)
         for name in ("log_alpha", "log_beta"):
             numpyro.deterministic(name, p[name])
         p["E"] = numpyro.deterministic("E", jnp.exp(p["log_E"]))
@@ -301,8 +308,13 @@ def _per_language(name, loc, scale, c, n_groups=None):
     """
     if scale is None:
         return numpyro.deterministic(name, jnp.broadcast_to(loc, (n_groups,)))
+    return numpyro.deterministic(name, loc + _offset(name, loc, scale, c))
+
+
+def _offset(name, loc, scale, c):
+    """A per-language value's offset from `loc` (Normal(0, scale)), centred where c = 1."""
     z = numpyro.sample(f"{name}_z", dist.Normal(c * loc, scale ** c))
-    return numpyro.deterministic(name, loc + scale ** (1.0 - c) * (z - c * loc))
+    return scale ** (1.0 - c) * (z - c * loc)
 
 
 def _lambda(x, per_language, pooling, c):
@@ -318,24 +330,104 @@ def _lambda(x, per_language, pooling, c):
     return lam[x.group]
 
 
-def _mixture_terms(x, transfer, other, pooling, c, tau_prior=None):
-    """Transfer-language and 'other' terms of the effective data, per row."""
-    terms = {}
+def _mixture_terms(x, transfer, other, pooling, c, tau_prior=None, weights=None, axes=None):
+    """Transfer-language and 'other' terms of the effective data, per row, and each language's
+    log shift of its typical effective data (`pinned_parameters`' `log_D_shift`).
+
+    A language's mixtures hold its transfer languages in a few fixed proportions, so its
+    rows pin a few combinations of its transfer weights and leave the rest to the prior, and
+    a weight that adds data trades against the B term: narrow ridges (in the 12-language
+    paper study's posterior, directions ~30 times narrower than the weights' own spread; 540
+    leapfrog steps per draw with a diagonal mass matrix). So the B term is pinned at the
+    effective data that the weights imply (`log_D_shift` = sum of `weights` x weight), and
+    with `axes` (`group_transfer_axes`) each language's weights are sampled along the
+    directions its rows pin (a rotation: the Normal prior is unchanged by it).
+    """
+    terms, shift = {}, 0.0
     width = x.D_transfer.shape[-1]
+    w = None if weights is None else jnp.asarray(weights, dtype=jnp.float32)
+    axes = None if axes is None else jnp.asarray(axes, dtype=jnp.float32)
     if transfer and width > 0:
         loc, scale = _population("tau", TAU_PRIOR, TAU_SPREAD, pooling)
+        isotropic = jnp.ones(x.n_groups, dtype=bool)     # one prior for all of a language's slots
         if tau_prior is not None:   # (language, slot) in the prior; (slot, language) here
             given_loc, given_scale = (a.T for a in tau_prior_arrays(tau_prior, (x.n_groups, width)))
             has = jnp.asarray(tau_prior["scale"]).T > 0
             loc, scale = jnp.where(has, given_loc, loc), jnp.where(has, given_scale, scale)
+            isotropic = ~has.any(axis=0)
         # language stays the rightmost plate everywhere (autoguides need consistent plates)
         with numpyro.plate("transfer_slot", width, dim=-2), numpyro.plate("language", x.n_groups):
-            tau = _per_language("tau", loc, scale, c)
+            if scale is None:
+                tau = _per_language("tau", loc, scale, c, x.n_groups)
+            else:
+                tau = _rotated_weights(loc, scale, c, axes, isotropic)
         terms.update(D_transfer=x.D_transfer, U_transfer=x.U_transfer, tau=tau.T[x.group])
+        if w is not None:
+            shift = shift + jnp.sum(tau * w[:, :width].T, axis=0)
     if other and x.has_other:
         loc_scale = _population("log_tau_other", TAU_OTHER_LOG_PRIOR, TAU_OTHER_SPREAD, pooling)
         with numpyro.plate("language", x.n_groups):
             tau_other = numpyro.deterministic(
                 "tau_other", jnp.exp(_per_language("log_tau_other", *loc_scale, c)))
         terms.update(D_other=x.D_other, U_other=x.U_other, tau_other=tau_other[x.group])
-    return terms
+        if w is not None:
+            shift = shift + tau_other * w[:, -1]
+    return terms, shift
+
+
+def _rotated_weights(loc, scale, c, axes, isotropic):
+    """The transfer weights (slot, language), sampled along each language's axes (`axes`:
+    language, slot, axis; orthonormal, `group_transfer_axes`) as y = Q^T tau ~ Normal(Q^T loc,
+    scale), centred as the language's `c` says; languages whose slots have priors of their
+    own (not `isotropic`), or `axes` None, sample tau itself."""
+    if axes is None:
+        return numpyro.deterministic("tau", loc + _offset("tau", loc, scale, c))
+    loc = jnp.broadcast_to(loc, (axes.shape[1], axes.shape[0]))
+    mean = jnp.where(isotropic, jnp.einsum("gka,kg->ag", axes, loc), loc)
+    y = mean + _offset("tau", mean, scale, c)
+    return numpyro.deterministic("tau", jnp.where(isotropic, jnp.einsum("gka,ag->kg", axes, y), y))
+
+
+# Typical transfer weight and "other" weight at which `group_transfer_weights` linearises the
+# effective data (they only orient the sampler's coordinates; the model does not depend on them)
+TAU_TYPICAL, TAU_OTHER_TYPICAL = 0.25, 0.05
+
+
+def group_transfer_weights(x) -> list[list[float]]:
+    """Per language, d log(effective data) / d tau for each transfer slot and for tau_other
+    (last column), averaged over the language's rows at typical weights and repetition (host
+    side): how far each weight moves the language's typical data (`_mixture_terms`)."""
+    slopes, g, real = _data_slopes(x)
+    counts = np.maximum(np.bincount(g, real, minlength=x.n_groups), 1.0)
+    return np.column_stack([np.bincount(g, col * real, minlength=x.n_groups) / counts
+                            for col in slopes.T]).tolist()
+
+
+def group_transfer_axes(x) -> list:
+    """Per language, orthonormal axes (slot, axis) of its transfer weights: the eigenvectors
+    of the covariance, over the language's rows, of d log(effective data) / d tau, largest
+    first. The rows pin the weights along the first axes and leave the last to the prior."""
+    slopes, g, real = _data_slopes(x)
+    width = slopes.shape[1] - 1
+    axes = []
+    for lang in range(x.n_groups):
+        rows = slopes[(g == lang) & (real > 0), :width]
+        cov = (np.cov(rows, rowvar=False).reshape(width, width) if len(rows) > 1
+               else np.zeros((width, width)))
+        axes.append(np.linalg.eigh(cov)[1][:, ::-1].tolist())
+    return axes
+
+
+def _data_slopes(x):
+    """(rows x (slots + 1) array of d log(effective data) / d tau per transfer slot and per
+    tau_other at `TAU_TYPICAL`, `TAU_OTHER_TYPICAL` and the prior's median repetition; each
+    row's language; 1 for real rows, 0 for padding)."""
+    lam = float(np.exp(LAMBDA_PRIOR[0]))
+    S_t = np.asarray(laws.saturation(x.D, x.U, lam), dtype=float)
+    S_i = np.asarray(laws.saturation(x.D_transfer, x.U_transfer, lam), dtype=float) / S_t[:, None]
+    S_o = (np.asarray(laws.saturation(x.D_other, x.U_other, lam), dtype=float) / S_t
+           if x.has_other else np.zeros_like(S_t))
+    ratio = 1.0 + TAU_TYPICAL * S_i.sum(axis=1) + TAU_OTHER_TYPICAL * S_o
+    g = np.asarray(x.group)
+    real = np.ones(len(g)) if x.obs_mask is None else np.asarray(x.obs_mask, dtype=float)
+    return np.column_stack([S_i, S_o]) / ratio[:, None], g, real

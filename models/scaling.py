@@ -184,14 +184,17 @@ def _centre_parameters(x, priors, log_loss=None):
 
 
 def pinned_parameters(priors, L_start, start, median, log_N_sd, log_D_sd,
-                      names=("log_E", "log_A_ref", "log_B_ref")) -> dict:
+                      names=("log_E", "log_A_ref", "log_B_ref"), log_D_shift=0.0) -> dict:
     """Sample the data-pinned sites (`_centre_parameters`) and return log E, the log N and D
     terms at the centre (named `names`), log alpha, log beta, alpha and beta.
 
     Elementwise: inside a plate every argument may hold one value per member (the joint
     models call it once for all languages). `priors` maps `names` and "log_alpha",
     "log_beta" to distributions, applied through the Jacobian; `start` (E, N term, D term)
-    and `L_start` only place the initial values.
+    and `L_start` only place the initial values. `log_D_shift`: how far the data's typical
+    effective data lie above the centre's own tokens (log scale; transfer languages add to
+    it): the sites then pin the D term there, where the data see it, and the D term at the
+    centre is that times exp(beta shift). A shear of unit Jacobian, so the model is the same.
     """
     E0, A0, B0 = start
     total = E0 + A0 + B0
@@ -208,9 +211,10 @@ def pinned_parameters(priors, L_start, start, median, log_N_sd, log_D_sd,
     E_name, A_name, B_name = names
     log_E = numpyro.deterministic(E_name, log_L - lse)
     log_A = numpyro.deterministic(A_name, log_L + z["A_logit_c"] - lse)
-    log_B = numpyro.deterministic(B_name, log_L + z["B_logit_c"] - lse)
+    log_B_seen = log_L + z["B_logit_c"] - lse
     log_alpha, dlog_alpha = _exponent(z["log_A_slope_c"] - log_A, log_N_sd)
-    log_beta, dlog_beta = _exponent(z["log_B_slope_c"] - log_B, log_D_sd)
+    log_beta, dlog_beta = _exponent(z["log_B_slope_c"] - log_B_seen, log_D_sd)
+    log_B = numpyro.deterministic(B_name, log_B_seen + jnp.exp(log_beta) * log_D_shift)
     values = {E_name: log_E, A_name: log_A, B_name: log_B,
               "log_alpha": log_alpha, "log_beta": log_beta}
     log_jacobian = -jnp.log(LOG_LOSS_SCALE) + dlog_alpha + dlog_beta
@@ -250,9 +254,11 @@ def core_sites(x, E, A, B, alpha, beta) -> dict:
     return sites
 
 
-def pinned_sites(log_E, log_A, log_B, alpha, beta, median, log_N_sd, log_D_sd) -> dict:
+def pinned_sites(log_E, log_A, log_B, alpha, beta, median, log_N_sd, log_D_sd,
+                 log_D_shift=0.0) -> dict:
     """The data-pinned sites (`pinned_parameters`) that give these values (numpy,
     elementwise): log E, the log terms at the centre, and the exponents."""
+    log_B = log_B - beta * np.asarray(log_D_shift)
     log_L = np.logaddexp(np.logaddexp(log_E, log_A), log_B)
     return {"log_L_c": LOG_LOSS_SCALE * (log_L - np.log(median)),
             "A_logit_c": log_A - log_E, "B_logit_c": log_B - log_E,

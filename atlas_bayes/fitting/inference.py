@@ -35,7 +35,8 @@ from atlas_bayes.fitting.law_inputs import GroupInfo, Scales, build_group_inputs
 from atlas_bayes.fitting.record import LAW, Convergence, FitRecord
 from atlas_bayes.fitting.tree import build_tree
 from atlas_bayes.models import get_law
-from atlas_bayes.models.hierarchical import centredness, group_centres, group_spreads
+from atlas_bayes.models.hierarchical import (centredness, group_centres, group_spreads,
+                                              group_transfer_axes, group_transfer_weights)
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, split_continued
 
 
@@ -128,6 +129,10 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         options["centres"] = options.get("centres") or group_centres(inputs)
         if spec.takes("spreads"):
             options["spreads"] = options.get("spreads") or group_spreads(inputs)
+        for name, resolve in (("transfer_weights", group_transfer_weights),
+                              ("transfer_axes", group_transfer_axes)):
+            if spec.takes(name) and not options.get(name):
+                options[name] = resolve(inputs)
         _check_per_language(options, info.languages)
     else:
         runs = select_language(runs, language)
