@@ -14,11 +14,14 @@ model sizes, each tied to one data size (Goldfish).
 Inputs are a `LawInputs` from `build_group_inputs` (row -> language index in `x.group`).
 """
 
+from contextlib import nullcontext
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from numpyro.primitives import Messenger
 
 from atlas_bayes import laws
 from atlas_bayes.models.scaling import (ALPHA_PRIOR, TAU_OTHER_LOG_PRIOR, TERM_SHARE, likelihood,
@@ -32,6 +35,7 @@ TERM_SPREAD = 1.0
 TAU_PRIOR, TAU_SPREAD = (0.0, 0.5), 0.25
 TAU_OTHER_SPREAD = 0.5   # of log tau_other
 LAMBDA_PRIOR = (jnp.log(0.1), 1.0)
+LAMBDA_SPREAD = 0.5       # of log lambda, when it is per language
 CENTRED_MIN_OBS = 20
 # Shape of the Gamma prior on each population spread. Every language's core parameters are
 # centred (`_pinned`), so a spread drawn towards zero is a funnel's neck. On the 4-language
@@ -50,7 +54,7 @@ SHAREABLE = {"E": "log_E", "A": "log_A_c", "B": "log_B_c", "alpha": "log_alpha",
 def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=True,
                  lambda_per_language=False, pooling="partial", centring="auto", shared=(),
                  centres=None, spreads=None, transfer_weights=None, transfer_axes=None,
-                 tau_prior=None, predict_mean=False):
+                 tau_prior=None, language_blocks=0, predict_mean=False):
     """ATLAS (or Chinchilla, `saturate=False`) with per-language parameters.
 
     `centring` says how each language's parameters are written: "noncentred" (value = mu +
@@ -64,7 +68,8 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
     `transfer_weights` and `transfer_axes` (`group_transfer_weights`, `group_transfer_axes`,
     resolved by fits like `centres`) say how each transfer language and "other" move a
     language's effective data: the transfer weights and the B term are sampled along what
-    the data pin (`_mixture_terms`).
+    the data pin (`_mixture_terms`). `language_blocks` > 0 samples every language's own
+    coordinates as blocks of that many languages (`_language_blocks`; not with `shared`).
     """
     c = jnp.asarray(centredness(x, centring), dtype=jnp.float32)
     log_N_c, log_D_c = (jnp.asarray(v, dtype=jnp.float32) for v in
@@ -78,37 +83,42 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
         "log_A_c": ((term_loc, 1.5), TERM_SPREAD),
         "log_B_c": ((term_loc, 1.5), TERM_SPREAD),
     }
-    D_eff, log_D_shift = x.D, 0.0
-    if saturate:
-        lam = _lambda(x, lambda_per_language, pooling, c)
-        terms, log_D_shift = _mixture_terms(x, transfer, other, pooling, c, tau_prior,
-                                            transfer_weights, transfer_axes)
-        D_eff = laws.effective_data(x.D, x.U, lam, **terms)
-    if not common:
-        p = _pinned(priors, pooling, x, log_loss, spreads, log_D_shift)
-    # a shared term with per-language E: E and B are written through what the data pin
-    aligned = "log_E" not in common and bool(common & {"log_A_c", "log_B_c"})
-    own = {name: priors.pop(name) for name in ("log_E", "log_B_c") if aligned and name not in common}
-    if common:
-        p = per_language_values(priors, pooling, common, c, x.n_groups, EXPONENTS)
-    alpha, beta = p["alpha"], p["beta"]
-    # log of each term at the language's own centre; a shared coefficient is one value at the
-    # shared reference, not at each centre
-    log_A_c = p["log_A_c"] - (alpha * log_N_c if "log_A_c" in common else 0.0)
-    log_B_c = p["log_B_c"] - beta * log_D_c if "log_B_c" in common else p.get("log_B_c")
-    if aligned:
-        log_B_c, E = _aligned(own, pooling, log_A_c, log_B_c, p["log_beta"], x, log_loss)
-    else:
-        E = p["E"]
-    with numpyro.plate("language", x.n_groups):
-        log_A_ref, log_B_ref = log_A_c + alpha * log_N_c, log_B_c + beta * log_D_c
-        numpyro.deterministic("A", jnp.exp(log_A_ref + alpha * x.log_N_ref))
-        numpyro.deterministic("B", jnp.exp(log_B_ref + beta * x.log_D_ref))
+    blocks = nullcontext()
+    if language_blocks and not common:
+        sites = _block_sites(x, c, saturate, transfer, other, lambda_per_language)
+        blocks = _language_blocks(x, language_blocks, sites)
+    with blocks:
+        D_eff, log_D_shift = x.D, 0.0
+        if saturate:
+            lam = _lambda(x, lambda_per_language, pooling, c)
+            terms, log_D_shift = _mixture_terms(x, transfer, other, pooling, c, tau_prior,
+                                                transfer_weights, transfer_axes)
+            D_eff = laws.effective_data(x.D, x.U, lam, **terms)
+        if not common:
+            p = _pinned(priors, pooling, x, log_loss, spreads, log_D_shift)
+        # a shared term with per-language E: E and B are written through what the data pin
+        aligned = "log_E" not in common and bool(common & {"log_A_c", "log_B_c"})
+        own = {name: priors.pop(name) for name in ("log_E", "log_B_c") if aligned and name not in common}
+        if common:
+            p = per_language_values(priors, pooling, common, c, x.n_groups, EXPONENTS)
+        alpha, beta = p["alpha"], p["beta"]
+        # log of each term at the language's own centre; a shared coefficient is one value at the
+        # shared reference, not at each centre
+        log_A_c = p["log_A_c"] - (alpha * log_N_c if "log_A_c" in common else 0.0)
+        log_B_c = p["log_B_c"] - beta * log_D_c if "log_B_c" in common else p.get("log_B_c")
+        if aligned:
+            log_B_c, E = _aligned(own, pooling, log_A_c, log_B_c, p["log_beta"], x, log_loss)
+        else:
+            E = p["E"]
+        with numpyro.plate("language", x.n_groups):
+            log_A_ref, log_B_ref = log_A_c + alpha * log_N_c, log_B_c + beta * log_D_c
+            numpyro.deterministic("A", jnp.exp(log_A_ref + alpha * x.log_N_ref))
+            numpyro.deterministic("B", jnp.exp(log_B_ref + beta * x.log_D_ref))
 
-    g = x.group
-    mu = laws.log_chinchilla(x.N, D_eff, E[g], jnp.exp(log_A_ref)[g], jnp.exp(log_B_ref)[g],
-                             alpha[g], beta[g])
-    likelihood(mu, x, log_loss, nu, predict_mean)
+        g = x.group
+        mu = laws.log_chinchilla(x.N, D_eff, E[g], jnp.exp(log_A_ref)[g], jnp.exp(log_B_ref)[g],
+                                 alpha[g], beta[g])
+        likelihood(mu, x, log_loss, nu, predict_mean)
 
 
 def per_language_values(priors: dict, pooling: str, common: set, c, n_groups: int,
@@ -323,7 +333,7 @@ def _lambda(x, per_language, pooling, c):
         lam = numpyro.sample("lambda", dist.LogNormal(*LAMBDA_PRIOR))
         numpyro.deterministic("R_D_star", 1.0 / lam)
         return lam
-    loc_scale = _population("log_lambda", LAMBDA_PRIOR, 0.5, pooling)
+    loc_scale = _population("log_lambda", LAMBDA_PRIOR, LAMBDA_SPREAD, pooling)
     with numpyro.plate("language", x.n_groups):
         lam = numpyro.deterministic("lambda", jnp.exp(_per_language("log_lambda", *loc_scale, c)))
         numpyro.deterministic("R_D_star", 1.0 / lam)
@@ -431,3 +441,79 @@ def _data_slopes(x):
     g = np.asarray(x.group)
     real = np.ones(len(g)) if x.obs_mask is None else np.asarray(x.obs_mask, dtype=float)
     return np.column_stack([S_i, S_o]) / ratio[:, None], g, real
+
+
+# Languages per block of the mass matrix (`language_blocks`): NUTS learns each block's
+# covariance densely and the rest diagonally (`fitting.inference._nuts`)
+LANGUAGES_PER_BLOCK = 1
+BLOCK_PREFIX = "language_block_"
+PINNED_SITES = ("log_L_c", "A_logit_c", "B_logit_c", "log_A_slope_c", "log_B_slope_c")
+
+
+def _language_blocks(x, per_language: int, sites: dict):
+    """Sample every per-language coordinate of the model as blocks of `per_language`
+    languages (sites `language_block_<j>`, shape (languages, coordinates)), and return a
+    handler that gives each per-language sample site its values from them.
+
+    Within a language the coordinates are correlated (the split of the loss into E and the
+    terms, the N and D slopes when model and data sizes grow together, the transfer weights
+    against each other and against "other"); across languages they are nearly independent.
+    A dense mass matrix learns the first, but over all languages at once (~450 dimensions at
+    48 languages) it cannot be estimated in a warmup, and a diagonal one ignores them. One
+    block per language is what NUTS can learn. `sites` maps each site name to its number
+    of columns and, for sites whose prior depends on the population, a fixed (loc, scale) at
+    which its value is written (the rest use their own base measure's); the values are
+    loc + scale u with u flat (its Normal(0, 1) is cancelled), so the model is unchanged.
+    """
+    n, k = x.n_groups, sum(width for width, _ in sites.values())
+    u = []
+    for j, start in enumerate(range(0, n, per_language)):
+        size = min(per_language, n - start)
+        block = numpyro.sample(f"{BLOCK_PREFIX}{j}", dist.Normal(0.0, 1.0).expand([size, k]).to_event(2))
+        numpyro.factor(f"{BLOCK_PREFIX}{j}_flat", -dist.Normal(0.0, 1.0).log_prob(block).sum())
+        u.append(block)
+    u = jnp.concatenate(u, axis=0)
+    columns, at = {}, 0
+    for name, (width, _) in sites.items():
+        columns[name] = u[:, at:at + width].T if width > 1 or name == "tau_z" else u[:, at]
+        at += width
+    return _FromBlocks(columns, {name: fixed for name, (_, fixed) in sites.items() if fixed})
+
+
+class _FromBlocks(Messenger):
+    """Gives the named sample sites values loc + scale u from the language blocks (loc and
+    scale: the fixed ones given, else the site's own distribution's) and makes them observed,
+    so they add their density at that value and are not sampled again."""
+
+    def __init__(self, columns: dict, fixed: dict):
+        self.columns, self.fixed = columns, fixed
+        super().__init__()
+
+    def process_message(self, msg):
+        name = msg["name"]
+        if msg["type"] != "sample" or name not in self.columns:
+            return
+        fn = msg["fn"]
+        while not hasattr(fn, "loc"):      # a plate's expansion of the site's Normal
+            fn = fn.base_dist
+        loc, scale = self.fixed.get(name) or (fn.loc, fn.scale)
+        msg["value"] = loc + scale * self.columns[name]
+        msg["is_observed"] = True
+
+
+def _block_sites(x, c, saturate, transfer, other, lambda_per_language) -> dict:
+    """The per-language sites `_language_blocks` holds: {name: (columns, fixed (loc, scale)
+    or None)}; the fixed values are the populations' prior means and spreads (centred) or
+    0 and 1 (non-centred)."""
+    def fixed(prior_loc, spread):
+        return c * prior_loc, c * spread + (1.0 - c)
+    sites = {name: (1, None) for name in PINNED_SITES}
+    if saturate:
+        width = x.D_transfer.shape[-1]
+        if transfer and width > 0:
+            sites["tau_z"] = (width, fixed(TAU_PRIOR[0], TAU_SPREAD))
+        if other and x.has_other:
+            sites["log_tau_other_z"] = (1, fixed(TAU_OTHER_LOG_PRIOR[0], TAU_OTHER_SPREAD))
+        if lambda_per_language:
+            sites["log_lambda_z"] = (1, fixed(LAMBDA_PRIOR[0], LAMBDA_SPREAD))
+    return sites

@@ -101,7 +101,8 @@ def run_nuts(model, inputs, log_loss, *, chains: int, warmup: int, draws: int,
     program for this model and size (compiled on first use); `chain_method` one of
     `CHAIN_METHODS`."""
     _, traced, observed, static = _prepare(inputs, log_loss)
-    settings = (chains, warmup, draws, float(target_accept), bool(dense), chain_method)
+    settings = (chains, warmup, draws, float(target_accept), dense if isinstance(dense, tuple)
+                else bool(dense), chain_method)
     program = _program("nuts", model, static, settings, lambda: _nuts_program(
         model, static, *settings))
     return program(key, traced, observed, _traced_options(model))
@@ -236,7 +237,7 @@ def _program(kind: str, model, static: tuple, settings: tuple, build):
 def _nuts_program(model, static, chains, warmup, draws, target_accept, dense, chain_method):
     def run(key, traced, log_loss, options, n_chains):
         kernel = NUTS(partial(model, **options), target_accept_prob=target_accept,
-                      dense_mass=dense, init_strategy=init_to_median())
+                      dense_mass=dense_mass(dense), init_strategy=init_to_median())
         mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=n_chains,
                     chain_method="vectorized", progress_bar=False)
         mcmc.run(key, _join(static, traced), log_loss, extra_fields=EXTRA_FIELDS)
@@ -249,6 +250,11 @@ def _nuts_program(model, static, chains, warmup, draws, target_accept, dense, ch
     if chain_method == "sequential":
         return jax.jit(in_turn)
     return jax.jit(partial(run, n_chains=chains))
+
+
+def dense_mass(dense):
+    """NumPyro's `dense_mass` for a bool or a tuple of blocks (tuples of site names)."""
+    return bool(dense) if isinstance(dense, (bool, np.bool_)) else [tuple(b) for b in dense]
 
 
 def _predictive_program(model, static, sites, condition_deterministic):

@@ -35,8 +35,9 @@ from atlas_bayes.fitting.law_inputs import GroupInfo, Scales, build_group_inputs
 from atlas_bayes.fitting.record import LAW, Convergence, FitRecord
 from atlas_bayes.fitting.tree import build_tree
 from atlas_bayes.models import get_law
-from atlas_bayes.models.hierarchical import (centredness, group_centres, group_spreads,
-                                              group_transfer_axes, group_transfer_weights)
+from atlas_bayes.models.hierarchical import (BLOCK_PREFIX, LANGUAGES_PER_BLOCK, centredness,
+                                              group_centres, group_spreads, group_transfer_axes,
+                                              group_transfer_weights)
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, split_continued
 
 
@@ -133,6 +134,8 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
                               ("transfer_axes", group_transfer_axes)):
             if spec.takes(name) and not options.get(name):
                 options[name] = resolve(inputs)
+        if spec.takes("language_blocks"):
+            options.setdefault("language_blocks", LANGUAGES_PER_BLOCK)
         _check_per_language(options, info.languages)
     else:
         runs = select_language(runs, language)
@@ -292,7 +295,7 @@ def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
     accept = sampler.target_accept
     dense = sampler.dense_mass
     if dense == "auto":
-        dense = _latent_size(model, inputs) <= DENSE_MAX
+        dense = mass_blocks(model, inputs) or _latent_size(model, inputs) <= DENSE_MAX
     # NumPyro's bar needs a program of the fit's own; where nobody watches a terminal (a log
     # file, a test) a line before and after says the same, and the shared program is reused
     bar = progress and sys.stderr.isatty()
@@ -304,10 +307,10 @@ def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
     if shared and not bar:
         samples, extra = compiled.run_nuts(
             model, inputs, log_loss, chains=sampler.chains, warmup=sampler.warmup,
-            draws=sampler.draws, target_accept=accept, dense=bool(dense), key=key,
+            draws=sampler.draws, target_accept=accept, dense=dense, key=key,
             chain_method=sampler.chain_method)
     else:    # a progress bar, other chain methods, unshareable models: a program of their own
-        kernel = NUTS(model, target_accept_prob=accept, dense_mass=bool(dense),
+        kernel = NUTS(model, target_accept_prob=accept, dense_mass=compiled.dense_mass(dense),
                       init_strategy=init_to_median())
         mcmc = MCMC(kernel, num_warmup=sampler.warmup, num_samples=sampler.draws,
                     num_chains=sampler.chains, chain_method=sampler.chain_method,
@@ -373,6 +376,13 @@ def _approximate(model, inputs, log_loss, approx: Approximation, key, progress: 
     tail = losses[-max(len(losses) // 10, 1):]
     stats = {"elbo_final": float(-np.mean(tail)), "elbo_tail_sd": float(np.std(tail))}
     return {k: v[None] for k, v in draws.items() if k in latent}, stats
+
+
+def mass_blocks(model, inputs) -> tuple:
+    """The dense blocks of the mass matrix a model asks for: one per site named
+    `language_block_<j>` (`models.hierarchical`), the rest diagonal; () when it has none."""
+    return tuple((name,) for name in sorted(latent_sites(model, inputs))
+                 if name.startswith(BLOCK_PREFIX))
 
 
 def _latent_size(model, inputs) -> int:
