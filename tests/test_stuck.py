@@ -113,7 +113,8 @@ def test_the_record_and_warnings_say_which_chains_were_rerun():
     # a chain still stuck after the reruns: a convergence warning naming it
     lp = healthy()
     lp[2] -= 40.0
-    with pytest.warns(ConvergenceWarning, match="chain 2: its mean log density .*more than one mode"):
+    with pytest.warns(ConvergenceWarning, match="chain 2: its mean log density .*more than one mode"), \
+            pytest.warns(stuck.RestartedChainWarning, match="chain\\(s\\) 2 \\(2x\\) of 4"):
         tree = tree_with(lp, restarts=[0, 0, 2, 0])
     assert not FitRecord.from_tree(tree).diagnostics.converged
     # a fit without reruns records none and says nothing new
