@@ -116,7 +116,9 @@ def nuts_point(languages, args, checkpoints, sampler) -> None:
           f"{tree.attrs['seconds']:.1f} s, compiling {diag['compile_seconds']:.1f} s)  "
           f"{float(tree.sample_stats['n_steps'].mean()):6.1f} steps/draw  "
           f"R-hat {diag['max_r_hat']:.3f}  bulk ESS {diag['min_ess_bulk']:.0f}  "
-          f"divergences {diag['divergences']}", flush=True)
+          f"divergences {diag['divergences']}"
+          + (f"  restarted chains {diag['restarted_chains']}" if diag.get("restarted_chains") else ""),
+          flush=True)
 
 
 def distance_table(fits, truth) -> str:

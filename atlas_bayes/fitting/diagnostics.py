@@ -8,6 +8,8 @@ import arviz_stats as azs
 import numpy as np
 import xarray as xr
 
+from atlas_bayes.fitting import stuck
+
 MAX_R_HAT = 1.01
 MIN_ESS_BULK = 400
 
@@ -24,6 +26,8 @@ class Diagnostics:
     r_hat: dict[str, float] = field(default_factory=dict)
     ess_bulk: dict[str, float] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    restarted_chains: tuple[int, ...] = ()    # chains rerun because they got stuck (`stuck`)
+    notes: list[str] = field(default_factory=list)   # what was done about it, in words
 
     @property
     def converged(self) -> bool:
@@ -61,6 +65,14 @@ def check_convergence(tree: xr.DataTree, var_names: list[str]) -> Diagnostics:
         diag.messages.append(
             f"bulk ESS below {threshold:.0f} ({worst}): too few effective draws for stable "
             "intervals; run more draws (--draws) or chains (--chains).")
+    restarts = (tree.sample_stats["restarts"].values[:, 0] if "sample_stats" in tree
+                 and "restarts" in tree.sample_stats else np.zeros(chains, dtype=int))
+    still = (stuck.stuck_chains(tree.sample_stats["lp"].values)
+             if "sample_stats" in tree and "lp" in tree.sample_stats else {})
+    diag.restarted_chains = tuple(int(c) for c in np.flatnonzero(restarts))
+    note, warning = stuck.describe(chains, restarts, still)
+    diag.notes += [note] if note else []
+    diag.messages += [warning] if warning else []
     if divergences:
         diag.messages.append(
             f"{divergences} divergent transitions out of {n_draws}: the sampler could not explore "

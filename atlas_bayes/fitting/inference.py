@@ -29,7 +29,7 @@ from numpyro.infer.autoguide import (AutoLaplaceApproximation, AutoLowRankMultiv
 from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
 
 from atlas_bayes import __version__
-from atlas_bayes.fitting import compiled
+from atlas_bayes.fitting import compiled, stuck
 from atlas_bayes.fitting.jax_setup import counting_compilations, release_compiled_if_crowded
 from atlas_bayes.fitting.law_inputs import GroupInfo, Scales, build_group_inputs, build_inputs
 from atlas_bayes.fitting.record import LAW, Convergence, FitRecord
@@ -304,26 +304,34 @@ def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
         print(f"sampling: {sampler.chains} chains x ({sampler.warmup} warmup + {sampler.draws} "
               "draws) ...", file=sys.stderr, flush=True)
     shared = sampler.chain_method in compiled.CHAIN_METHODS and compiled.compilable(model, inputs)
-    if shared and not bar:
-        samples, extra = compiled.run_nuts(
-            model, inputs, log_loss, chains=sampler.chains, warmup=sampler.warmup,
-            draws=sampler.draws, target_accept=accept, dense=dense, key=key,
-            chain_method=sampler.chain_method)
-    else:    # a progress bar, other chain methods, unshareable models: a program of their own
-        kernel = NUTS(model, target_accept_prob=accept, dense_mass=compiled.dense_mass(dense),
+    mcmc = None
+    if not (shared and not bar):   # a progress bar, other chain methods, unshareable models:
+        kernel = NUTS(model, target_accept_prob=accept,       # a program of their own
+                      dense_mass=compiled.dense_mass(dense),
                       init_strategy=init_to_median())
         mcmc = MCMC(kernel, num_warmup=sampler.warmup, num_samples=sampler.draws,
                     num_chains=sampler.chains, chain_method=sampler.chain_method,
                     progress_bar=bar)
+
+    def draw(key):
+        if mcmc is None:
+            return compiled.run_nuts(
+                model, inputs, log_loss, chains=sampler.chains, warmup=sampler.warmup,
+                draws=sampler.draws, target_accept=accept, dense=dense, key=key,
+                chain_method=sampler.chain_method)
         mcmc.run(key, inputs, log_loss, extra_fields=compiled.EXTRA_FIELDS)
-        extra = mcmc.get_extra_fields(group_by_chain=True)
-        samples = mcmc.get_samples(group_by_chain=True)
+        return mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True)
+
+    samples, extra = draw(key)
+    samples, extra, restarts = stuck.restart_stuck(draw, key, samples, extra, progress)
     if progress and not bar:
         print(f"sampling: done in {time.perf_counter() - started:.1f} s", file=sys.stderr,
               flush=True)
     stats = {"diverging": extra["diverging"], "n_steps": extra["num_steps"],
              "energy": extra["energy"], "acceptance_rate": extra["accept_prob"],
              "lp": -extra["potential_energy"]}
+    if restarts.any():   # only then: the stats of a fit that did not stick are as they were
+        stats["restarts"] = np.broadcast_to(restarts[:, None], np.shape(stats["lp"])).copy()
     latent = latent_sites(model, inputs)
     return {k: v for k, v in samples.items() if k in latent}, stats
 

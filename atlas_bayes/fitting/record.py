@@ -30,23 +30,27 @@ class Convergence:
     warnings: tuple[str, ...] = ()
     n_compilations: int | None = None     # XLA compilations during the fit (None: not counted)
     compile_seconds: float | None = None  # seconds lowering, compiling and loading programs
+    restarted_chains: tuple[int, ...] = ()   # chains rerun because they got stuck (fitting/stuck.py)
 
     @classmethod
     def of(cls, diagnostics: Diagnostics) -> Convergence:
         """The recorded part of `check_convergence`'s result."""
         return cls(int(diagnostics.divergences), float(diagnostics.max_r_hat),
-                   float(diagnostics.min_ess_bulk), tuple(diagnostics.messages))
+                   float(diagnostics.min_ess_bulk), tuple(diagnostics.messages),
+                   restarted_chains=tuple(diagnostics.restarted_chains))
 
     @property
     def converged(self) -> bool:
         return not self.warnings
 
     def as_dict(self) -> dict:
-        """The `diagnostics` attribute (and the CLI's JSON) as written by every fit."""
+        """The `diagnostics` attribute (and the CLI's JSON) as written by every fit
+        (`restarted_chains` only where a chain was rerun)."""
         counted = {"n_compilations": self.n_compilations, "compile_seconds": self.compile_seconds}
         return {"divergences": self.divergences, "max_r_hat": self.max_r_hat,
                 "min_ess_bulk": self.min_ess_bulk,
-                **{k: v for k, v in counted.items() if v is not None}}
+                **{k: v for k, v in counted.items() if v is not None},
+                **({"restarted_chains": list(self.restarted_chains)} if self.restarted_chains else {})}
 
 
 # field -> (attribute name, encoding); "json" attributes hold JSON text, the others scalars
@@ -162,7 +166,8 @@ class FitRecord:
             values["diagnostics"] = Convergence(
                 int(recorded.get("divergences", 0)), float(recorded.get("max_r_hat", math.nan)),
                 float(recorded.get("min_ess_bulk", math.nan)), tuple(messages),
-                recorded.get("n_compilations"), recorded.get("compile_seconds"))
+                recorded.get("n_compilations"), recorded.get("compile_seconds"),
+                tuple(int(c) for c in recorded.get("restarted_chains", ())))
         extra = {attr: _decode_extra(value) for attr, value in attrs.items()
                  if attr not in _CONVERGENCE}
         return cls(**values, extra=extra, origin=origin)

@@ -11,6 +11,7 @@ import xarray as xr
 
 from atlas_bayes.fitting.diagnostics import ConvergenceWarning, Diagnostics, check_convergence
 from atlas_bayes.fitting.record import Convergence, FitRecord
+from atlas_bayes.fitting.stuck import RestartedChainWarning
 
 
 def build_tree(groups: dict[str, dict], record: FitRecord, *, coords: dict | None = None,
@@ -26,7 +27,9 @@ def build_tree(groups: dict[str, dict], record: FitRecord, *, coords: dict | Non
     dimensions the group lacks; `datasets` adds further groups as they are (e.g. fit_data).
     The convergence of the variables in `check` (R-hat, bulk ESS, divergences; None: not
     checked, as for an approximation) goes into the record, and its problems are raised once
-    as `ConvergenceWarning` when `warn` (`stacklevel` 3 points at the fit's caller).
+    as `ConvergenceWarning` when `warn` (`stacklevel` 3 points at the fit's caller); chains
+    that the sampler reran because they got stuck (`fitting.stuck`) are recorded and said in
+    a `RestartedChainWarning`.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)   # unnamed dims of unlabelled variables
@@ -48,6 +51,8 @@ def build_tree(groups: dict[str, dict], record: FitRecord, *, coords: dict | Non
     record = replace(record, diagnostics=checked)
     tree.attrs.update(record.to_attrs())
     if warn:
+        for note in diagnostics.notes:
+            warnings.warn(note, RestartedChainWarning, stacklevel=stacklevel)
         for message in diagnostics.messages:
             warnings.warn(message, ConvergenceWarning, stacklevel=stacklevel)
     return tree
