@@ -35,9 +35,9 @@ from atlas_bayes.fitting.law_inputs import GroupInfo, Scales, build_group_inputs
 from atlas_bayes.fitting.record import LAW, Convergence, FitRecord
 from atlas_bayes.fitting.tree import build_tree
 from atlas_bayes.models import get_law
-from atlas_bayes.models.hierarchical import (BLOCK_PREFIX, LANGUAGES_PER_BLOCK, centredness,
+from atlas_bayes.models.hierarchical import (BLOCK_PREFIX, centredness,
                                               group_centres, group_spreads, group_transfer_axes,
-                                              group_transfer_weights)
+                                              group_transfer_weights, languages_per_block)
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, split_continued
 
 
@@ -135,7 +135,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
             if spec.takes(name) and not options.get(name):
                 options[name] = resolve(inputs)
         if spec.takes("language_blocks"):
-            options.setdefault("language_blocks", LANGUAGES_PER_BLOCK)
+            options.setdefault("language_blocks", languages_per_block(inputs))
         _check_per_language(options, info.languages)
     else:
         runs = select_language(runs, language)
