@@ -35,6 +35,7 @@ from numpyro import handlers
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_median
 from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
 
+from atlas_bayes.fitting import program_store
 from atlas_bayes.fitting.law_inputs import LawInputs
 from atlas_bayes.models import LAWS
 
@@ -137,7 +138,16 @@ def sites(model, inputs) -> dict[str, Site]:
         return _trace_sites(model, inputs)
     _, traced, _, static = _prepare(inputs)
     shapes = tuple((name, np.shape(value)) for name, value in traced.items())
-    return _program("sites", model, static, shapes, lambda: _trace_sites(model, _join(static, traced)))
+    name = _program_name("sites", model, static, shapes)
+
+    def trace():
+        if name is None:
+            return _trace_sites(model, _join(static, traced))
+        found = program_store.remember(name, lambda: {
+            site: list(value) for site, value in _trace_sites(model, _join(static, traced)).items()})
+        return {site: Site(kind, observed, size, tuple(dims))
+                for site, (kind, observed, size, dims) in found.items()}
+    return _program("sites", model, static, shapes, trace)
 
 
 def _trace_sites(model, inputs) -> dict[str, Site]:
@@ -222,14 +232,43 @@ def _traced_options(model) -> dict:
 
 
 def _program(kind: str, model, static: tuple, settings: tuple, build):
+    """The program (or value) of this kind, model, static inputs and settings: built once
+    per process; a jitted program is kept on disk too (`Stored`)."""
     key = (kind, _model_key(model), static, settings)
     if key in _programs:
         _programs.move_to_end(key)
     else:
-        _programs[key] = build()
+        built = build()
+        if hasattr(built, "lower"):    # jitted
+            built = Stored(built, _program_name(kind, model, static, settings))
+        _programs[key] = built
         if len(_programs) > MAX_PROGRAMS:
             _programs.popitem(last=False)
     return _programs[key]
+
+
+class Stored:
+    """A jitted program run through `program_store`: for each argument signature, the export
+    an earlier process left on disk, else the program exported now (and stored)."""
+
+    def __init__(self, jitted, name: str | None):
+        self.jitted, self.name, self.runners = jitted, name, {}
+
+    def __call__(self, *args):
+        signature = program_store.signature(args)
+        runner = self.runners.get(signature)
+        if runner is None:
+            runner = self.runners[signature] = program_store.export(self.jitted, self.name, args)
+        return runner(*args)
+
+
+def _program_name(kind: str, model, static: tuple, settings: tuple) -> str | None:
+    """The program's key as text the same in every process, or None where its parts do not
+    print so (an object shown by its address)."""
+    kind_of_inputs, *fields = static
+    text = repr((kind, _model_key(model), f"{kind_of_inputs[1].__module__}."
+                 f"{kind_of_inputs[1].__qualname__}", fields, settings))
+    return None if " at 0x" in text else text
 
 
 def _nuts_program(model, static, chains, warmup, draws, target_accept, dense, chain_method):
