@@ -165,8 +165,16 @@ def test_a_refit_in_a_fresh_process_reads_its_programs_from_the_store(tmp_path, 
         compiled.clear()                     # nothing in memory, as in a new process
         trees.append(fit(runs, "chinchilla", sampler=QUICK, warn=False))
         if len(trees) == 1:
-            assert len(exported) == 3        # NUTS, the predictive, the log likelihood
-    assert len(exported) == 3                # the refit traced none of them
+            assert len(exported) == 2        # NUTS; the predictive with the log likelihood
+    assert len(exported) == 2                # the refit traced neither
     np.testing.assert_array_equal(trees[0].posterior["E"], trees[1].posterior["E"])
     np.testing.assert_array_equal(trees[0].log_likelihood["log_loss"],
                                   trees[1].log_likelihood["log_loss"])
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("seed", [0, 1, 17, 2 ** 31 - 1])
+def test_seeds_split_on_the_host_as_jax_splits_them(seed):
+    for n in (2, 4):
+        expect = np.asarray(jax.random.split(jax.random.PRNGKey(seed), n))
+        np.testing.assert_array_equal(compiled.split_seed(seed, n), expect)
