@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from atlas_bayes.fitting.diagnostics import flatten_scalars
+from atlas_bayes.fitting.diagnostics import ess_bulk, flatten_scalars, rhat
 from atlas_bayes.fitting.record import FitRecord
 
 SUMMARY_NEEDS = ("law", "law_description", "target_language", "n_obs", "parameters",
@@ -32,8 +31,8 @@ def parameter_table(tree: xr.DataTree) -> pd.DataFrame:
         "median": flatten_scalars(stacked.median("sample")),
         "q05": flatten_scalars(stacked.quantile(0.05, "sample").drop_vars("quantile")),
         "q95": flatten_scalars(stacked.quantile(0.95, "sample").drop_vars("quantile")),
-        "r_hat": flatten_scalars(azs.rhat(tree, var_names=names)),
-        "ess_bulk": flatten_scalars(azs.ess(tree, var_names=names, method="bulk")),
+        "r_hat": flatten_scalars(rhat(tree, names)),
+        "ess_bulk": flatten_scalars(ess_bulk(tree, names)),
     }
     return pd.DataFrame(stats)
 
