@@ -63,8 +63,8 @@ def naive_fit(runs: Path, folder: Path, draws: int, seed: int) -> dict:
                             {"ATLAS_BAYES_JAX_CACHE": "0"})
     counts = json.loads(stdout.strip().splitlines()[-1])
     with np.load(saved) as f:
-        draws = {name: f[name] for name in f.files}
-    diag = check_convergence(az.from_dict({"posterior": draws}), list(draws))
+        samples = {name: f[name] for name in f.files}
+    diag = check_convergence(az.from_dict({"posterior": samples}), list(samples))
     diag = {"max_r_hat": diag.max_r_hat, "min_ess_bulk": diag.min_ess_bulk, **counts}
     return {"seconds": seconds, "draws": draws, "converged": converged(diag), **diag}
 

@@ -3,11 +3,12 @@ fits of the same law at a similar size must reuse one program and still fit thei
 
 import json
 
+import jax
 import numpy as np
 import pytest
 from numpyro.infer.util import log_likelihood, potential_energy
 
-from atlas_bayes.fitting import compiled
+from atlas_bayes.fitting import compiled, program_store
 from atlas_bayes.fitting.inference import fit
 from atlas_bayes.fitting.law_inputs import build_inputs
 from atlas_bayes.models import get_law
@@ -64,7 +65,7 @@ def test_fits_of_one_size_share_a_program_and_fit_their_own_data():
     low = fit(_runs(6, seed=2), "chinchilla", sampler=sampler, warn=False)   # 18 runs
     high = fit(_runs(7, seed=3, scale=1.15), "chinchilla", sampler=sampler, warn=False)  # 21
     programs = [p for key, p in compiled._programs.items() if key[0] == "nuts"]
-    assert len(programs) == 1 and programs[0]._cache_size() == 1
+    assert len(programs) == 1 and len(programs[0].runners) == 1   # one argument signature
     counted = [json.loads(tree.attrs["diagnostics"]) for tree in (low, high)]
     assert counted[1]["n_compilations"] == 0, counted     # the second fit compiles nothing
     assert counted[0]["compile_seconds"] > counted[1]["compile_seconds"], counted
@@ -126,3 +127,54 @@ def test_curve_models_run_as_one_program_reused_for_data_of_the_same_shape():
         ends.append((counted["n_compilations"], np.median(posterior["L_end"], axis=(0, 1))))
     assert ends[0][0] <= 20 and ends[1][0] == 0, ends
     np.testing.assert_allclose(ends[1][1] / ends[0][1], 1.3, rtol=0.02)
+
+
+@pytest.mark.unit
+def test_the_program_store_serves_a_later_process_without_tracing(tmp_path, monkeypatch):
+    monkeypatch.setattr(program_store, "folder", lambda: tmp_path)
+    traced = []
+
+    def program(x, options):
+        traced.append(x.shape)
+        return {"scaled": x * options["a"]}
+    args = (np.ones(3, np.float32), {"a": np.float32(2.0)})
+    first = program_store.export(jax.jit(program), "test program", args)
+    np.testing.assert_allclose(first(*args)["scaled"], 2.0)
+    assert traced == [(3,)] and len(list(tmp_path.iterdir())) == 1
+    again = program_store.export(jax.jit(program), "test program", args)  # as a later process
+    np.testing.assert_allclose(again(np.full(3, 2, np.float32), args[1])["scaled"], 4.0)
+    assert traced == [(3,)]
+    program_store.export(jax.jit(program), "test program", (np.ones(4, np.float32), args[1]))
+    assert traced == [(3,), (4,)]            # another shape: another entry
+    computed = []
+    for _ in range(2):
+        assert program_store.remember("test value", lambda: computed.append(1) or {"a": [1]}) == {
+            "a": [1]}
+    assert computed == [1]
+
+
+@pytest.mark.statistical
+def test_a_refit_in_a_fresh_process_reads_its_programs_from_the_store(tmp_path, monkeypatch):
+    monkeypatch.setattr(program_store, "folder", lambda: tmp_path)
+    exported = []
+    export = jax.export.export
+    monkeypatch.setattr(jax.export, "export", lambda f, **kw: exported.append(f) or export(f, **kw))
+    runs = _runs(6, seed=2)
+    trees = []
+    for _ in range(2):
+        compiled.clear()                     # nothing in memory, as in a new process
+        trees.append(fit(runs, "chinchilla", sampler=QUICK, warn=False))
+        if len(trees) == 1:
+            assert len(exported) == 2        # NUTS; the predictive with the log likelihood
+    assert len(exported) == 2                # the refit traced neither
+    np.testing.assert_array_equal(trees[0].posterior["E"], trees[1].posterior["E"])
+    np.testing.assert_array_equal(trees[0].log_likelihood["log_loss"],
+                                  trees[1].log_likelihood["log_loss"])
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("seed", [0, 1, 17, 2 ** 31 - 1])
+def test_seeds_split_on_the_host_as_jax_splits_them(seed):
+    for n in (2, 4):
+        expect = np.asarray(jax.random.split(jax.random.PRNGKey(seed), n))
+        np.testing.assert_array_equal(compiled.split_seed(seed, n), expect)

@@ -8,6 +8,7 @@ one library function and reports its result (cli/common.py); bad input prints on
 stderr and exits with status 2 (no traceback)."""
 
 import argparse
+import os
 import sys
 
 from atlas_bayes.cli import data, decide, design, fit
@@ -16,8 +17,11 @@ from atlas_bayes.cli.common import EXIT_BAD_INPUT, BadInput
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command (plots drawn with Agg: files only); bad input prints one message, returns 2."""
-    import matplotlib
-    matplotlib.use("Agg")
+    if "matplotlib" in sys.modules:
+        import matplotlib
+        matplotlib.use("Agg")
+    else:     # importing matplotlib waits for a command that plots
+        os.environ["MPLBACKEND"] = "Agg"
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

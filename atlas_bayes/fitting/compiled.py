@@ -35,6 +35,7 @@ from numpyro import handlers
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_median
 from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
 
+from atlas_bayes.fitting import program_store
 from atlas_bayes.fitting.law_inputs import LawInputs
 from atlas_bayes.models import LAWS
 
@@ -115,12 +116,29 @@ def predictive(model, inputs, latents: dict, key, sites: list[str],
     settings = (tuple(sites), bool(condition_deterministic))
     program = _program("predictive", model, static, settings, lambda: _predictive_program(
         model, static, *settings))
-    draws = program(key, traced, latents, _traced_options(model))
+    return _cut(program(key, traced, latents, _traced_options(model)), n)
+
+
+def _cut(draws: dict, n: int | None) -> dict:
+    """Observation sites cut back to the `n` real rows (None: not padded), on the host: a
+    jax slice would compile a program for each row count."""
     if n is None:
         return draws
-    # cut on the host: a jax slice would compile a program for each row count
     return {name: np.asarray(value)[..., :n] if name in OBS_SITES else value
             for name, value in draws.items()}
+
+
+def predictive_and_log_likelihood(model, inputs, log_loss, latents: dict, key,
+                                   sites: list[str]) -> tuple[dict, np.ndarray]:
+    """`predictive` (without conditioning deterministic sites) and `pointwise_log_likelihood`
+    from one program: what a fit needs after sampling, one program to compile and keep (the
+    log likelihood's alone compiled in ~0.4 s, under the compilation cache's threshold, so
+    every process compiled it again)."""
+    n, traced, observed, static = _prepare(inputs, log_loss)
+    program = _program("predictive_and_log_likelihood", model, static, (tuple(sites),),
+                       lambda: jax.jit(_predictive_and_log_likelihood(model, static, tuple(sites))))
+    draws, log_lik = program(key, traced, observed, latents, _traced_options(model))
+    return _cut(draws, n), np.asarray(log_lik)[..., :n]
 
 
 def pointwise_log_likelihood(model, inputs, log_loss, latents: dict) -> np.ndarray:
@@ -131,6 +149,34 @@ def pointwise_log_likelihood(model, inputs, log_loss, latents: dict) -> np.ndarr
     return np.asarray(program(traced, observed, latents, _traced_options(model)))[..., :n]
 
 
+def split_seed(seed: int, n: int = 2) -> np.ndarray:
+    """`jax.random.split(jax.random.PRNGKey(seed), n)`, computed with numpy on the host: run
+    in JAX, the three small operations compile three programs (~0.2 s) in every process.
+    Only JAX's defaults are reproduced (threefry2x32, split by counters, 32-bit seeds);
+    otherwise JAX computes it."""
+    if not (0 <= seed < 2 ** 31 and jax.config.jax_default_prng_impl == "threefry2x32"
+            and jax.config.jax_threefry_partitionable and not jax.config.jax_random_seed_offset):
+        return np.asarray(jax.random.split(jax.random.PRNGKey(seed), n))
+    high, low = _threefry2x32(np.uint32(0), np.uint32(seed), np.zeros(n, np.uint32),
+                              np.arange(n, dtype=np.uint32))
+    return np.stack([high, low], axis=-1)
+
+
+def _threefry2x32(key1, key2, x1, x2):
+    """The Threefry-2x32 block cipher (20 rounds) on uint32 arrays, as JAX's lowering."""
+    def rotate(v, d):
+        return (v << np.uint32(d)) | (v >> np.uint32(32 - d))
+    rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
+    ks = (key1, key2, key1 ^ key2 ^ np.uint32(0x1BD11BDA))
+    x = [x1 + ks[0], x2 + ks[1]]
+    for i in range(5):
+        for r in rotations[i % 2]:
+            x[0] = x[0] + x[1]
+            x[1] = rotate(x[1], r) ^ x[0]
+        x = [x[0] + ks[(i + 1) % 3], x[1] + ks[(i + 2) % 3] + np.uint32(i + 1)]
+    return x
+
+
 def sites(model, inputs) -> dict[str, Site]:
     """The model's sites, from one trace at the padded size for shared programs (the same
     small operations each time, so JAX's compiled ones are reused; a site with one value per
@@ -139,7 +185,16 @@ def sites(model, inputs) -> dict[str, Site]:
         return _trace_sites(model, inputs)
     _, traced, _, static = _prepare(inputs)
     shapes = tuple((name, np.shape(value)) for name, value in traced.items())
-    return _program("sites", model, static, shapes, lambda: _trace_sites(model, _join(static, traced)))
+    name = _program_name("sites", model, static, shapes)
+
+    def trace():
+        if name is None:
+            return _trace_sites(model, _join(static, traced))
+        found = program_store.remember(name, lambda: {
+            site: list(value) for site, value in _trace_sites(model, _join(static, traced)).items()})
+        return {site: Site(kind, observed, size, tuple(dims))
+                for site, (kind, observed, size, dims) in found.items()}
+    return _program("sites", model, static, shapes, trace)
 
 
 def _trace_sites(model, inputs) -> dict[str, Site]:
@@ -224,14 +279,43 @@ def _traced_options(model) -> dict:
 
 
 def _program(kind: str, model, static: tuple, settings: tuple, build):
+    """The program (or value) of this kind, model, static inputs and settings: built once
+    per process; a jitted program is kept on disk too (`Stored`)."""
     key = (kind, _model_key(model), static, settings)
     if key in _programs:
         _programs.move_to_end(key)
     else:
-        _programs[key] = build()
+        built = build()
+        if hasattr(built, "lower"):    # jitted
+            built = Stored(built, _program_name(kind, model, static, settings))
+        _programs[key] = built
         if len(_programs) > MAX_PROGRAMS:
             _programs.popitem(last=False)
     return _programs[key]
+
+
+class Stored:
+    """A jitted program run through `program_store`: for each argument signature, the export
+    an earlier process left on disk, else the program exported now (and stored)."""
+
+    def __init__(self, jitted, name: str | None):
+        self.jitted, self.name, self.runners = jitted, name, {}
+
+    def __call__(self, *args):
+        signature = program_store.signature(args)
+        runner = self.runners.get(signature)
+        if runner is None:
+            runner = self.runners[signature] = program_store.export(self.jitted, self.name, args)
+        return runner(*args)
+
+
+def _program_name(kind: str, model, static: tuple, settings: tuple) -> str | None:
+    """The program's key as text the same in every process, or None where its parts do not
+    print so (an object shown by its address)."""
+    kind_of_inputs, *fields = static
+    text = repr((kind, _model_key(model), f"{kind_of_inputs[1].__module__}."
+                 f"{kind_of_inputs[1].__qualname__}", fields, settings))
+    return None if " at 0x" in text else text
 
 
 def _nuts_program(model, static, chains, warmup, draws, target_accept, dense, chain_method):
@@ -270,3 +354,13 @@ def _log_likelihood_program(model, static):
         return numpyro_log_likelihood(partial(model, **options), latents, _join(static, traced),
                                       log_loss, batch_ndims=2)["log_loss"]
     return jax.jit(log_lik)
+
+
+def _predictive_and_log_likelihood(model, static, sites):
+    draw = _predictive_program(model, static, sites, False)
+    log_lik = _log_likelihood_program(model, static)
+
+    def draw_and_log_lik(key, traced, log_loss, latents, options):
+        return (draw(key, traced, latents, options),
+                log_lik(traced, log_loss, latents, options))
+    return draw_and_log_lik

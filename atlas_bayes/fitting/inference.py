@@ -149,14 +149,13 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
     if isinstance(sampler, Sampler):
         sampler = sampler.resolved(spec.target_accept)
     start = time.perf_counter()
-    key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(sampler.seed))
+    key_fit, key_ppc = compiled.split_seed(sampler.seed)
     with counting_compilations() as compilations:
         if isinstance(sampler, Approximation):
             latents, stats = _approximate(model, inputs, log_loss, sampler, key_fit, progress)
         else:
             latents, stats = _nuts(model, inputs, log_loss, sampler, key_fit, progress)
-        draws = posterior_predictive(model, inputs, latents, key_ppc, deterministic=True)
-        log_lik = log_likelihood(model, inputs, log_loss, latents)
+        draws, log_lik = _predictive_and_log_likelihood(model, inputs, log_loss, latents, key_ppc)
     seconds = time.perf_counter() - start
 
     posterior = {k: np.asarray(v) for k, v in {**latents, **draws}.items() if k != "log_loss"}
@@ -329,7 +328,7 @@ def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
               flush=True)
     stats = {"diverging": extra["diverging"], "n_steps": extra["num_steps"],
              "energy": extra["energy"], "acceptance_rate": extra["accept_prob"],
-             "lp": -extra["potential_energy"]}
+             "lp": -np.asarray(extra["potential_energy"])}   # numpy: no program for a sign
     if restarts.any():   # only then: the stats of a fit that did not stick are as they were
         stats["restarts"] = np.broadcast_to(restarts[:, None], np.shape(stats["lp"])).copy()
     latent = latent_sites(model, inputs)
@@ -342,7 +341,7 @@ def sample_posterior(model, inputs, observed, sampler: Sampler, *, progress: boo
     Returns (posterior, stats), numpy arrays with leading (chain, draw) axes; for models that
     are not scaling laws fitted to a run table (learning curves, the transfer matrix).
     """
-    key_fit, key_det = jax.random.split(jax.random.PRNGKey(sampler.seed))
+    key_fit, key_det = compiled.split_seed(sampler.seed)
     latents, stats = _nuts(model, inputs, observed, sampler, key_fit, progress)
     sites = [name for name, site in compiled.sites(model, inputs).items()
              if site.kind == "deterministic"]
@@ -443,6 +442,17 @@ def _predict(model, inputs, latents: dict, key, sites: list[str], condition_dete
         return Predictive(model, posterior_samples=latents, batch_ndims=2, return_sites=sites,
                           condition_deterministic=condition_deterministic)(key, inputs)
     return jax.jit(draw)(key, latents)
+
+
+def _predictive_and_log_likelihood(model, inputs, log_loss, latents: dict, key):
+    """`posterior_predictive` with the deterministic sites and `log_likelihood`: from one
+    shared program where there is one."""
+    if not compiled.compilable(model, inputs):
+        return (posterior_predictive(model, inputs, latents, key, deterministic=True),
+                log_likelihood(model, inputs, log_loss, latents))
+    sites = ["log_loss"] + [name for name, site in compiled.sites(model, inputs).items()
+                            if site.kind == "deterministic"]
+    return compiled.predictive_and_log_likelihood(model, inputs, log_loss, latents, key, sites)
 
 
 def log_likelihood(model, inputs, log_loss, latents: dict) -> np.ndarray:

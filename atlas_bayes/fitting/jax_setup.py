@@ -21,7 +21,9 @@ memory-map exhaustion above; the test suite has run with it on since.) The cache
 size-capped (`CACHE_BYTES`): only then does JAX lock reads and writes, so parallel processes
 can share it. With the cap every write scans the folder, so only compilations of at least
 `MIN_COMPILE_SECONDS` are kept (caching every tiny program left ~7,000 files and slowed the
-test suite several-fold).
+test suite several-fold). The cache is keyed by the lowered program, so a process still traces
+and lowers each program before the cache serves it; `program_store` keeps the shared
+programs' traced form in a subfolder, so a later process skips that too.
 """
 
 import gc
@@ -83,10 +85,18 @@ _COMPILE = "/jax/core/compile/backend_compile_duration"
 _totals = {"n_compilations": 0, "compile_seconds": 0.0}
 
 
+_CACHE_HIT = "/jax/compilation_cache/cache_hits"
+
+
 def _count(event: str, duration: float, **_) -> None:
     if event in _PREPARING:
         _totals["compile_seconds"] += duration
         _totals["n_compilations"] += event == _COMPILE
+
+
+def _count_hit(event: str, **_) -> None:
+    if event == _CACHE_HIT:     # JAX reports a program loaded from the cache as compiled too
+        _totals["n_compilations"] -= 1
 
 
 @contextmanager
@@ -102,4 +112,5 @@ def counting_compilations():
 
 
 jax.monitoring.register_event_duration_secs_listener(_count)
+jax.monitoring.register_event_listener(_count_hit)
 enable_compilation_cache()

@@ -9,6 +9,8 @@ import xarray as xr
 
 from atlas_bayes.fitting.record import FitRecord  # noqa: E402
 
+SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
 
 def predictive_intervals(tree: xr.DataTree, prob: float = 0.9):
     """Posterior-predictive median and equal-tailed `prob` interval of the loss, per observation."""
@@ -27,6 +29,15 @@ def plot_fit(tree: xr.DataTree, path: str | Path | None = None, prob: float = 0.
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
     from matplotlib.ticker import LogFormatter
+
+    class PowersOfTen(LogFormatter):
+        """Log-axis labels as plain text (10¹¹, 3×10¹⁰): matplotlib's default writes them in
+        mathtext, whose parser takes ~0.4 s to build in each process that draws a plot."""
+        def _num_to_string(self, x, vmin, vmax):
+            exponent = int(np.floor(np.log10(x) + 1e-9))
+            mantissa = x / 10.0 ** exponent
+            power = "10" + str(exponent).translate(SUPERSCRIPTS)
+            return power if round(mantissa, 6) == 1 else f"{mantissa:.3g}×{power}"
 
     record = FitRecord.from_tree(tree, require=("law", "target_language"), purpose="plot_fit")
     data = tree["fit_data"].to_dataset()
@@ -51,8 +62,11 @@ def plot_fit(tree: xr.DataTree, path: str | Path | None = None, prob: float = 0.
     ax_curve.set(xscale="log", yscale="log", xlabel="training tokens seen (n_tokens)",
                  ylabel="loss", title=f"{record.law} fit: loss vs tokens")
     ax_curve.legend(loc="upper right", fontsize=8)
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax_curve,
-                 label="model parameters N")
+    colourbar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax_curve,
+                             label="model parameters N")
+    for axis in (ax_curve.xaxis, colourbar.ax.yaxis):
+        axis.set_major_formatter(PowersOfTen())
+        axis.set_minor_formatter(PowersOfTen(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
     ax_diag.errorbar(median, observed, xerr=[median - low, high - median], fmt="none",
                      ecolor="grey", alpha=0.4, linewidth=1)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
-import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from atlas_bayes.fitting.diagnostics import flatten_scalars
+from atlas_bayes.fitting.diagnostics import ess_bulk, flatten_scalars, rhat
 from atlas_bayes.fitting.record import FitRecord
 
 SUMMARY_NEEDS = ("law", "law_description", "target_language", "n_obs", "parameters",
@@ -31,16 +31,17 @@ def parameter_table(tree: xr.DataTree) -> pd.DataFrame:
         "median": flatten_scalars(stacked.median("sample")),
         "q05": flatten_scalars(stacked.quantile(0.05, "sample").drop_vars("quantile")),
         "q95": flatten_scalars(stacked.quantile(0.95, "sample").drop_vars("quantile")),
-        "r_hat": flatten_scalars(azs.rhat(tree, var_names=names)),
-        "ess_bulk": flatten_scalars(azs.ess(tree, var_names=names, method="bulk")),
+        "r_hat": flatten_scalars(rhat(tree, names)),
+        "ess_bulk": flatten_scalars(ess_bulk(tree, names)),
     }
     return pd.DataFrame(stats)
 
 
-def summary_dict(tree: xr.DataTree) -> dict:
-    """The fit summary as plain JSON-able Python (see the CLI contract in the README)."""
+def summary_dict(tree: xr.DataTree, table: pd.DataFrame | None = None) -> dict:
+    """The fit summary as plain JSON-able Python (see the CLI contract in the README);
+    `table`: the tree's `parameter_table` when already computed."""
     record = FitRecord.from_tree(tree, require=SUMMARY_NEEDS, purpose="the summary")
-    table = parameter_table(tree)
+    table = parameter_table(tree) if table is None else table
     diagnostics = record.diagnostics.as_dict()
     return {
         "law": record.law,
@@ -54,10 +55,11 @@ def summary_dict(tree: xr.DataTree) -> dict:
     }
 
 
-def format_summary(tree: xr.DataTree) -> str:
-    """A readable summary: what was fitted, the parameter table, and the diagnostics."""
+def format_summary(tree: xr.DataTree, table: pd.DataFrame | None = None) -> str:
+    """A readable summary: what was fitted, the parameter table (`table` when already
+    computed), and the diagnostics."""
     record = FitRecord.from_tree(tree, require=SUMMARY_NEEDS, purpose="the summary")
-    table = parameter_table(tree)
+    table = parameter_table(tree) if table is None else table
     diagnostics = record.diagnostics.as_dict()
     left_out = list(record.left_out_runs or [])   # older fits record none
     lines = [
@@ -113,13 +115,18 @@ class FitResult:
     files (posterior.nc, fit.png, summary.json, summary.txt)."""
     tree: xr.DataTree
 
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        """The `parameter_table`, computed once for the summaries written and printed."""
+        return parameter_table(self.tree)
+
     def as_dict(self) -> dict:
         """The fit summary as plain JSON-able Python (`summary_dict`)."""
-        return summary_dict(self.tree)
+        return summary_dict(self.tree, self.table)
 
     def to_text(self, out: Path | None = None) -> str:
         """The readable summary; with `out`, followed by the line naming the files written."""
-        text = format_summary(self.tree)
+        text = format_summary(self.tree, self.table)
         if out is not None:
             text += f"\n\nwrote {out / 'posterior.nc'}, {out / 'fit.png'}, {out / 'summary.json'}"
         return text
@@ -133,7 +140,7 @@ class FitResult:
         save(self.tree, out / "posterior.nc")
         plot_fit(self.tree, out / "fit.png")
         (out / "summary.json").write_text(json.dumps(self.as_dict(), indent=2))
-        (out / "summary.txt").write_text(format_summary(self.tree) + "\n")
+        (out / "summary.txt").write_text(format_summary(self.tree, self.table) + "\n")
 
 
 def fit_result(runs, law: str, *, sampler, language: str | None = None,
