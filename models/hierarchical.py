@@ -54,7 +54,7 @@ SHAREABLE = {"E": "log_E", "A": "log_A_c", "B": "log_B_c", "alpha": "log_alpha",
 def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=True,
                  lambda_per_language=False, pooling="partial", centring="auto", shared=(),
                  centres=None, spreads=None, transfer_weights=None, transfer_axes=None,
-                 tau_prior=None, language_blocks=0, predict_mean=False):
+                 loss_levels=None, tau_prior=None, language_blocks=0, predict_mean=False):
     """ATLAS (or Chinchilla, `saturate=False`) with per-language parameters.
 
     `centring` says how each language's parameters are written: "noncentred" (value = mu +
@@ -70,6 +70,8 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
     language's effective data: the transfer weights and the B term are sampled along what
     the data pin (`_mixture_terms`). `language_blocks` > 0 samples every language's own
     coordinates as blocks of that many languages (`_language_blocks`; not with `shared`).
+    `loss_levels` (each language's mean log loss, `group_loss_levels`) place the sampler's
+    start; fits resolve them, and then predictions must be given them too.
     """
     c = jnp.asarray(centredness(x, centring), dtype=jnp.float32)
     log_N_c, log_D_c = (jnp.asarray(v, dtype=jnp.float32) for v in
@@ -85,6 +87,8 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
     }
     blocks = nullcontext()
     if language_blocks and not common:
+        if loss_levels is None:     # else the start, and so the values, would move with the data
+            raise ValueError("language_blocks needs loss_levels (group_loss_levels)")
         sites = _block_sites(x, c, saturate, transfer, other, lambda_per_language)
         blocks = _language_blocks(x, language_blocks, sites)
     with blocks:
@@ -95,7 +99,7 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
                                                 transfer_weights, transfer_axes)
             D_eff = laws.effective_data(x.D, x.U, lam, **terms)
         if not common:
-            p = _pinned(priors, pooling, x, log_loss, spreads, log_D_shift)
+            p = _pinned(priors, pooling, x, log_loss, spreads, log_D_shift, loss_levels)
         # a shared term with per-language E: E and B are written through what the data pin
         aligned = "log_E" not in common and bool(common & {"log_A_c", "log_B_c"})
         own = {name: priors.pop(name) for name in ("log_E", "log_B_c") if aligned and name not in common}
@@ -141,7 +145,7 @@ def per_language_values(priors: dict, pooling: str, common: set, c, n_groups: in
     return p
 
 
-def _pinned(priors, pooling, x, log_loss, spreads, log_D_shift=0.0) -> dict:
+def _pinned(priors, pooling, x, log_loss, spreads, log_D_shift=0.0, loss_levels=None) -> dict:
     """Every language's E, N and D terms at its centre and exponents, sampled through what
     its data pin (`models.scaling.pinned_parameters`, per language: the loss at the
     language's centre, its split into E and the terms, the terms' slopes across the
@@ -158,7 +162,9 @@ def _pinned(priors, pooling, x, log_loss, spreads, log_D_shift=0.0) -> dict:
                   for name, (prior, spread) in priors.items()}
     dists = {name: dist.Normal(*loc_scale) for name, loc_scale in population.items()}
     start = [jnp.exp(priors[name][0][0]) for name in ("log_E", "log_A_c", "log_B_c")]
-    if log_loss is None:
+    if loss_levels is not None:
+        L_start = jnp.exp(jnp.asarray(loss_levels, dtype=jnp.float32))
+    elif log_loss is None:
         L_start = sum(start)
     else:
         L_start = jnp.exp(group_sums(x, log_loss) / jnp.maximum(group_sums(x), 1.0))
@@ -179,6 +185,13 @@ def group_sums(x, values=None):
     if values is not None:
         weights = weights * values
     return jnp.zeros(x.n_groups).at[x.group].add(weights)
+
+
+def group_loss_levels(x, log_loss) -> list[float]:
+    """Each language's mean log loss over its rows (host side)."""
+    g = np.asarray(x.group)
+    counts = np.maximum(np.bincount(g, minlength=x.n_groups), 1)
+    return (np.bincount(g, np.asarray(log_loss, dtype=float), minlength=x.n_groups) / counts).tolist()
 
 
 def group_spreads(x) -> list[list[float]]:
@@ -484,8 +497,9 @@ def _language_blocks(x, per_language: int, sites: dict):
 
 class _FromBlocks(Messenger):
     """Gives the named sample sites values loc + scale u from the language blocks (loc and
-    scale: the fixed ones given, else the site's own distribution's) and makes them observed,
-    so they add their density at that value and are not sampled again."""
+    scale: the fixed ones given, else the site's own distribution's, which must not depend on
+    the observations: predictions run without them) and makes them observed, so they add
+    their density at that value and are not sampled again."""
 
     def __init__(self, columns: dict, fixed: dict):
         self.columns, self.fixed = columns, fixed

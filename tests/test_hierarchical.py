@@ -4,11 +4,14 @@ import warnings
 
 import numpy as np
 import pytest
+from numpyro import handlers
 
 from atlas_bayes.fitting.diagnostics import ConvergenceWarning
 from atlas_bayes.fitting.inference import Approximation, fit, predict
 from atlas_bayes.fitting.law_inputs import build_group_inputs, build_inputs
-from atlas_bayes.models.hierarchical import group_spreads
+from atlas_bayes.models import get_law
+from atlas_bayes.models.hierarchical import (BLOCK_PREFIX, group_loss_levels, group_spreads,
+                                             group_transfer_axes, group_transfer_weights)
 from atlas_bayes.simulation.paper_design import paper_study
 from conftest import JOINT
 
@@ -180,3 +183,25 @@ def test_per_language_options_of_the_wrong_length_are_refused_by_name(study):
     with pytest.raises(ValueError, match=r"option 'spreads': expected rows of 4 values.*rows of \[2, 2\]"):
         fit(runs, "atlas-h", sampler=JOINT, options={"spreads": [[1.0, 1.0], [1.0, 1.0]]})
 
+
+
+@pytest.mark.unit
+def test_language_blocks_give_the_same_values_with_or_without_observations(study):
+    """The blocks hold every language's coordinates; the values they give must not depend on
+    whether the observations are passed (predictions run without them)."""
+    runs, _ = study
+    x, _, log_loss = build_group_inputs(runs)
+    options = {"loss_levels": group_loss_levels(x, log_loss), "language_blocks": 2,
+               "transfer_weights": group_transfer_weights(x), "transfer_axes": group_transfer_axes(x)}
+    model = get_law("atlas-h").bind(**options)
+    with handlers.seed(rng_seed=1):
+        sampled = handlers.trace(model).get_trace(x, log_loss)
+    latents = {k: v["value"] for k, v in sampled.items()
+               if v["type"] == "sample" and not v["is_observed"]}
+    assert len([k for k in latents if k.startswith(BLOCK_PREFIX)]) == 2
+    assert not {"log_L_c", "tau_z"} & set(latents)      # held by the blocks
+    for observed in (log_loss, None):
+        with handlers.seed(rng_seed=2), handlers.substitute(data=latents):
+            again = handlers.trace(model).get_trace(x, observed)
+        for name in ("E", "A", "B", "alpha", "beta", "tau"):
+            np.testing.assert_allclose(again[name]["value"], sampled[name]["value"], rtol=1e-6)

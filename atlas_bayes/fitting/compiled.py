@@ -42,7 +42,8 @@ from atlas_bayes.models import LAWS
 OBS_FIELDS = ("N", "D", "U", "D_total", "D_transfer", "U_transfer", "D_other", "U_other",
               "p_family", "K", "group")
 # model options passed as arguments
-TRACED_OPTIONS = ("centring", "centres", "spreads", "transfer_weights", "transfer_axes")
+TRACED_OPTIONS = ("centring", "centres", "spreads", "transfer_weights", "transfer_axes",
+                  "loss_levels")
 OBS_SITES = ("log_loss", "log_loss_mean")   # sites with one value per observation
 EXTRA_FIELDS = ("num_steps", "energy", "diverging", "accept_prob", "potential_energy")
 MAX_PROGRAMS = 32

@@ -36,7 +36,8 @@ from atlas_bayes.fitting.record import LAW, Convergence, FitRecord
 from atlas_bayes.fitting.tree import build_tree
 from atlas_bayes.models import get_law
 from atlas_bayes.models.hierarchical import (BLOCK_PREFIX, centredness,
-                                              group_centres, group_spreads, group_transfer_axes,
+                                              group_centres, group_loss_levels, group_spreads,
+                                              group_transfer_axes,
                                               group_transfer_weights, languages_per_block)
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, split_continued
 
@@ -134,6 +135,8 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
                               ("transfer_axes", group_transfer_axes)):
             if spec.takes(name) and not options.get(name):
                 options[name] = resolve(inputs)
+        if spec.takes("loss_levels") and not options.get("loss_levels"):
+            options["loss_levels"] = group_loss_levels(inputs, log_loss)
         if spec.takes("language_blocks"):
             options.setdefault("language_blocks", languages_per_block(inputs))
         _check_per_language(options, info.languages)
