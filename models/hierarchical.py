@@ -11,6 +11,11 @@ parameter lambda is shared by all languages, or per language (`lambda_per_langua
 data cannot tell a language's value apart, e.g. A and alpha when each language has only two
 model sizes, each tied to one data size (Goldfish).
 
+The sampler sees each language's core parameters through what its data pin
+(`pinned_parameters`), its transfer weights along the directions its rows pin, and all of a
+language's coordinates in one block of the mass matrix (`_language_blocks`); the fit resolves
+the per-language set-up these need from the training rows (`group_*` functions).
+
 Inputs are a `LawInputs` from `build_group_inputs` (row -> language index in `x.group`).
 """
 

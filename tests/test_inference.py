@@ -10,8 +10,8 @@ import pytest
 
 from atlas_bayes.fitting import jax_setup
 from atlas_bayes.fitting.diagnostics import ConvergenceWarning
-from atlas_bayes.fitting.inference import (Sampler, fit, load, parse_transfer_languages, read_source,
-                                            read_tau_prior, save)
+from atlas_bayes.fitting.files import parse_transfer_languages, read_source, read_tau_prior
+from atlas_bayes.fitting.inference import Sampler, fit, load, save
 from atlas_bayes.tables.runs import RunTableWarning, read_runs
 from atlas_bayes.fitting.summary import format_summary
 from atlas_bayes.simulation.simulate import example_study, monolingual_design, simulate

@@ -86,7 +86,7 @@ def run_transfer(args) -> int:
 def run_optimal(args) -> int:
     """Compute-optimal model size, tokens and loss for a language and budget."""
     from atlas_bayes.decisions.optimal import check_minimum_compute, optimal_study
-    from atlas_bayes.fitting.inference import read_source
+    from atlas_bayes.fitting.files import read_source
     with common.bad_input():
         check_minimum_compute(args.compute)
     return common.call_and_report(args, "optimal", optimal_study, args.compute, law=args.law,

@@ -60,7 +60,7 @@ def run_design(args) -> int:
     scores candidate runs by expected information gain about the target per FLOP and chooses k
     complementary runs within the budget; optionally writes a trainer plan."""
     from atlas_bayes import design as lib
-    from atlas_bayes.fitting.inference import read_source
+    from atlas_bayes.fitting.files import read_source
     plan, out = args.plan, args.out
     if out is not None and out.suffix == ".jsonl":       # --out plan.jsonl, as the issue spells it
         plan, out = plan or out, out.parent

@@ -37,7 +37,7 @@ def add_commands(commands) -> None:
 
 def run_fit(args) -> int:
     """Fit a scaling law's posterior to a run table (see docs/data-format.md)."""
-    from atlas_bayes.fitting.inference import parse_transfer_languages, read_tau_prior
+    from atlas_bayes.fitting.files import parse_transfer_languages, read_tau_prior
     from atlas_bayes.fitting.summary import fit_result
     options = {"shared": args.shared.split(",")} if args.shared else {}
     if args.tau_prior:

@@ -48,7 +48,7 @@ from atlas_bayes.design.plan import plan_configs
 from atlas_bayes.design.posterior import DesignPosterior
 from atlas_bayes.design.study import CandidateOptions, OptionError, Study, study_for
 from atlas_bayes.design.targets import Target, target_summary, weighted_interval
-from atlas_bayes.fitting.inference import read_json_object
+from atlas_bayes.fitting.files import read_json_object
 from atlas_bayes.fitting.summary import json_safe
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, validate_runs, write_runs
 
