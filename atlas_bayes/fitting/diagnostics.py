@@ -38,8 +38,9 @@ class Diagnostics:
                 "min_ess_bulk": self.min_ess_bulk}
 
 
-def check_convergence(tree: xr.DataTree, var_names: list[str]) -> Diagnostics:
-    """R-hat, bulk ESS and divergences for `var_names`, with advice for each failure."""
+def check_convergence(tree: xr.DataTree, var_names: list[str], r_hat_advice: str = "") -> Diagnostics:
+    """R-hat, bulk ESS and divergences for `var_names`, with advice for each failure
+    (`r_hat_advice`: said after R-hat's, e.g. what this data cannot identify)."""
     chains = int(tree.posterior.sizes["chain"])
     r_hat = flatten_scalars(rhat(tree, var_names)) if chains > 1 else {}
     ess = flatten_scalars(ess_bulk(tree, var_names))
@@ -57,7 +58,8 @@ def check_convergence(tree: xr.DataTree, var_names: list[str]) -> Diagnostics:
         diag.messages.append(
             f"R-hat above {MAX_R_HAT} ({worst}): the chains disagree, so the intervals are not "
             "reliable. Run more warmup and draws (--warmup, --draws), or check that the data "
-            "can identify these parameters (e.g. repetition parameters need runs past one epoch).")
+            "can identify these parameters (e.g. repetition parameters need runs past one epoch)."
+            + (f" {r_hat_advice}" if r_hat_advice else ""))
     threshold = min(MIN_ESS_BULK, n_draws / 4)
     low_ess = {k: v for k, v in ess.items() if not v >= threshold}
     if low_ess:

@@ -30,6 +30,7 @@ from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
 from atlas_bayes import __version__
 from atlas_bayes.fitting import compiled, stuck
 from atlas_bayes.fitting.files import load, save  # noqa: F401  (the API: fit, save, load)
+from atlas_bayes.fitting.identifiability import check_tied_sizes
 from atlas_bayes.fitting.jax_setup import counting_compilations, release_compiled_if_crowded
 from atlas_bayes.fitting.law_inputs import GroupInfo, Scales, build_group_inputs, build_inputs
 from atlas_bayes.fitting.record import LAW, Convergence, FitRecord
@@ -113,7 +114,9 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
     ATLAS's default K_t (a list, or for joint laws a dict target -> list). `options` are
     extra model options (e.g. {"pooling": "none"}). `sampler` is NUTS settings or an
     `Approximation`. Convergence problems raise `ConvergenceWarning` with advice (set
-    `warn=False` to only record them in the result's attributes).
+    `warn=False` to only record them in the result's attributes); a joint law over languages
+    whose model sizes are tied to their data sizes, without A and alpha shared, raises a
+    `TiedSizesWarning` before sampling (`fitting.identifiability`).
     """
     if not isinstance(runs, pd.DataFrame):
         runs = read_runs(runs)
@@ -150,6 +153,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         options["tau_prior"] = resolve_tau_prior(options["tau_prior"], info, spec.hierarchical)
     _check_repetition_data(spec, inputs, runs)
     _check_curse_data(spec, inputs, runs)
+    tied = check_tied_sizes(spec, runs, options, warn)   # (warning, R-hat advice) or None
     model = spec.bind(nu=nu, **options)
     if isinstance(sampler, Sampler):
         sampler = sampler.resolved(spec.target_accept)
@@ -180,9 +184,10 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         source=str(runs.attrs.get("source", "")),
         simulated=bool(runs["source"].astype(str).str.startswith("simulated").any()),
         seconds=float(seconds), version=__version__, diagnostics=Convergence(**compilations),
+        design_warnings=tied[:1] if tied else None,
         extra={} if "diverging" in stats else {k: float(v) for k, v in stats.items()})
     return _to_tree(model, inputs, log_loss, posterior, draws, log_lik, stats, info, runs,
-                    record, None if approximate else reported, warn)
+                    record, None if approximate else reported, warn, tied[1] if tied else "")
 
 
 def _check_per_language(options: dict, languages) -> None:
@@ -438,9 +443,10 @@ def log_likelihood(model, inputs, log_loss, latents: dict) -> np.ndarray:
 
 
 def _to_tree(model, inputs, log_loss, posterior, draws, log_lik, stats, info, runs, record,
-             check, warn) -> xr.DataTree:
+             check, warn, r_hat_advice="") -> xr.DataTree:
     """The fit's DataTree (`tree.build_tree`), labelling language, transfer-slot and
-    observation axes, with the run table as `fit_data`."""
+    observation axes, with the run table as `fit_data` (`r_hat_advice`: added to an R-hat
+    warning)."""
     dims = site_dims(model, inputs)
     coords = {"obs": info.obs_labels}
     labels = {}
@@ -466,7 +472,7 @@ def _to_tree(model, inputs, log_loss, posterior, draws, log_lik, stats, info, ru
     return build_tree(groups, record, coords={k: v for k, v in coords.items() if k in used},
                       dims={k: v for k, v in dims.items() if v}, labels=labels,
                       datasets={"fit_data": runs_to_dataset(runs, info.obs_labels)},
-                      check=check, warn=warn, stacklevel=4)
+                      check=check, warn=warn, stacklevel=4, r_hat_advice=r_hat_advice)
 
 
 def predict(tree: xr.DataTree, runs: pd.DataFrame, *, seed: int = 0) -> xr.Dataset:

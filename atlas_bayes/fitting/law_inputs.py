@@ -198,10 +198,7 @@ def build_group_inputs(runs: pd.DataFrame, *, transfer_languages: dict | None = 
     transfer = _transfer_languages(runs, groups, transfer_languages or {})
     width = max([len(v) for v in transfer.values()] + [0])
     if scales is None:
-        fractions = mixture_fractions(runs)
-        share = fractions.to_numpy()[np.arange(len(runs)),
-                                     fractions.columns.get_indexer(runs["language"])]
-        scales = Scales.of(runs, share * runs["n_tokens"].to_numpy(float), centre)
+        scales = Scales.of(runs, target_tokens(runs), centre)
     pieces, any_other = [], False
     for lang in groups:
         rows = runs.index[runs["language"].astype(str) == lang]
@@ -233,6 +230,15 @@ def build_group_inputs(runs: pd.DataFrame, *, transfer_languages: dict | None = 
     slots = [transfer[t] + [""] * (width - len(transfer[t])) for t in groups]
     labels = [f"{lang}:{r}@{t:.4g}" for lang, r, t in zip(runs["language"], runs["run_id"], runs["n_tokens"])]
     return inputs, GroupInfo(groups, slots, labels), log_loss
+
+
+def target_tokens(runs: pd.DataFrame) -> np.ndarray:
+    """Per row, the tokens of its evaluated language that it trained on (the laws' D): the
+    language's share of the mixture times n_tokens."""
+    fractions = mixture_fractions(runs)
+    share = fractions.to_numpy()[np.arange(len(runs)),
+                                 fractions.columns.get_indexer(runs["language"])]
+    return share * runs["n_tokens"].to_numpy(float)
 
 
 def _transfer_languages(runs: pd.DataFrame, groups: list[str], given: dict) -> dict[str, list[str]]:

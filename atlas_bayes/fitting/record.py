@@ -66,8 +66,10 @@ _ENCODING = {
     "scales": ("scales", "json"), "has_other": ("has_other", bool),
     "data_hash": ("data_hash", str), "source": ("source", str), "simulated": ("simulated", bool),
     "seconds": ("seconds", float), "version": ("atlas_bayes_version", str),
+    "design_warnings": ("design_warnings", "json"),
 }
-_SEQUENCES = ("languages", "transfer_languages", "latent_sites", "parameters", "left_out_runs")
+_SEQUENCES = ("languages", "transfer_languages", "latent_sites", "parameters", "left_out_runs",
+              "design_warnings")
 _CONVERGENCE = ("diagnostics", "convergence_warnings")
 
 
@@ -101,6 +103,8 @@ class FitRecord:
     seconds: float | None = None
     version: str | None = None
     diagnostics: Convergence | None = None
+    # what the run table's design cannot identify, warned before sampling (`identifiability`)
+    design_warnings: tuple[str, ...] | None = None
     extra: dict = field(default_factory=dict)
     origin: str = field(default="", compare=False, repr=False)   # where it was read from
 

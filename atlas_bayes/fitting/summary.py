@@ -76,6 +76,7 @@ def format_summary(tree: xr.DataTree, table: pd.DataFrame | None = None) -> str:
     ]
     if left_out:
         lines.append(f"left out (continued from a checkpoint): {', '.join(left_out)}")
+    lines += [f"warning: {message}" for message in record.design_warnings or ()]
     return "\n".join(lines)
 
 

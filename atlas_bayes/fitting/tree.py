@@ -17,7 +17,7 @@ from atlas_bayes.fitting.stuck import RestartedChainWarning
 def build_tree(groups: dict[str, dict], record: FitRecord, *, coords: dict | None = None,
                dims: dict | None = None, labels: dict[str, dict] | None = None,
                datasets: dict[str, xr.Dataset] | None = None, check: Sequence[str] | None = None,
-               warn: bool = True, stacklevel: int = 3) -> xr.DataTree:
+               warn: bool = True, stacklevel: int = 3, r_hat_advice: str = "") -> xr.DataTree:
     """A fit's DataTree from dicts of draws, with its record as attributes.
 
     `groups` maps ArviZ groups (posterior, posterior_predictive, log_likelihood,
@@ -29,7 +29,7 @@ def build_tree(groups: dict[str, dict], record: FitRecord, *, coords: dict | Non
     checked, as for an approximation) goes into the record, and its problems are raised once
     as `ConvergenceWarning` when `warn` (`stacklevel` 3 points at the fit's caller); chains
     that the sampler reran because they got stuck (`fitting.stuck`) are recorded and said in
-    a `RestartedChainWarning`.
+    a `RestartedChainWarning`. `r_hat_advice` is added to the R-hat warning (`check_convergence`).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)   # unnamed dims of unlabelled variables
@@ -43,7 +43,7 @@ def build_tree(groups: dict[str, dict], record: FitRecord, *, coords: dict | Non
     for name, data in (datasets or {}).items():
         tree[name] = xr.DataTree(dataset=data)
     diagnostics = (Diagnostics(0, float("nan"), float("nan")) if check is None
-                   else check_convergence(tree, list(check)))
+                   else check_convergence(tree, list(check), r_hat_advice))
     checked = Convergence.of(diagnostics)
     if record.diagnostics is not None:    # what the fit counted itself (its compilations)
         checked = replace(checked, n_compilations=record.diagnostics.n_compilations,
