@@ -54,6 +54,9 @@ def main():
     parser.add_argument("--seeds", default="0", help="sampler seeds, comma separated")
     parser.add_argument("--study-seed", type=int, default=0, help="the simulated study's seed")
     parser.add_argument("--target-accept", type=float, help="default: the law's")
+    parser.add_argument("--options", default="{}",
+                        help='model options as JSON, e.g. \'{"language_blocks": 0}\' (no mass '
+                             'blocks) or \'{"transfer_axes": null}\' (transfer weights unrotated)')
     parser.add_argument("--dense-mass", default="auto", choices=("auto", "true", "false"),
                         help="mass matrix: dense up to DENSE_MAX latent dimensions (auto), or always/never")
     args = parser.parse_args()
@@ -109,7 +112,7 @@ def nuts_point(languages, args, checkpoints, sampler) -> None:
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tree = fit(runs, args.law, sampler=sampler)
+        tree = fit(runs, args.law, sampler=sampler, options=json.loads(args.options))
     diag = json.loads(tree.attrs["diagnostics"])
     print(f"{len(languages):3d} languages  {runs['run_id'].nunique():4d} runs  {len(runs):6d} rows  "
           f"seed {sampler.seed}  {time.perf_counter() - start:7.1f} s wall (sampling "

@@ -138,7 +138,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
             options["spreads"] = options.get("spreads") or group_spreads(inputs)
         for name, resolve in (("transfer_weights", group_transfer_weights),
                               ("transfer_axes", group_transfer_axes)):
-            if spec.takes(name) and not options.get(name):
+            if spec.takes(name) and name not in options:    # None given: none (benchmarks)
                 options[name] = resolve(inputs)
         if spec.takes("loss_levels") and not options.get("loss_levels"):
             options["loss_levels"] = group_loss_levels(inputs, log_loss)
