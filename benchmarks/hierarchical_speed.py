@@ -16,7 +16,10 @@ every bulk ESS >= 400 and no divergences over the reported parameters. The fast 
 parameter family: |mean difference| in NUTS posterior sds, the ratio of their sds, and the
 90% interval coverage of the truth for each method.
 
-Measured on 2 CPU cores (defaults, compact scales: 401 runs, 3,160 rows): NUTS 258 s,
+At the CLI's defaults, paper scales, 4 checkpoints (RESULTS "Issue 18: joint fits at paper
+scale"): 48 languages, 11,424 rows, 544.9 s, converged, 31 leapfrog steps per draw; 24
+languages 178.7 s. Earlier (before the joint models' blocks and rotated transfer weights),
+on 2 CPU cores (defaults, compact scales: 401 runs, 3,160 rows): NUTS 258 s,
 converged (max R-hat 1.009, min bulk ESS 875, no divergences, 255 leapfrog steps per draw);
 Laplace 21 s; SVI 40 s. `--scales paper --methods nuts` (668 runs, 5,712 rows): 446 s,
 converged (max R-hat 1.009, min bulk ESS 769, no divergences, 264 steps per draw). The
