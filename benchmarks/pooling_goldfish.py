@@ -18,7 +18,7 @@ runs per language) for the natural split and for the thinned one of `--keep`, wi
 fit's time. The plot goes to results/ (not tracked).
 
 `--shared A,alpha` (default) holds A and alpha common to all languages: with two model sizes,
-each tied to one data size, a language's own A and alpha are not identified. `--shared ""`
+each at its own data sizes, a language's own A and alpha are not identified. `--shared ""`
 gives every language its own. The numbers below were measured with per-language A and alpha
 (`--shared ""`), on 2 shared CPU cores (17.7 min in all): partial-pooling joint fit
 98 s, 472 leapfrog steps per draw, 23 divergences, max R-hat 1.078 (log_A_ref_sd 1.61):

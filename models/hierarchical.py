@@ -9,7 +9,7 @@ priors: the same law fitted separately to each language, in one run. The repetit
 parameter lambda is shared by all languages, or per language (`lambda_per_language=True`).
 `shared` names parameters held common to every language (complete pooling): use it when the
 data cannot tell a language's value apart, e.g. A and alpha when each language has only two
-model sizes, each tied to one data size (Goldfish).
+model sizes, each at data sizes the other is not trained at (Goldfish).
 
 The sampler sees each language's core parameters through what its data pin
 (`pinned_parameters`), its transfer weights along the directions its rows pin, and all of a

@@ -3,7 +3,7 @@ whether partial pooling predicts held-out runs better than separate fits (`pooli
 
 Every Goldfish model trains 10 epochs (D = 10 U), so repetition is a constant factor that B
 absorbs: Chinchilla's form is the law. A and alpha are shared by all languages: with two
-model sizes, each tied to one data size, a language's own A and alpha are not identified.
+model sizes, each at its own data sizes, a language's own A and alpha are not identified.
 The file takes about 3 minutes on 2 cores (measured: joint fit 68 s, the held-out fits
 111 s): the joint fit runs 2 chains of 1000 + 4000 draws (cheap now that the model samples
 what the data pin, 31 to 38 leapfrog steps per draw; most of the time is compiling), the
