@@ -461,7 +461,7 @@ def _data_slopes(x):
     return np.column_stack([S_i, S_o]) / ratio[:, None], g, real
 
 
-# Blocks of the mass matrix at most (`languages_per_block`): NUTS learns each block's
+# At most this many blocks of the mass matrix (`languages_per_block`): NUTS learns each block's
 # covariance densely and the rest diagonally (`fitting.inference._nuts`). Each block costs
 # compile time (48 one-language blocks: 148 s; 12 blocks of 4: 64 s, for the same 31 leapfrog
 # steps per draw on the 48-language paper study).
@@ -479,8 +479,8 @@ def _language_blocks(x, per_language: int, sites: dict):
     terms, the N and D slopes when model and data sizes grow together, the transfer weights
     against each other and against "other"); across languages they are nearly independent.
     A dense mass matrix learns the first, but over all languages at once (~450 dimensions at
-    48 languages) it cannot be estimated in a warmup, and a diagonal one ignores them. One
-    block per language is what NUTS can learn. `sites` maps each site name to its number
+    48 languages) it cannot be estimated in a warmup, and a diagonal one ignores them; blocks
+    of a few languages NUTS can learn. `sites` maps each site name to its number
     of columns and, for sites whose prior depends on the population, a fixed (loc, scale) at
     which its value is written (the rest use their own base measure's); the values are
     loc + scale u with u flat (its Normal(0, 1) is cancelled), so the model is unchanged.
