@@ -232,29 +232,3 @@ def test_crossover_and_power_law_records():
     del law.attrs["log_N_ref"]
     with pytest.raises(ValueError, match="'log_N_ref' that predict_crossover needs"):
         predict_crossover(law, "fr", 1e9)
-
-
-@pytest.mark.unit
-def test_r_hat_and_bulk_ess_agree_with_arviz_stats():
-    import arviz_base as azb
-    import arviz_stats as azs
-
-    from atlas_bayes.fitting.diagnostics import ess_bulk, flatten_scalars, rhat
-    rng = np.random.default_rng(0)
-    walk = np.cumsum(rng.normal(size=(4, 300, 2, 3)), axis=1) * 0.05 + rng.normal(size=(4, 300, 2, 3))
-    draws = {"E": rng.normal(size=(4, 300)) + np.arange(4)[:, None] * 0.1,
-             "tau": walk,
-             "ties": rng.integers(0, 5, size=(4, 300)).astype(float),
-             "constant": np.ones((4, 300))}
-    tree = azb.from_dict({"posterior": draws}, dims={"tau": ["language", "transfer_slot"]},
-                         coords={"language": ["fr", "sw"], "transfer_slot": [0, 1, 2]})
-    names = list(draws)
-    for ours, theirs in ((rhat(tree, names), azs.rhat(tree, var_names=names)),
-                         (ess_bulk(tree, names), azs.ess(tree, var_names=names, method="bulk"))):
-        ours, theirs = flatten_scalars(ours), flatten_scalars(theirs)
-        assert ours.keys() == theirs.keys() and len(ours) == 9
-        np.testing.assert_allclose([ours[k] for k in theirs], list(theirs.values()), rtol=1e-6)
-    one_chain = azb.from_dict({"posterior": {"E": draws["E"][:1]}})
-    assert np.isnan(flatten_scalars(rhat(one_chain, ["E"]))["E"])
-    np.testing.assert_allclose(flatten_scalars(ess_bulk(one_chain, ["E"]))["E"],
-                               flatten_scalars(azs.ess(one_chain, var_names=["E"]))["E"], rtol=1e-6)

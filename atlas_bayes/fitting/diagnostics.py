@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import arviz_stats as azs
 import numpy as np
 import xarray as xr
-from scipy.special import ndtri
 
 from atlas_bayes.fitting import stuck
 
@@ -83,118 +83,14 @@ def check_convergence(tree: xr.DataTree, var_names: list[str], r_hat_advice: str
     return diag
 
 
-# R-hat and bulk ESS as arviz_stats computes them (rank-normalised split R-hat, bulk and tail;
-# bulk ESS with Geyer's initial monotone sequence: Vehtari et al. 2021), in numpy and scipy.special:
-# importing arviz_stats loads scipy.stats (~0.4 s of every `atlas-bayes fit`); tests check
-# that the two agree
-
-
 def rhat(tree: xr.DataTree, var_names: list[str]) -> xr.Dataset:
-    """Rank-normalised split R-hat of each posterior variable (`arviz_stats.rhat`)."""
-    return _over_draws(tree, var_names, _rhat_rank)
+    """Rank-normalised split R-hat of each posterior variable (arviz_stats)."""
+    return azs.rhat(tree, var_names=var_names)
 
 
 def ess_bulk(tree: xr.DataTree, var_names: list[str]) -> xr.Dataset:
-    """Bulk effective sample size of each posterior variable (`arviz_stats.ess`, bulk)."""
-    return _over_draws(tree, var_names, _ess_bulk)
-
-
-def _over_draws(tree, var_names, function) -> xr.Dataset:
-    posterior = tree.posterior.to_dataset()[list(var_names)]
-    return xr.apply_ufunc(function, posterior, input_core_dims=[["chain", "draw"]],
-                          vectorize=True)
-
-
-def _usable(draws: np.ndarray, min_chains: int) -> bool:
-    return bool(np.isfinite(draws).all()) and draws.shape[0] >= min_chains and draws.shape[1] >= 4
-
-
-def _rhat_rank(draws: np.ndarray) -> float:
-    if not _usable(draws, 2):
-        return np.nan
-    split = _split_chains(draws)
-    return max(_rhat(_z_scale(split)), _rhat(_z_scale(np.abs(split - np.median(split)))))
-
-
-def _ess_bulk(draws: np.ndarray) -> float:
-    return _ess(_z_scale(_split_chains(draws))) if _usable(draws, 1) else np.nan
-
-
-def _split_chains(draws: np.ndarray) -> np.ndarray:
-    half = draws.shape[1] // 2
-    return np.vstack((draws[:, :half], draws[:, -half:]))
-
-
-def _z_scale(values: np.ndarray) -> np.ndarray:
-    """Normal scores of the average ranks (Blom's offset 3/8)."""
-    flat = values.ravel()
-    order = np.argsort(flat, kind="mergesort")
-    ordered = flat[order]
-    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
-    ends = np.append(starts[1:], flat.size)
-    ranks = np.empty(flat.size)
-    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
-    return ndtri((ranks - 3 / 8) / (flat.size - 2 * 3 / 8 + 1)).reshape(values.shape)
-
-
-def _rhat(draws: np.ndarray) -> float:
-    n = draws.shape[1]
-    between = n * np.var(np.mean(draws, axis=1), ddof=1)
-    within = np.mean(np.var(draws, axis=1, ddof=1))
-    with np.errstate(invalid="ignore", divide="ignore"):     # constant draws: NaN
-        return float(np.sqrt((between / within + n - 1) / n))
-
-
-def _ess(draws: np.ndarray) -> float:
-    draws = np.asarray(draws, dtype=float)
-    if np.max(draws) - np.min(draws) < np.finfo(float).resolution:
-        return float(draws.size)
-    n_chain, n_draw = draws.shape
-    size = _next_regular(2 * n_draw)
-    centred = draws - draws.mean(axis=1, keepdims=True)
-    transformed = np.fft.rfft(centred, n=size, axis=1)
-    acov = np.fft.irfft(transformed * np.conjugate(transformed), n=size, axis=1)[:, :n_draw] / n_draw
-    mean_var = np.mean(acov[:, 0]) * n_draw / (n_draw - 1.0)
-    var_plus = mean_var * (n_draw - 1.0) / n_draw
-    if n_chain > 1:
-        var_plus += np.var(draws.mean(axis=1), ddof=1)
-    rho = np.zeros(n_draw)
-    rho_even, rho_odd = 1.0, 1.0 - (mean_var - np.mean(acov[:, 1])) / var_plus
-    rho[0], rho[1] = rho_even, rho_odd
-    t = 1     # Geyer's initial positive sequence
-    while t < n_draw - 3 and rho_even + rho_odd > 0.0:
-        rho_even = 1.0 - (mean_var - np.mean(acov[:, t + 1])) / var_plus
-        rho_odd = 1.0 - (mean_var - np.mean(acov[:, t + 2])) / var_plus
-        if rho_even + rho_odd >= 0:
-            rho[t + 1], rho[t + 2] = rho_even, rho_odd
-        t += 2
-    max_t = t - 2
-    if rho_even > 0:
-        rho[max_t + 1] = rho_even
-    t = 1     # Geyer's initial monotone sequence
-    while t <= max_t - 2:
-        if rho[t + 1] + rho[t + 2] > rho[t - 1] + rho[t]:
-            rho[t + 1] = rho[t + 2] = (rho[t - 1] + rho[t]) / 2.0
-        t += 2
-    total = n_chain * n_draw
-    tau = max(-1.0 + 2.0 * np.sum(rho[:max_t + 1]) + np.sum(rho[max_t + 1:max_t + 2]),
-              1 / np.log10(total))
-    return np.nan if np.isnan(rho).any() else float(total / tau)
-
-
-def _next_regular(target: int) -> int:
-    """The smallest 2^a 3^b 5^c >= target (scipy.fftpack.next_fast_len, as arviz_stats pads)."""
-    best, power5 = 2 * target, 1
-    while power5 < best:
-        power35 = power5
-        while power35 < best:
-            power2 = power35
-            while power2 < target:
-                power2 *= 2
-            best = min(best, power2)
-            power35 *= 3
-        power5 *= 5
-    return best
+    """Bulk effective sample size of each posterior variable (arviz_stats)."""
+    return azs.ess(tree, var_names=var_names, method="bulk")
 
 
 def flatten_scalars(result) -> dict[str, float]:
