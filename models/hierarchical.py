@@ -94,6 +94,9 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
     if language_blocks and not common:
         if loss_levels is None:     # else the start, and so the values, would move with the data
             raise ValueError("language_blocks needs loss_levels (group_loss_levels)")
+        if not isinstance(language_blocks, int) or language_blocks < 1:
+            raise ValueError(f"language_blocks must be a whole number of languages per block "
+                             f"(0: none), not {language_blocks!r}")
         sites = _block_sites(x, c, saturate, transfer, other, lambda_per_language)
         blocks = _language_blocks(x, language_blocks, sites)
     with blocks:

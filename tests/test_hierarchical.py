@@ -205,3 +205,21 @@ def test_language_blocks_give_the_same_values_with_or_without_observations(study
             again = handlers.trace(model).get_trace(x, observed)
         for name in ("E", "A", "B", "alpha", "beta", "tau"):
             np.testing.assert_allclose(again[name]["value"], sampled[name]["value"], rtol=1e-6)
+
+
+@pytest.mark.unit
+def test_transfer_axes_are_orthonormal_and_bad_blocks_are_refused(study):
+    """Each language's axes rotate its transfer weights, so they must be an orthonormal basis
+    (then the Normal prior is unchanged); the weights are non-negative slopes; a block size
+    that is not a positive whole number is refused by name."""
+    runs, _ = study
+    x, _, _ = build_group_inputs(runs)
+    axes = np.asarray(group_transfer_axes(x))
+    weights = np.asarray(group_transfer_weights(x))
+    assert axes.shape == (x.n_groups, 3, 3) and weights.shape == (x.n_groups, 4)
+    for q in axes:
+        np.testing.assert_allclose(q.T @ q, np.eye(3), atol=1e-9)
+    assert (weights >= 0).all() and weights[:, :3].sum() > 0
+    with pytest.raises(ValueError, match="language_blocks must be"):
+        model = get_law("atlas-h").bind(language_blocks=-1, loss_levels=[0.0] * x.n_groups)
+        handlers.trace(handlers.seed(model, 0)).get_trace(x)
