@@ -56,7 +56,8 @@ class Sampler:
     languages, a few at a time) densely and the rest diagonally; for other models a dense
     mass matrix up to `DENSE_MAX` latent dimensions and a diagonal one above. (A joint fit
     over 48 languages has ~450 dimensions, too many to estimate densely in a normal warmup:
-    124 leapfrog steps per draw dense, 31 in 12 blocks.)
+    124 leapfrog steps per draw dense with an earlier rotation of the transfer weights, 31 in
+    12 blocks; RESULTS "Issue 18: joint fits at paper scale".)
     `chain_method`: "sequential" runs the chains one after another inside one compiled
     program, "vectorized" runs them in lockstep (jax.vmap), "parallel" is NumPyro's pmap over
     devices; "auto" is vectorised on a GPU and sequential on a CPU, where a first fit was
