@@ -24,6 +24,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from atlas_bayes import laws
+from atlas_bayes.models.scaling import student_t
 from atlas_bayes.models.transfer import GAP_PRIOR, SHARE_PRIOR
 
 
@@ -62,7 +63,7 @@ def crossover_curves(x: CrossoverInputs, log_loss=None, nu=4.0):
     mu = jnp.log(jnp.where(x.finetune > 0, jnp.maximum(tuned, 1e-6), scratch))
     sigma = numpyro.sample("sigma", dist.HalfNormal(0.05))
     with numpyro.plate("obs", len(x.cell)):
-        numpyro.sample("log_loss", dist.StudentT(nu, mu, sigma), obs=log_loss)
+        numpyro.sample("log_loss", student_t(nu, mu, sigma), obs=log_loss)
 
 
 class PowerLawInputs(NamedTuple):

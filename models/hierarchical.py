@@ -19,6 +19,7 @@ the per-language set-up these need from the training rows (`group_*` functions).
 Inputs are a `LawInputs` from `build_group_inputs` (row -> language index in `x.group`).
 """
 
+import math
 from contextlib import nullcontext
 
 import jax
@@ -39,7 +40,7 @@ LOG_E_SPREAD = 0.5
 TERM_SPREAD = 1.0
 TAU_PRIOR, TAU_SPREAD = (0.0, 0.5), 0.25
 TAU_OTHER_SPREAD = 0.5   # of log tau_other
-LAMBDA_PRIOR = (jnp.log(0.1), 1.0)
+LAMBDA_PRIOR = (math.log(0.1), 1.0)
 LAMBDA_SPREAD = 0.5       # of log lambda, when it is per language
 CENTRED_MIN_OBS = 20
 # Shape of the Gamma prior on each population spread. Every language's core parameters are

@@ -17,6 +17,9 @@ from a run table by `atlas_bayes.fitting.law_inputs`). All share one parameteris
 * a Student-t likelihood on log loss (robust to the odd mis-recorded run).
 """
 
+import math
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -24,9 +27,9 @@ import numpyro.distributions as dist
 
 from atlas_bayes import laws
 
-ALPHA_PRIOR = (jnp.log(0.35), 0.5)     # LogNormal over exponents: 90% in (0.15, 0.80)
+ALPHA_PRIOR = (math.log(0.35), 0.5)     # LogNormal over exponents: 90% in (0.15, 0.80)
 TERM_SHARE = 0.25                      # prior centre of each reducible term, as a share of loss
-TAU_OTHER_LOG_PRIOR = (jnp.log(0.05), 1.5)  # LogNormal weight of "other" tokens: 90% in (0.004, 0.6)
+TAU_OTHER_LOG_PRIOR = (math.log(0.05), 1.5)  # LogNormal weight of "other" tokens: 90% in (0.004, 0.6)
 TAU_PRIOR = (0.0, 0.5)                 # Normal weight of each transfer language's tokens
 LOG_LOSS_SCALE = 100.0                 # log_L_c is this times log(loss at the centre / median)
 
@@ -283,6 +286,31 @@ def _term_prior(x, offset):
     return dist.Normal(loc, 1.5 + 0.5 * jnp.abs(offset))
 
 
+class WholeStudentT(dist.StudentT):
+    """Student-t with whole-number degrees of freedom `k`, drawn as a normal over the root of
+    a chi-square made of `k` squared normals: NumPyro's draws use jax's gamma sampler, a
+    rejection loop that took seconds to compile in every predictive (the density is
+    NumPyro's)."""
+
+    def __init__(self, k: int, loc, scale):
+        self.k = k
+        super().__init__(float(k), loc, scale)
+
+    def sample(self, key, sample_shape=()):
+        shape = sample_shape + self.batch_shape
+        key_z, key_chi = jax.random.split(key)
+        chi2 = jnp.sum(jnp.square(jax.random.normal(key_chi, (self.k,) + shape)), axis=0)
+        return self.loc + self.scale * jax.random.normal(key_z, shape) * jnp.sqrt(self.k / chi2)
+
+
+def student_t(nu, loc, scale) -> dist.Distribution:
+    """The models' Student-t noise: `WholeStudentT` where `nu` is a small whole Python number
+    (an array keeps NumPyro's draws)."""
+    if isinstance(nu, (int, float)) and float(nu).is_integer() and 1 <= nu <= 30:
+        return WholeStudentT(int(nu), loc, scale)
+    return dist.StudentT(nu, loc, scale)
+
+
 def likelihood(mu, x, log_loss, nu, predict_mean=False):
     """Student-t on log loss; `predict_mean` also records the law's mean (for predictions)."""
     if predict_mean:
@@ -290,7 +318,7 @@ def likelihood(mu, x, log_loss, nu, predict_mean=False):
     sigma = numpyro.sample("sigma", dist.HalfNormal(0.1))
     mask = True if x.obs_mask is None else x.obs_mask     # padded rows (atlas_bayes.fitting.compiled)
     with numpyro.plate("obs", x.N.shape[0]), numpyro.handlers.mask(mask=mask):
-        numpyro.sample("log_loss", dist.StudentT(nu, mu, sigma), obs=log_loss)
+        numpyro.sample("log_loss", student_t(nu, mu, sigma), obs=log_loss)
 
 
 def observed_mean(x, log_loss):

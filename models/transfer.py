@@ -25,6 +25,7 @@ effects for well-measured languages and non-centred ones for sparse ones, and st
 small designs (8-34 divergences on 6 languages).
 """
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -34,8 +35,9 @@ import numpyro
 import numpyro.distributions as dist
 
 from atlas_bayes import laws
+from atlas_bayes.models.scaling import student_t
 
-GAP_PRIOR = (jnp.log(0.2), 1.5)   # log of L_start / L_end - 1: the drop across a curve's range
+GAP_PRIOR = (math.log(0.2), 1.5)   # log of L_start / L_end - 1: the drop across a curve's range
 SHARE_PRIOR = (0.0, 1.5)          # logit of E / L_end
 EFFECT_SD = 0.3                   # half-normal scale of the source, target and pair spreads
 MEAN_PRIOR = (0.0, 0.5)           # population mean of g
@@ -68,7 +70,7 @@ def learning_curves(x: CurveInputs, log_loss=None, nu=4.0):
     mu = jnp.log(laws.learning_curve(x.log_d_rel, E[c], (L_end - E)[c], beta[c]))
     sigma = numpyro.sample("sigma", dist.HalfNormal(0.05))
     with numpyro.plate("obs", len(x.curve)):
-        numpyro.sample("log_loss", dist.StudentT(nu, mu, sigma), obs=log_loss)
+        numpyro.sample("log_loss", student_t(nu, mu, sigma), obs=log_loss)
 
 
 class MatrixInputs(NamedTuple):

@@ -12,6 +12,7 @@ from pathlib import Path
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("ATLAS_BAYES_JAX_CACHE", tempfile.mkdtemp(prefix="atlas-bayes-jax-"))
+os.environ.setdefault("ATLAS_BAYES_CPU_DEVICES", "1")   # test workers already fill the cores
 
 import dataclasses  # noqa: E402
 import functools  # noqa: E402

@@ -234,3 +234,18 @@ def test_unimax_is_what_the_trainer_and_the_paper_design_use():
     assert list(sampling.unimax_allocation(sizes, 100.0, 2.0).values()) == list(expected)
     shares = unimax_shares(sizes, 100.0, 2.0)
     np.testing.assert_array_equal(list(shares.values()), expected / expected.sum())
+
+
+@pytest.mark.unit
+def test_whole_student_t_draws_follow_the_student_t_and_keep_its_density():
+    import jax
+    import numpyro.distributions as dist
+    from scipy import stats
+
+    from atlas_bayes.models.scaling import WholeStudentT, student_t
+    noise = student_t(4.0, 0.5, 0.2)
+    assert isinstance(noise, WholeStudentT) and not isinstance(student_t(3.5, 0.5, 0.2), WholeStudentT)
+    draws = np.asarray(noise.sample(jax.random.PRNGKey(0), (20000,)))
+    assert stats.kstest(draws, stats.t(df=4, loc=0.5, scale=0.2).cdf).pvalue > 0.01
+    x = np.linspace(-1.0, 2.0, 7)
+    np.testing.assert_allclose(noise.log_prob(x), dist.StudentT(4.0, 0.5, 0.2).log_prob(x), rtol=1e-6)

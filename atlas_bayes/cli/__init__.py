@@ -13,6 +13,9 @@ import sys
 
 from atlas_bayes.cli import data, decide, design, fit
 from atlas_bayes.cli.common import EXIT_BAD_INPUT, BadInput
+from atlas_bayes.fitting import jax_setup
+
+TRAINING_COMMANDS = ("train", "loop")    # keep one CPU device: the trainer's mesh spans them all
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     else:     # importing matplotlib waits for a command that plots
         os.environ["MPLBACKEND"] = "Agg"
     args = build_parser().parse_args(argv)
+    if args.command not in TRAINING_COMMANDS:
+        jax_setup.use_cpu_cores()
     try:
         return args.handler(args)
     except BadInput as err:

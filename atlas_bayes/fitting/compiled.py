@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
 from numpyro import handlers
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_median
 from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
@@ -47,7 +48,7 @@ TRACED_OPTIONS = ("centring", "centres", "spreads", "transfer_weights", "transfe
 OBS_SITES = ("log_loss", "log_loss_mean")   # sites with one value per observation
 EXTRA_FIELDS = ("num_steps", "energy", "diverging", "accept_prob", "potential_energy")
 MAX_PROGRAMS = 32
-CHAIN_METHODS = ("sequential", "vectorized")    # the ways a shared program runs chains
+CHAIN_METHODS = ("sequential", "parallel", "vectorized")    # the ways a shared program runs chains
 SHAREABLE_MODELS = {law.model for law in LAWS.values() if law.shareable}
 ENABLED = True       # False: every fit compiles its own program (the baseline in benchmarks)
 
@@ -107,7 +108,8 @@ def run_nuts(model, inputs, log_loss, *, chains: int, warmup: int, draws: int,
                 else bool(dense), chain_method)
     program = _program("nuts", model, static, settings, lambda: _nuts_program(
         model, static, *settings))
-    return program(key, traced, observed, _traced_options(model))
+    # on the host: draws spread over devices would make later programs span them too
+    return jax.device_get(program(key, traced, observed, _traced_options(model)))
 
 
 def predictive(model, inputs, latents: dict, key, sites: list[str],
@@ -328,13 +330,29 @@ def _nuts_program(model, static, chains, warmup, draws, target_accept, dense, ch
         mcmc.run(key, _join(static, traced), log_loss, extra_fields=EXTRA_FIELDS)
         return mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True)
 
-    def in_turn(key, traced, log_loss, options):    # one chain's program, run once per chain
-        drawn = jax.lax.map(lambda k: run(k, traced, log_loss, options, 1),
-                            jax.random.split(key, chains))
+    def in_turn(keys, traced, log_loss, options):    # one chain's program, run once per key
+        drawn = jax.lax.map(lambda k: run(k, traced, log_loss, options, 1), keys)
         return jax.tree.map(lambda v: v[:, 0], drawn)
+
+    def sequential(key, traced, log_loss, options):
+        return in_turn(jax.random.split(key, chains), traced, log_loss, options)
+
+    def parallel(key, traced, log_loss, options):    # the same chains, in turn on each device
+        mesh = Mesh(np.array(jax.devices()[:chain_devices(chains)]), ("chain",))
+        spread = jax.shard_map(in_turn, mesh=mesh, in_specs=(P("chain"), P(), P(), P()),
+                               out_specs=P("chain"), check_vma=False)
+        return spread(jax.random.split(key, chains), traced, log_loss, options)
     if chain_method == "sequential":
-        return jax.jit(in_turn)
+        return jax.jit(sequential)
+    if chain_method == "parallel":
+        return jax.jit(parallel)
     return jax.jit(partial(run, n_chains=chains))
+
+
+def chain_devices(chains: int) -> int:
+    """How many of this process's devices the parallel method spreads `chains` over: the
+    most that divide them evenly (each device runs its chains in turn)."""
+    return max(d for d in range(1, min(chains, jax.local_device_count()) + 1) if chains % d == 0)
 
 
 def dense_mass(dense):

@@ -59,10 +59,13 @@ class Sampler:
     124 leapfrog steps per draw dense with an earlier rotation of the transfer weights, 31 in
     12 blocks; RESULTS "Issue 18: joint fits at paper scale".)
     `chain_method`: "sequential" runs the chains one after another inside one compiled
-    program, "vectorized" runs them in lockstep (jax.vmap), "parallel" is NumPyro's pmap over
-    devices; "auto" is vectorised on a GPU and sequential on a CPU, where a first fit was
-    measured 1.2-1.4x and a refit 1.1-2x faster (a chain never waits for the chain with the
-    longest trajectory; benchmarks/chain_methods.py).
+    program, "vectorized" runs them in lockstep (jax.vmap), "parallel" spreads them over the
+    process's devices, each running its share in turn (`compiled.chain_devices`); "auto" is
+    vectorised on a GPU and on a CPU parallel where JAX has several CPU devices (the CLI
+    makes one per core: `jax_setup.use_cpu_cores`), else sequential. In turn beat lockstep
+    on a CPU 1.2-1.4x on a first fit and 1.1-2x on a refit (a chain never waits for the
+    chain with the longest trajectory; benchmarks/chain_methods.py); two cores beat one
+    (RESULTS "Issue 18: chains on both CPU cores").
     """
     chains: int = 4
     draws: int = 1000
@@ -79,7 +82,9 @@ class Sampler:
         if self.target_accept is None:
             changes["target_accept"] = target_accept
         if self.chain_method == "auto":
-            changes["chain_method"] = "vectorized" if jax.default_backend() == "gpu" else "sequential"
+            changes["chain_method"] = ("vectorized" if jax.default_backend() == "gpu" else
+                                       "parallel" if jax.local_device_count() > 1 and self.chains > 1
+                                       else "sequential")
         return replace(self, **changes) if changes else self
 
 
@@ -137,6 +142,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         options["centres"] = options.get("centres") or group_centres(inputs)
         if spec.takes("spreads"):
             options["spreads"] = options.get("spreads") or group_spreads(inputs)
+        _check_per_language(options, info.languages)     # before anything traces the model
         for name, resolve in (("transfer_weights", group_transfer_weights),
                               ("transfer_axes", group_transfer_axes)):
             if spec.takes(name) and name not in options:    # None given: none (benchmarks)
@@ -148,7 +154,6 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
             # 4-language test study had 0-6 divergences per seed, dense none)
             small = _latent_size(spec.bind(nu=nu, **options), inputs) <= DENSE_MAX
             options["language_blocks"] = 0 if small else languages_per_block(inputs)
-        _check_per_language(options, info.languages)
     else:
         runs = select_language(runs, language)
         inputs, info, log_loss = build_inputs(runs, transfer_languages=transfer_languages,
@@ -291,7 +296,7 @@ def _nuts(model, inputs, log_loss, sampler: Sampler, key, progress: bool):
                       dense_mass=compiled.dense_mass(dense),
                       init_strategy=init_to_median())
         mcmc = MCMC(kernel, num_warmup=sampler.warmup, num_samples=sampler.draws,
-                    num_chains=sampler.chains, chain_method=sampler.chain_method,
+                    num_chains=sampler.chains, chain_method=_numpyro_chain_method(sampler),
                     progress_bar=bar)
 
     def draw(key):
@@ -330,6 +335,13 @@ def sample_posterior(model, inputs, observed, sampler: Sampler, *, progress: boo
     derived = _predict(model, inputs, latents, key_det, sites, False) if sites else {}
     posterior = {k: np.asarray(v) for k, v in {**latents, **derived}.items()}
     return posterior, {k: np.asarray(v) for k, v in stats.items()}
+
+
+def _numpyro_chain_method(sampler: Sampler) -> str:
+    """NumPyro's name for the chain method (its "parallel" needs a device per chain)."""
+    if sampler.chain_method == "parallel" and sampler.chains > jax.local_device_count():
+        return "sequential"
+    return sampler.chain_method
 
 
 def _approximate(model, inputs, log_loss, approx: Approximation, key, progress: bool):

@@ -1,5 +1,11 @@
-"""Process-wide JAX settings that atlas_bayes relies on: the compilation cache and a guard
-against running out of memory maps.
+"""Process-wide JAX settings that atlas_bayes relies on: the compilation cache, a guard
+against running out of memory maps, and one CPU device per core.
+
+**CPU cores.** JAX gives a CPU one device, and a fit's chains then share one core.
+`use_cpu_cores` (called by the CLI before JAX starts) asks for one device per core, and the
+sampler spreads the chains over them ("parallel": RESULTS "Issue 18: chains on both CPU
+cores"). Library users opt in the same way; the trainer's commands keep one device (its mesh
+spans every device).
 
 **Memory maps.** A fit of a joint law compiles a fresh sampler (NumPyro builds new closures
 each run; single-language laws share one per size, `atlas_bayes.fitting.compiled`), and JAX keeps
@@ -49,6 +55,28 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     jax.config.update("jax_compilation_cache_max_size", CACHE_BYTES)   # enables the file lock
+
+
+def use_cpu_cores(devices: int | None = None) -> int | None:
+    """Give JAX one CPU device per core this process may use (`devices` or the environment's
+    ATLAS_BAYES_CPU_DEVICES instead), so a fit's chains run on all of them (`Sampler`'s
+    "parallel"). Only before JAX has started and where neither XLA_FLAGS nor JAX's own
+    setting says already; returns the number set, or None where it left JAX as it was.
+    The CLI calls this; a program of yours may too, right after importing atlas_bayes."""
+    from jax._src import xla_bridge
+    wanted = devices or int(os.environ.get("ATLAS_BAYES_CPU_DEVICES", "0") or 0) or _cores()
+    if (xla_bridge.backends_are_initialized() or jax.config.jax_num_cpu_devices > 0
+            or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")):
+        return None
+    jax.config.update("jax_num_cpu_devices", wanted)
+    return wanted
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:     # not Linux
+        return os.cpu_count() or 1
 
 
 def memory_maps() -> tuple[int, int] | None:

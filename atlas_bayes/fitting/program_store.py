@@ -29,6 +29,7 @@ from functools import cache
 from pathlib import Path
 
 import jax
+import numpy as np
 
 SUBFOLDER = "atlas_bayes-programs"
 MAX_FILES = 400
@@ -146,7 +147,11 @@ def _runner(exported):
     def run(*args):
         return exported.call(*args)
     run.__name__ = run.__qualname__ = exported.fun_name    # what JAX's logs call it
-    return jax.jit(run)
+    if exported.nr_devices == 1:
+        return jax.jit(run)
+    # a program over several devices (chains spread over them) runs on as many, laid out alike
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:exported.nr_devices]), ("devices",))
+    return jax.jit(run, in_shardings=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
 
 def signature(args) -> tuple:

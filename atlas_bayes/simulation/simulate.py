@@ -75,7 +75,9 @@ def simulate(design: pd.DataFrame, law: str, params: dict, *, sigma: float = 0.0
     ..., "tau": {target: {source: value}}, "tau_other": {lang: value}, "lambda": value}.
     """
     spec = get_law(law)
-    model = spec.bind(nu=nu)
+    # nu as an array keeps NumPyro's own Student-t draws (`models.scaling.student_t`), so a
+    # study is the same as before the fits' cheaper draws (the bundled example, the tests')
+    model = spec.bind(nu=np.asarray(nu, dtype=np.float32))
     key = jax.random.PRNGKey(seed)
     if spec.hierarchical:
         runs = _simulate_joint(design, model, params, sigma, key, transfer_languages)
