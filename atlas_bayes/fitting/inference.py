@@ -169,7 +169,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         simulated=bool(runs["source"].astype(str).str.startswith("simulated").any()),
         seconds=float(seconds), version=__version__, diagnostics=Convergence(**compilations),
         design_warnings=tied[:1] if tied else None,
-        approximation=approximation.statement(sampler, stats) if approximate else None,
+        approximation=approximation.statement(sampler) if approximate else None,
         extra={} if "diverging" in stats else {k: float(v) for k, v in stats.items()})
     return _to_tree(model, inputs, log_loss, posterior, draws, log_lik, stats, info, runs,
                     record, None if approximate else reported, warn, tied[1] if tied else "")
