@@ -1,7 +1,7 @@
 """How often each approximate posterior's 90% intervals cover the truth, against NUTS.
 
     .venv/bin/python benchmarks/approx_coverage.py [--studies chinchilla:5,atlas:3,atlas-h:3]
-                     [--methods nuts,svi-is,svi,laplace] [--svi-is '{"widen": 1.0}']
+                     [--methods nuts,svi,flow,laplace]
 
 Each study is simulated from known parameters at seeds 0..n-1: `chinchilla` (the recovery
 test's monolingual design, `tests/test_recovery.py`), `atlas` (the bundled example study:
@@ -79,17 +79,15 @@ def timed_fit(runs, law, sampler):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--studies", default="chinchilla:5,atlas:3,atlas-h:3")
-    parser.add_argument("--methods", default="nuts,svi-is,svi,laplace")
-    parser.add_argument("--svi-is", default="{}", help="Approximation settings for svi-is, as JSON")
+    parser.add_argument("--methods", default="nuts,svi,flow,laplace")
     parser.add_argument("--variants", default="{}",
-                        help='more svi-is settings to compare, as JSON {"label": {settings}}')
+                        help='more Approximation settings, as JSON {"label": {"method": ..., ...}}')
     args = parser.parse_args()
     methods = args.methods.split(",")
     samplers = {"nuts": Sampler(chains=4, warmup=500, draws=500)}
-    samplers.update({m: Approximation(m, **(json.loads(args.svi_is) if m == "svi-is" else {}))
-                     for m in methods if m != "nuts"})
+    samplers.update({m: Approximation(m) for m in methods if m != "nuts"})
     for label, settings in json.loads(args.variants).items():
-        samplers[label] = Approximation(**{"method": "svi-is", **settings})
+        samplers[label] = Approximation(**settings)
         methods.append(label)
     pooled = {m: [] for m in methods}
     print(f"load before: {open('/proc/loadavg').read().strip()}  cpus: {os.cpu_count()}")
