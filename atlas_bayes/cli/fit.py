@@ -16,8 +16,9 @@ def add_commands(commands) -> None:
     add("--lang", help="evaluated language to fit when the table has several")
     add("--transfer-languages", help="ATLAS transfer languages K_t, comma separated (default: the "
         "3 most co-sampled with the target); joint laws: per target, as 'fr=en,es;sw=en'")
-    add("--approx", choices=("svi", "laplace"), help="fast approximate posterior instead of NUTS "
-        "(narrower than NUTS; see benchmarks/hierarchical_speed.py)")
+    add("--approx", choices=("svi", "flow", "laplace"), help="fast APPROXIMATE posterior instead "
+        "of NUTS: svi (a full-rank normal), flow (a normalising flow) or laplace; the output says "
+        "how each was checked against NUTS (benchmarks/approx_coverage.py)")
     add("--shared", help="joint laws: parameters common to every language, comma separated "
         "(E,A,B,alpha,beta), e.g. A,alpha when sizes are tied to data sizes")
     add("--tau-prior", type=Path, help="ATLAS laws: JSON priors for tau, {target: {source: [mean, "

@@ -21,14 +21,14 @@ import jax
 import numpy as np
 import pandas as pd
 import xarray as xr
-from numpyro import optim
-from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_median
-from numpyro.infer.autoguide import (AutoLaplaceApproximation, AutoLowRankMultivariateNormal,
-                                     AutoMultivariateNormal)
+from numpyro.infer import MCMC, NUTS, Predictive, init_to_median
 from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
 
 from atlas_bayes import __version__
 from atlas_bayes.fitting import compiled, stuck
+from atlas_bayes.fitting import approximate as approximation
+from atlas_bayes.fitting.approximate import Approximation, latent_sites
+from atlas_bayes.fitting.approximate import latent_size as _latent_size
 from atlas_bayes.fitting.files import load, save  # noqa: F401  (the API: fit, save, load)
 from atlas_bayes.fitting.identifiability import check_tied_sizes
 from atlas_bayes.fitting.jax_setup import counting_compilations, release_compiled_if_crowded
@@ -86,27 +86,6 @@ class Sampler:
                                        "parallel" if jax.local_device_count() > 1 and self.chains > 1
                                        else "sequential")
         return replace(self, **changes) if changes else self
-
-
-@dataclass(frozen=True)
-class Approximation:
-    """A fast approximate posterior for interactive use (one "chain", no R-hat).
-
-    `method="svi"`: a multivariate normal in the models' unconstrained space fitted by
-    stochastic variational inference (full covariance up to `full_rank_max` latent
-    dimensions, else rank `rank` plus a diagonal); the step size decays 100-fold over the
-    run so the last iterate settles. `method="laplace"`: a normal at the posterior mode with
-    the inverse Hessian as covariance. Both understate posterior spread where the posterior
-    is far from normal; `benchmarks/hierarchical_speed.py` measures how far from NUTS.
-    """
-    method: str = "svi"
-    steps: int = 30000
-    learning_rate: float = 0.01
-    init_scale: float = 0.01
-    draws: int = 1000
-    rank: int = 32
-    full_rank_max: int = 600
-    seed: int = 0
 
 
 def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: str | None = None,
@@ -170,7 +149,8 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
     key_fit, key_ppc = compiled.split_seed(sampler.seed)
     with counting_compilations() as compilations:
         if isinstance(sampler, Approximation):
-            latents, stats = _approximate(model, inputs, log_loss, sampler, key_fit, progress)
+            latents, stats = approximation.approximate(model, inputs, log_loss, sampler, key_fit,
+                                                        progress)
         else:
             latents, stats = _nuts(model, inputs, log_loss, sampler, key_fit, progress)
         draws, log_lik = _predictive_and_log_likelihood(model, inputs, log_loss, latents, key_ppc)
@@ -194,6 +174,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         simulated=bool(runs["source"].astype(str).str.startswith("simulated").any()),
         seconds=float(seconds), version=__version__, diagnostics=Convergence(**compilations),
         design_warnings=tied[:1] if tied else None,
+        approximation=approximation.statement(sampler) if approximate else None,
         extra={} if "diverging" in stats else {k: float(v) for k, v in stats.items()})
     return _to_tree(model, inputs, log_loss, posterior, draws, log_lik, stats, info, runs,
                     record, None if approximate else reported, warn, tied[1] if tied else "")
@@ -344,58 +325,11 @@ def _numpyro_chain_method(sampler: Sampler) -> str:
     return sampler.chain_method
 
 
-def _approximate(model, inputs, log_loss, approx: Approximation, key, progress: bool):
-    """Latent draws (1 chain, draw, ...) from an SVI or Laplace approximation."""
-    release_compiled_if_crowded()
-    latent = latent_sites(model, inputs)
-    init = init_to_median()
-    if approx.method == "svi":
-        size = _latent_size(model, inputs)
-        # a small initial scale matters: at NumPyro's default (0.1) the joint 48-language fit
-        # ended 3-5 posterior sds from NUTS after 10,000 steps (benchmarks/hierarchical_speed.py)
-        guide = (AutoMultivariateNormal(model, init_loc_fn=init, init_scale=approx.init_scale)
-                 if size <= approx.full_rank_max else
-                 AutoLowRankMultivariateNormal(model, rank=approx.rank, init_loc_fn=init,
-                                               init_scale=approx.init_scale))
-    elif approx.method == "laplace":
-        guide = AutoLaplaceApproximation(model, init_loc_fn=init)
-    else:
-        raise ValueError(f"unknown approximation {approx.method!r}: choose 'svi' or 'laplace'")
-    decay = 0.01 ** (1.0 / approx.steps)
-    schedule = lambda step: approx.learning_rate * decay ** step  # noqa: E731
-    svi = SVI(model, guide, optim.ClippedAdam(schedule), Trace_ELBO())
-    key_fit, key_draw = jax.random.split(key)
-    result = svi.run(key_fit, approx.steps, inputs, log_loss, progress_bar=progress)
-    if approx.method == "laplace":
-        scale = np.diag(np.asarray(guide.get_transform(result.params).scale_tril))
-        if not np.all(np.isfinite(scale) & (scale > 0)):
-            raise ValueError("the Laplace approximation failed: the Hessian at the posterior mode "
-                             "is not positive definite (common for hierarchical models, whose "
-                             "spreads make the mode a poor summary); use method='svi' or NUTS")
-    draws = guide.sample_posterior(key_draw, result.params, sample_shape=(approx.draws,))
-    losses = np.asarray(result.losses)
-    tail = losses[-max(len(losses) // 10, 1):]
-    stats = {"elbo_final": float(-np.mean(tail)), "elbo_tail_sd": float(np.std(tail))}
-    return {k: v[None] for k, v in draws.items() if k in latent}, stats
-
-
 def mass_blocks(model, inputs) -> tuple:
     """The dense blocks of the mass matrix a model asks for: one per site named
     `language_block_<j>` (`models.hierarchical`), the rest diagonal; () when it has none."""
     return tuple((name,) for name in sorted(latent_sites(model, inputs))
                  if name.startswith(BLOCK_PREFIX))
-
-
-def _latent_size(model, inputs) -> int:
-    """Number of unconstrained latent dimensions."""
-    return sum(site.size for name, site in compiled.sites(model, inputs).items()
-               if site.kind == "sample" and not site.observed and name != "log_loss")
-
-
-def latent_sites(model, inputs) -> set[str]:
-    """Names of the model's unobserved sample sites (what a posterior must supply)."""
-    return {name for name, site in compiled.sites(model, inputs).items()
-            if site.kind == "sample" and not site.observed and name != "log_loss"}
 
 
 def site_dims(model, inputs) -> dict[str, list[str]]:

@@ -66,7 +66,7 @@ _ENCODING = {
     "scales": ("scales", "json"), "has_other": ("has_other", bool),
     "data_hash": ("data_hash", str), "source": ("source", str), "simulated": ("simulated", bool),
     "seconds": ("seconds", float), "version": ("atlas_bayes_version", str),
-    "design_warnings": ("design_warnings", "json"),
+    "design_warnings": ("design_warnings", "json"), "approximation": ("approximation", str),
 }
 _SEQUENCES = ("languages", "transfer_languages", "latent_sites", "parameters", "left_out_runs",
               "design_warnings")
@@ -105,6 +105,8 @@ class FitRecord:
     diagnostics: Convergence | None = None
     # what the run table's design cannot identify, warned before sampling (`identifiability`)
     design_warnings: tuple[str, ...] | None = None
+    # an approximate posterior: says so, and how its method was checked (`approximate.statement`)
+    approximation: str | None = None
     extra: dict = field(default_factory=dict)
     origin: str = field(default="", compare=False, repr=False)   # where it was read from
 

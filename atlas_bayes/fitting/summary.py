@@ -52,6 +52,8 @@ def summary_dict(tree: xr.DataTree, table: pd.DataFrame | None = None) -> dict:
         "diagnostics": {k: _finite(v) if isinstance(v, float) else v for k, v in diagnostics.items()},
         "seconds": record.seconds,
         "left_out_runs": list(record.left_out_runs or []),
+        **({"method": record.method, "approximation": record.approximation}
+           if record.approximation else {}),
     }
 
 
@@ -70,10 +72,15 @@ def format_summary(tree: xr.DataTree, table: pd.DataFrame | None = None) -> str:
         "",
         table.to_string(float_format=_fmt),
         "",
-        f"90% credible intervals (q05-q95). Divergences: {diagnostics['divergences']}, "
-        f"max R-hat: {diagnostics['max_r_hat']:.3f}, min bulk ESS: {diagnostics['min_ess_bulk']:.0f}, "
-        f"sampling time: {record.seconds:.1f} s",
     ]
+    if record.approximation:   # no chains to check: say what the method is and how it was checked
+        lines += [f"90% credible intervals (q05-q95). Fitting time: {record.seconds:.1f} s",
+                  record.approximation]
+    else:
+        lines.append(
+            f"90% credible intervals (q05-q95). Divergences: {diagnostics['divergences']}, "
+            f"max R-hat: {diagnostics['max_r_hat']:.3f}, min bulk ESS: "
+            f"{diagnostics['min_ess_bulk']:.0f}, sampling time: {record.seconds:.1f} s")
     if left_out:
         lines.append(f"left out (continued from a checkpoint): {', '.join(left_out)}")
     lines += [f"warning: {message}" for message in record.design_warnings or ()]
