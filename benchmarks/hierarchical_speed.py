@@ -10,7 +10,8 @@
 
 The study is `paper_design()` (48 evaluation languages; monolingual, bilingual, capacity,
 Unimax and finetune runs with learning-curve checkpoints) filled by `paper_study()` from
-per-language truths. NUTS runs 4 vectorised chains; "converged" means every R-hat <= 1.01,
+per-language truths. NUTS runs 4 chains, spread over one CPU device per core as in the CLI
+(`jax_setup.use_cpu_cores`); "converged" means every R-hat <= 1.01,
 every bulk ESS >= 400 and no divergences over the reported parameters. The fast paths
 (Laplace, SVI) are timed on the same data, and their distance from NUTS is printed per
 parameter family: |mean difference| in NUTS posterior sds, the ratio of their sds, and the
@@ -33,6 +34,7 @@ import warnings
 
 import numpy as np
 
+from atlas_bayes.fitting import jax_setup
 from atlas_bayes.fitting.inference import Approximation, Sampler, fit
 from atlas_bayes.simulation.paper_design import paper_design, paper_study, summarise_design
 
@@ -63,6 +65,7 @@ def main():
     parser.add_argument("--dense-mass", default="auto", choices=("auto", "true", "false"),
                         help="mass matrix: dense up to DENSE_MAX latent dimensions (auto), or always/never")
     args = parser.parse_args()
+    print(f"{jax_setup.use_cpu_cores() or 1} CPU devices (one per core, as the CLI)", flush=True)
     checkpoints = tuple(np.arange(1, args.checkpoints + 1) / args.checkpoints)
     if args.languages or args.eval_languages:
         studies = ([_first_languages(int(c)) for c in args.languages.split(",")] if args.languages

@@ -3,9 +3,9 @@ per core, each device running its share in turn: `compiled.chain_devices`) again
 turn on one device, on the joint fit of the paper-shaped study (first N languages).
 
     .venv/bin/python benchmarks/parallel_chains.py [--languages 12] [--chains 4]
-                                                   [--methods sequential,parallel]
+                                                   [--methods sequential,parallel] [--repeats 2]
 
-Each method fits twice (the second reuses the first's compiled program), chains x (500 + 500).
+Each method fits `--repeats` times (later fits reuse the compiled program), chains x (500 + 500).
 The process gets one CPU device per core the way the CLI does (`jax_setup.use_cpu_cores`).
 """
 
@@ -26,6 +26,7 @@ def main():
     parser.add_argument("--languages", type=int, default=12)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--methods", default="sequential,parallel")
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     devices = jax_setup.use_cpu_cores()
     runs, _ = paper_study(seed=0, scales="paper", checkpoints=(0.25, 0.5, 0.75, 1.0),
@@ -33,7 +34,7 @@ def main():
     print(f"{args.languages} languages, {len(runs)} rows, {devices} CPU devices, "
           f"load {os.getloadavg()[0]:.2f}")
     for method in args.methods.split(","):
-        for repeat in range(2):
+        for repeat in range(args.repeats):
             sampler = Sampler(chains=args.chains, warmup=500, draws=500, chain_method=method)
             start = time.perf_counter()
             with warnings.catch_warnings():

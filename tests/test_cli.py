@@ -1,6 +1,7 @@
 """The `atlas-bayes` command-line contract, run as a real subprocess."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -16,9 +17,13 @@ TRUTH = {"E": 1.4, "A": 420.0, "B": 1600.0, "alpha": 0.34, "beta": 0.31, "lambda
 SMALL = cli_args(QUICK)
 
 
-def cli(*args, cwd=None):
+def cli(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "atlas_bayes.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=600)
+                          capture_output=True, text=True, cwd=cwd, timeout=600,
+                          env=None if env is None else {**os.environ, **env})
+
+
+TWO_CORES = {"ATLAS_BAYES_CPU_DEVICES": "2"}   # as on a user's 2-core machine (conftest sets 1)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +37,7 @@ def runs_csv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def json_fit(runs_csv):
     out = runs_csv.parent / "fit-out"
-    result = cli("fit", runs_csv, "--law", "atlas", "--out", out, "--json", *SMALL)
+    result = cli("fit", runs_csv, "--law", "atlas", "--out", out, "--json", *SMALL, env=TWO_CORES)
     return result, out
 
 
@@ -62,6 +67,18 @@ def test_fit_writes_posterior_plot_and_summary(json_fit):
                 "fit_data"} <= set(tree.children)
         assert tree.attrs["law"] == "atlas" and tree.attrs["simulated"] == 1
         assert "E" in tree["posterior"].data_vars and "lambda" in tree["posterior"].data_vars
+        assert json.loads(tree.attrs["sampler"])["chain_method"] == "parallel"   # both cores
+
+
+def test_a_second_process_reads_the_stored_two_core_program_and_draws_the_same(json_fit):
+    first, out = json_fit
+    again = out.parent / "fit-again"
+    result = cli("fit", out.parent / "runs.csv", "--law", "atlas", "--out", again, "--json", *SMALL,
+                 env=TWO_CORES)
+    assert result.returncode == 0, result.stderr
+    with (xr.open_datatree(out / "posterior.nc", engine="h5netcdf") as one,
+          xr.open_datatree(again / "posterior.nc", engine="h5netcdf") as two):
+        assert (one["posterior"]["E"] == two["posterior"]["E"]).all()
 
 
 def test_fit_prints_a_readable_summary(runs_csv, tmp_path):
