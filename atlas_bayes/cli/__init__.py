@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from atlas_bayes.cli import data, decide, design, fit
+from atlas_bayes.cli import data, decide, design, fit, validate
 from atlas_bayes.cli.common import EXIT_BAD_INPUT, BadInput
 from atlas_bayes.fitting import jax_setup
 
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command not in TRAINING_COMMANDS:
         jax_setup.use_cpu_cores()
     try:
+        validate.output_paths(args)
         return args.handler(args)
     except BadInput as err:
         print(f"atlas-bayes: error: {err}", file=sys.stderr)

@@ -3,6 +3,7 @@ sampler and output folder from them), reading inputs, library calls (errors, war
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from contextlib import contextmanager
@@ -35,12 +36,12 @@ def sampler_options(parser, out: str | None, *, chains=4, draws=1000, warmup=100
     add("--chains", type=positive_int, default=chains, help=f"MCMC chains (default {chains})")
     add("--draws", type=positive_int, default=draws, help=f"draws per chain (default {draws})")
     add("--warmup", type=positive_int, default=warmup, help=f"warmup steps per chain (default {warmup})")
-    add("--seed", type=int, default=0, help=f"{seed} (default 0)")
+    add("--seed", type=seed_int, default=0, help=f"{seed} (default 0)")
     if accept == "law":
-        add("--target-accept", type=float, help="NUTS target acceptance (default: the law's, "
+        add("--target-accept", type=probability, help="NUTS target acceptance (default: the law's, "
             "0.9; 0.95 for joint laws)")
     elif accept is not None:
-        add("--target-accept", type=float, default=accept,
+        add("--target-accept", type=probability, default=accept,
             help=f"NUTS target acceptance (default {accept}{why})")
     if out is not None:
         add("--out", type=Path, help=f"output folder (default: results/<runs file>-{out})")
@@ -85,10 +86,13 @@ def library_call(source, always=None, echo=None, plain=()):
 
 
 def call_and_report(args, name: str, function, *inputs, read=None, always=None, echo=None,
-                    **options) -> int:
-    """The usual handler: read `read_runs_or_fail(args.runs, read)`, call `function(it, *inputs,
-    **options)` with the sampler and progress as a `library_call`, report into `output_folder`."""
+                    check=None, **options) -> int:
+    """The usual handler: read `read_runs_or_fail(args.runs, read)`, `check(it)` (options that
+    must agree with it; raises BadInput), call `function(it, *inputs, **options)` with the
+    sampler and progress as a `library_call`, report into `output_folder`."""
     source = read_runs_or_fail(args.runs, read)
+    if check is not None:
+        check(source)
     with library_call(args.runs, always, echo):
         result = function(source, *inputs, sampler=sampler_from(args), progress=not args.json, **options)
     return report(result, args, output_folder(args, name))
@@ -117,25 +121,48 @@ def read_runs_or_fail(path, read=None, always=None):
 
 
 def numbers(text: str | None, flag: str) -> list[float] | None:
-    """A comma-separated list of numbers (None for no text); BadInput naming `flag` otherwise."""
+    """A comma-separated list of positive finite numbers (None for no text); BadInput naming
+    `flag` otherwise."""
     try:
-        return [float(v) for v in text.split(",") if v.strip()] if text else None
+        values = [float(v) for v in text.split(",") if v.strip()] if text else None
     except ValueError:
         raise BadInput(f"{flag}: expected numbers separated by commas, got {text!r}") from None
+    bad = [v for v in values or () if not (math.isfinite(v) and v > 0)]
+    if bad:
+        raise BadInput(f"{flag}: expected positive finite numbers, got {bad[0]:g} in {text!r}")
+    return values
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    if (value := int(text)) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
-    return value
+def _number_type(name: str, expected: str, accept, convert=float):
+    """An argparse type: `convert(text)` when `accept(value)`, else 'expected EXPECTED, got TEXT'
+    (argparse adds the option's name)."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except (ValueError, OverflowError):
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    parse.__name__ = name
+    parse.__doc__ = f"argparse type: {expected}."
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
-    try:
-        if (value := float(text)) > 0:
-            return value
-    except ValueError:
-        text = repr(text)
-    raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+def _whole(text: str) -> int:
+    """An int from '3' or '3.0' (not '3.5')."""
+    value = float(text)
+    if not value.is_integer():
+        raise ValueError(text)
+    return int(value)
+
+
+positive_int = _number_type("positive_int", "a whole number >= 1", lambda v: v >= 1, _whole)
+seed_int = _number_type("seed_int", "a whole number from 0 to 2147483647", lambda v: 0 <= v < 2 ** 31,
+                        _whole)
+positive_float = _number_type("positive_float", "a positive finite number",
+                              lambda v: math.isfinite(v) and v > 0)
+nonnegative_float = _number_type("nonnegative_float", "a finite number >= 0",
+                                 lambda v: math.isfinite(v) and v >= 0)
+probability = _number_type("probability", "a probability strictly between 0 and 1",
+                           lambda v: 0 < v < 1)

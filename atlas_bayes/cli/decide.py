@@ -1,5 +1,6 @@
 """Decision commands: `curse`, `crossover`, `transfer` and `optimal`."""
 
+from atlas_bayes.cli import checks_decide as checks
 from atlas_bayes.cli import common
 from atlas_bayes.models import law_names
 
@@ -9,8 +10,8 @@ def add_commands(commands) -> None:
     positive = common.positive_float
     curse = common.command(commands, "curse", run_curse, f"{common.RUNS} with mix_<lang> columns")
     add = curse.add_argument
-    add("--from-k", type=positive, required=True, help="number of languages to start from")
-    add("--to-k", type=positive, required=True, help="number of languages to go to")
+    add("--from-k", type=common.positive_int, required=True, help="number of languages to start from")
+    add("--to-k", type=common.positive_int, required=True, help="number of languages to go to")
     add("--n-params", type=positive, help="starting model size, with --tokens (default: "
         "a compute-optimal start)")
     add("--tokens", type=positive, help="starting total training tokens at --from-k languages")
@@ -61,7 +62,8 @@ def run_curse(args) -> int:
                               "(a compute-optimal start)")
     return common.call_and_report(
         args, "curse", curse_study, args.from_k, args.to_k, n_params=args.n_params,
-        n_tokens=args.tokens, language=args.lang, per_language=args.per_language)
+        n_tokens=args.tokens, language=args.lang, per_language=args.per_language,
+        check=lambda runs: checks.curse_options(runs, args))
 
 
 def run_crossover(args) -> int:
@@ -70,9 +72,9 @@ def run_crossover(args) -> int:
     Fits scratch and finetune learning curves per (language, model size) and reports the crossover
     tokens and compute; at a size without runs, from the power law C = k N^gamma."""
     from atlas_bayes.decisions.crossover_result import crossover_decision
-    return common.call_and_report(args, "crossover", crossover_decision, args.lang,
-                                  budget=args.budget, n_params=args.n_params,
-                                  always=Warning, echo=UserWarning)
+    return common.call_and_report(
+        args, "crossover", crossover_decision, args.lang, budget=args.budget, n_params=args.n_params,
+        always=Warning, echo=UserWarning, check=lambda runs: checks.crossover_language(runs, args.lang))
 
 
 def run_transfer(args) -> int:
@@ -80,7 +82,8 @@ def run_transfer(args) -> int:
     from atlas_bayes.decisions.transfer_result import transfer_study
     return common.call_and_report(
         args, "transfer", transfer_study, args.target, languages=args.languages, n_params=args.n_params,
-        horizon=args.horizon, tau_priors_for=args.tau_priors_for, always=Warning, echo=UserWarning)
+        horizon=args.horizon, tau_priors_for=args.tau_priors_for, always=Warning, echo=UserWarning,
+        check=lambda runs: checks.transfer_languages(runs, args.target, args.languages))
 
 
 def run_optimal(args) -> int:

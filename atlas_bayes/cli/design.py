@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from atlas_bayes.cli import common
+from atlas_bayes.cli import common, validate
 from atlas_bayes.models import law_names
 
 
@@ -22,7 +22,7 @@ def add_commands(commands) -> None:
         add("--lang", help="language to fit and design for (default: the fit's first)")
         add("--tokens", help="token budgets of candidate runs, comma separated")
         add("--tokens-per-param", help="or tokens per parameter (default 5,10,20,40,80)")
-        add("--cost-power", type=float, default=1.0,
+        add("--cost-power", type=common.nonnegative_float, default=1.0,
             help="rank by gain / cost^P (1: per FLOP, default; 0: gain alone)")
         add("--max-draws", type=count, default=512, help="posterior draws for the EIG (default 512)")
 
@@ -32,7 +32,8 @@ def add_commands(commands) -> None:
     grid("--shapes", help="trainer shapes, comma separated (e.g. s0,s2,s4), or 'all'")
     grid("--n-params", help="model sizes, comma separated (default: 10 from the data's smallest "
          "to 10x its largest)")
-    add("--eval-tokens", type=float, default=0.0, help="evaluated tokens per run, costing 2N each")
+    add("--eval-tokens", type=common.nonnegative_float, default=0.0,
+        help="evaluated tokens per run, costing 2N each")
     add("--unique-tokens", type=positive, help="unique tokens of the language (default: the table's)")
     common.sampler_options(design, "design", accept="law")
     add("--plan", type=Path, help="write the chosen runs as a trainer plan (JSONL) here; needs --shapes "
@@ -69,6 +70,7 @@ def run_design(args) -> int:
         tokens=common.numbers(args.tokens, "--tokens"), eval_tokens=args.eval_tokens,
         tokens_per_param=common.numbers(args.tokens_per_param, "--tokens-per-param"),
         shapes=None if not args.shapes else "all" if args.shapes == "all" else args.shapes.split(","))
+    check_design_inputs(options, plan)
     with common.library_call(args.runs, plain=lib.OptionError):
         study = lib.study_for(lib.parse_target(args.target), law=args.law, language=args.lang,
                               unique_tokens=args.unique_tokens, run_folder=Path(args.runs).parent)
@@ -87,6 +89,8 @@ def run_loop(args) -> int:
     the plan for an external runner and stops), adds the runs to the table and refits; the loop
     stops at --budget, --width or --max-rounds. OUT holds the state: rerun to continue."""
     from atlas_bayes.design import loop
+    validate.trainer_shapes(args.shapes.split(",") if args.shapes else None)
+    validate.input_file(args.ingest, "--ingest")
     with common.bad_input(f"--train-config {args.train_config}"):
         base = loop.read_train_base(args.train_config)
     start = common.read_runs_or_fail(args.runs)
@@ -102,3 +106,11 @@ def run_loop(args) -> int:
             external=args.external), args.out, ingest=args.ingest,
             progress=not args.no_progress, start=start)
     return common.report(status, args, args.out)
+
+
+def check_design_inputs(options, plan) -> None:
+    """Before the fit: named trainer shapes exist; the candidate file reads, and with a plan its
+    `model` column names trainer shapes."""
+    if options.shapes != "all":
+        validate.trainer_shapes(options.shapes)
+    validate.plan_candidates(options.file, plan is not None, options.eval_tokens)

@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from atlas_bayes.cli import common
+from atlas_bayes.cli import common, validate
 from atlas_bayes.models import law_names
 
 
@@ -46,8 +46,10 @@ def run_fit(args) -> int:
             options["tau_prior"] = read_tau_prior(args.tau_prior)
     with common.bad_input("--transfer-languages"):
         transfer = parse_transfer_languages(args.transfer_languages)
-    return common.call_and_report(args, args.law, fit_result, args.law, language=args.lang,
-                                  options=options, transfer_languages=transfer)
+    return common.call_and_report(
+        args, args.law, fit_result, args.law, language=args.lang, options=options,
+        transfer_languages=transfer,
+        check=lambda runs: validate.transfer_languages(runs, transfer, args.law, args.lang))
 
 
 def run_compare(args) -> int:

@@ -50,7 +50,8 @@ def crossover_cells(runs: pd.DataFrame) -> pd.DataFrame:
     scratch = ~continued & (rows["kind"] == "mono")
     rows = rows[scratch | continued].copy()
     rows["finetune"] = (rows["init"] != "scratch").astype(float)
-    rows["d"] = rows["n_tokens"] - rows.get("init_tokens", 0.0).fillna(0.0)
+    checkpoint = rows["init_tokens"] if "init_tokens" in rows.columns else pd.Series(0.0, rows.index)
+    rows["d"] = rows["n_tokens"] - checkpoint.fillna(0.0)
     rows["cell"] = rows["language"] + "@" + rows["n_params"].map(lambda n: f"{n:.4g}")
     has = rows.groupby("cell")["finetune"].agg(["min", "max"])
     complete = has.index[(has["min"] == 0) & (has["max"] == 1)]

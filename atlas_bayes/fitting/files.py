@@ -2,6 +2,7 @@
 or text (a fit or a run table, tau priors, a JSON object, transfer languages)."""
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -30,13 +31,37 @@ def read_source(path: str | Path) -> xr.DataTree | pd.DataFrame:
         return read_runs(path)
     if not Path(path).is_file():
         raise ValueError(f"{path}: file not found")
-    return load(path)
+    try:
+        return load(path)
+    except (OSError, ValueError, KeyError, TypeError) as err:     # h5py/netCDF: corrupt, truncated
+        raise ValueError(f"{path}: cannot be read as a saved fit ({type(err).__name__}: {err}); "
+                         "expected a complete posterior.nc written by 'atlas-bayes fit'") from None
 
 
 def read_tau_prior(path) -> dict:
     """Tau priors from a JSON file ({target: {source: [mean, sd]}}, as `transfer` writes
     tau_priors.json), for `options["tau_prior"]`; ValueError when it is not such an object."""
-    return read_json_object(path, "tau priors, {target: {source: [mean, sd]}}")
+    given = read_json_object(path, "tau priors, {target: {source: [mean, sd]}}")
+    check_tau_priors(given)
+    return given
+
+
+def check_tau_priors(given: dict) -> None:
+    """ValueError naming the entry that is not {target: {source: [mean, sd]}} with finite
+    numbers and sd > 0."""
+    for target, sources in given.items():
+        if not isinstance(sources, dict):
+            raise ValueError(f"[{target!r}]: expected an object {{source: [mean, sd]}}, got "
+                             f"{json.dumps(sources)[:60]}")
+        for source, prior in sources.items():
+            where = f"[{target!r}][{source!r}]"
+            if not (isinstance(prior, list) and len(prior) == 2
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in prior)):
+                raise ValueError(f"{where}: expected [mean, sd], two numbers, got "
+                                 f"{json.dumps(prior)[:60]}")
+            if not all(math.isfinite(v) for v in prior) or prior[1] <= 0:
+                raise ValueError(f"{where}: expected a finite mean and a positive finite sd, got "
+                                 f"{json.dumps(prior)}")
 
 
 def read_json_object(path, holding: str) -> dict:

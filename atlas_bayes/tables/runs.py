@@ -7,7 +7,9 @@ number of training tokens. Validation collects every problem in the table and ra
 
 from __future__ import annotations
 
+import csv
 import difflib
+import gzip
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ COLUMNS = ("run_id", "language", "n_params", "n_tokens", "loss", "unique_tokens"
 MIX_PREFIX = "mix_"                 # mix_<lang>: share of the run's training tokens in <lang>
 UNIQUE_PREFIX = "unique_tokens_"    # unique_tokens_<lang>: unique tokens available in <lang>
 DEFAULT_LANGUAGE = "und"            # ISO 639 "undetermined"
+RUN_CONSTANT = ("n_params", "n_languages", "init", "init_tokens")   # and mix_*: one per run
 MIX_TOLERANCE = 1e-3
 MAX_LISTED = 20
 
@@ -63,16 +66,47 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise RunTableError(str(path), ["file not found"])
     suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv", ".txt", ".gz"):
+        raise RunTableError(str(path), [f"unknown file type '{suffix}': expected .csv or .parquet"])
     try:
         if suffix == ".parquet":
             raw = pd.read_parquet(path)
-        elif suffix in (".csv", ".txt", ".gz"):
-            raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
         else:
-            raise RunTableError(str(path), [f"unknown file type '{suffix}': expected .csv or .parquet"])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
+            _check_field_counts(path)
+            raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
+                              index_col=False)
+    except RunTableError:
+        raise
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError,
+            ValueError, csv.Error) as err:
         raise RunTableError(str(path), [f"cannot be read as a table: {err}"]) from None
+    except Exception as err:   # pyarrow's ArrowException (a corrupt or truncated Parquet file)
+        if type(err).__module__.split(".")[0] != "pyarrow":
+            raise
+        raise RunTableError(str(path), [f"cannot be read as a Parquet table ({type(err).__name__}: "
+                                        f"{err}); expected a complete Parquet file"]) from None
     return validate_runs(raw, source=str(path), csv=suffix != ".parquet")
+
+
+def _check_field_counts(path: Path) -> None:
+    """Refuse CSV rows with more fields than the header: a comma at the end of every row would
+    otherwise shift every column by one (pandas reads the first field as the index). Fewer
+    fields are blanks, as the format allows."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rt", newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, skipinitialspace=True)
+        header = next(reader, None)
+        if header is None:
+            return                                  # empty: read_csv says so
+        problems = []
+        rows = (row for row in reader if row)       # pandas skips blank lines too
+        for number, row in enumerate(rows, start=1):
+            if len(row) > len(header):
+                problems.append(f"row {number} (line {reader.line_num}): {len(row)} fields, but the "
+                                f"header has {len(header)} columns; expected at most one field per "
+                                "column" + (" (the row ends in a comma)" if row[-1] == "" else ""))
+    if problems:
+        raise RunTableError(str(path), problems)
 
 
 def write_runs(runs: pd.DataFrame, path: str | Path) -> None:
@@ -125,6 +159,7 @@ def validate_runs(raw: pd.DataFrame, source: str = "<run table>", csv: bool = Fa
     problems += _check_mixtures(runs, where)
     problems += _check_init_tokens(runs, where)
     problems += _check_duplicates(runs, where)
+    problems += _check_run_constants(runs, where)
     if problems:
         raise RunTableError(source, problems)
 
@@ -297,6 +332,33 @@ def _check_duplicates(runs: pd.DataFrame, where) -> list[str]:
         rows = ", ".join(where(i) for i in group.index)
         problems.append(f"{rows}: duplicate rows for run '{run}', language '{lang}', "
                         f"n_tokens {tokens:g} (columns run_id, language, n_tokens must be unique)")
+    return problems
+
+
+def _check_run_constants(runs: pd.DataFrame, where) -> list[str]:
+    """Columns that describe the whole run (its size, start and mixture) must agree on all of
+    its rows."""
+    columns = [c for c in runs.columns if c in RUN_CONSTANT or c.startswith(MIX_PREFIX)]
+    problems = []
+    for column in columns:
+        values = runs[column]
+        if pd.api.types.is_numeric_dtype(values):
+            spread = values.groupby(runs["run_id"]).agg(lambda v: np.ptp(v.dropna()) if v.notna().any()
+                                                        else 0.0)
+            scale = values.abs().groupby(runs["run_id"]).max().fillna(0.0)
+            differ = spread[spread > 1e-9 * scale].index
+            gaps = values.isna().groupby(runs["run_id"]).agg(lambda v: 0 < v.sum() < len(v))
+            differ = differ.union(gaps[gaps].index, sort=False)
+        else:
+            counts = values.groupby(runs["run_id"]).nunique(dropna=False)
+            differ = counts[counts > 1].index
+        for run in differ:
+            rows = runs.index[runs["run_id"] == run]
+            seen = list(dict.fromkeys(values[rows].astype(str)))
+            shown = ", ".join(where(i) for i in rows[:4]) + (", ..." if len(rows) > 4 else "")
+            problems.append(f"{shown}: run '{run}' has different values in column '{column}' "
+                            f"({', '.join(seen[:4])}); expected one value per run_id (a run has one "
+                            f"{column}): give different runs different run_ids")
     return problems
 
 
