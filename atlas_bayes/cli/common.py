@@ -37,10 +37,13 @@ def sampler_options(parser, out: str | None, *, chains=4, draws=1000, warmup=100
     add("--warmup", type=positive_int, default=warmup, help=f"warmup steps per chain (default {warmup})")
     add("--seed", type=int, default=0, help=f"{seed} (default 0)")
     if accept == "law":
-        add("--target-accept", type=float, help="NUTS target acceptance (default: the law's, "
+        add("--target-accept", type=acceptance, help="NUTS target acceptance (default: the law's, "
             "0.9; 0.95 for joint laws)")
+    elif accept == "model":
+        add("--target-accept", type=acceptance, help="NUTS target acceptance (default: the "
+            "model's, 0.9)")
     elif accept is not None:
-        add("--target-accept", type=float, default=accept,
+        add("--target-accept", type=acceptance, default=accept,
             help=f"NUTS target acceptance (default {accept}{why})")
     if out is not None:
         add("--out", type=Path, help=f"output folder (default: results/<runs file>-{out})")
@@ -129,6 +132,23 @@ def positive_int(text: str) -> int:
     if (value := int(text)) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
     return value
+
+
+def acceptance(text: str) -> float:
+    """argparse type: a target acceptance probability, strictly between 0 and 1."""
+    try:
+        if 0 < (value := float(text)) < 1:
+            return value
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected a probability strictly between 0 and 1 "
+                                     f"(e.g. 0.95), got {text!r}")
+
+
+def accept_unconverged_option(parser) -> None:
+    """--accept-unconverged: use a saved posterior.nc whose fit failed its convergence checks."""
+    parser.add_argument("--accept-unconverged", action="store_true", help="use a posterior.nc "
+                        "whose fit did not converge (its warnings are still shown)")
 
 
 def positive_float(text: str) -> float:
