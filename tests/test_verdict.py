@@ -185,3 +185,18 @@ def test_target_accept_outside_0_1_is_refused(folder, capsys, command, value):
     assert f"--target-accept: expected a probability strictly between 0 and 1 (e.g. 0.95), " \
            f"got '{value}'" in stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.unit
+def test_curse_and_crossover_beyond_their_data_warn_with_the_factor(study):
+    from atlas_bayes.decisions.crossover_result import _warn_beyond
+    from atlas_bayes.decisions.curse import _warn_beyond_languages
+    from atlas_bayes.fitting.plausible import ExtrapolationWarning
+    with pytest.warns(ExtrapolationWarning, match=r"number of languages asked for is 50 times the most"):
+        _warn_beyond_languages(study, 50)
+    with pytest.warns(ExtrapolationWarning, match=r"token budget asked for is 1e\+10 times"):
+        _warn_beyond(None, [1e8], 1e10 * study["n_tokens"].max(), study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_beyond_languages(study, 4)
+        _warn_beyond(2e8, [1e8], study["n_tokens"].max(), study)
