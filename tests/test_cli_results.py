@@ -28,8 +28,8 @@ from atlas_bayes.fitting.summary import FitResult, json_safe
 pytestmark = pytest.mark.unit
 
 DIAGNOSTICS = {"divergences": 0, "max_r_hat": 1.002, "min_ess_bulk": 480.0}
-FIT_KEYS = {"law", "n_obs", "target_language", "parameters", "diagnostics", "seconds",
-            "left_out_runs"}
+FIT_KEYS = {"law", "n_obs", "target_language", "parameters", "diagnostics", "converged",
+            "warnings", "seconds", "left_out_runs"}
 
 
 def fake_fit(law="chinchilla", names=("E", "A", "alpha")):
@@ -169,7 +169,8 @@ def test_optimal_result_follows_the_optimal_contract():
     d = result.as_dict()
     assert list(d) == ["law", "language", "compute", "unique_tokens", "unique_tokens_source",
                        "prob", "n_draws", "allocation", "p_repeated", "p_at_bound",
-                       "p_more_params_than_chinchilla", "diagnostics", "trajectory"]
+                       "p_more_params_than_chinchilla", "diagnostics", "converged", "warnings",
+                       "trajectory"]
     assert d["trajectory"] == [{"compute": 1e20, "N_median": None}]     # JSON-safe: inf -> null
     json.dumps(d, allow_nan=False)
     lines = result.to_text(Path("o")).splitlines()
@@ -194,7 +195,7 @@ def test_sampler_and_output_folder_come_from_the_arguments():
                               "--out", "here"])
     assert sampler_from(args) == Approximation("laplace", seed=3)
     assert output_folder(args, "fit") == Path("here")
-    args = parser.parse_args(["crossover", "r.csv", "--lang", "sw"])      # no --target-accept
+    args = parser.parse_args(["crossover", "r.csv", "--lang", "sw"])      # --target-accept not given
     assert sampler_from(args) == Sampler(chains=4, draws=1000, warmup=500, seed=0)
     args = parser.parse_args(["curse", "r.csv", "--from-k", "2", "--to-k", "4"])
     assert sampler_from(args).target_accept == 0.95

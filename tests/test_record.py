@@ -69,7 +69,9 @@ def test_legacy_attributes_rebuild_the_record_and_are_written_back_unchanged():
     assert record.diagnostics == Convergence(0, 1.1869836383618326, 8.727593209228278, ())
     assert record.extra == {} and record.version == "0.1.0"
     attrs = record.to_attrs()
-    assert attrs.pop("convergence_warnings") == "[]"   # the one attribute FitRecord adds
+    assert attrs.pop("convergence_warnings") == "[]"   # the attributes FitRecord adds
+    assert attrs.pop("convergence_notes") == "[]" and attrs.pop("warnings") == "[]"
+    assert attrs.pop("converged") == "true"     # derived: the legacy file recorded no warnings
     assert attrs == LEGACY
 
 

@@ -40,6 +40,9 @@ def sampler_options(parser, out: str | None, *, chains=4, draws=1000, warmup=100
     if accept == "law":
         add("--target-accept", type=probability, help="NUTS target acceptance (default: the law's, "
             "0.9; 0.95 for joint laws)")
+    elif accept == "model":
+        add("--target-accept", type=probability, help="NUTS target acceptance (default: the "
+            "model's, 0.9)")
     elif accept is not None:
         add("--target-accept", type=probability, default=accept,
             help=f"NUTS target acceptance (default {accept}{why})")
@@ -166,3 +169,9 @@ nonnegative_float = _number_type("nonnegative_float", "a finite number >= 0",
                                  lambda v: math.isfinite(v) and v >= 0)
 probability = _number_type("probability", "a probability strictly between 0 and 1",
                            lambda v: 0 < v < 1)
+
+
+def accept_unconverged_option(parser) -> None:
+    """--accept-unconverged: use a saved posterior.nc whose fit failed its convergence checks."""
+    parser.add_argument("--accept-unconverged", action="store_true", help="use a posterior.nc "
+                        "whose fit did not converge (its warnings are still shown)")

@@ -27,7 +27,7 @@ def add_commands(commands) -> None:
     add("--lang", required=True, help="target language")
     add("--n-params", type=positive, help="model size (required when the language has several)")
     add("--budget", type=positive, help="token budget of the planned run: P(no crossover within it)")
-    common.sampler_options(cross, "crossover", warmup=500)
+    common.sampler_options(cross, "crossover", warmup=500, accept="model")
 
     transfer = common.command(commands, "transfer", run_transfer, "run table with monolingual and "
                               "50/50 bilingual runs (mix_<lang> columns, learning-curve checkpoints)")
@@ -40,7 +40,7 @@ def add_commands(commands) -> None:
         "predicted from language metadata)")
     add("--tau-priors-for", type=common.positive_int, default=3, metavar="K", help="write tau "
         "priors of each target's K best sources to tau_priors.json, for 'fit --tau-prior' (default 3)")
-    common.sampler_options(transfer, "transfer", warmup=500)
+    common.sampler_options(transfer, "transfer", warmup=500, accept="model")
 
     optimal = common.command(commands, "optimal", run_optimal, f"{common.RUNS}, or a posterior.nc "
                              "written by 'fit' / 'optimal' (then no fit is run)")
@@ -52,6 +52,7 @@ def add_commands(commands) -> None:
     add("--unique-tokens", type=positive, help="unique tokens of the language (default: the run "
         "table's; none recorded means never repeated)")
     common.sampler_options(optimal, "optimal", accept="law")
+    common.accept_unconverged_option(optimal)
 
 
 def run_curse(args) -> int:
@@ -93,4 +94,5 @@ def run_optimal(args) -> int:
     with common.bad_input():
         check_minimum_compute(args.compute)
     return common.call_and_report(args, "optimal", optimal_study, args.compute, law=args.law,
-                                  language=args.lang, unique_tokens=args.unique_tokens, read=read_source)
+                                  language=args.lang, unique_tokens=args.unique_tokens, read=read_source,
+                                  accept_unconverged=args.accept_unconverged)

@@ -36,6 +36,7 @@ def add_commands(commands) -> None:
         help="evaluated tokens per run, costing 2N each")
     add("--unique-tokens", type=positive, help="unique tokens of the language (default: the table's)")
     common.sampler_options(design, "design", accept="law")
+    common.accept_unconverged_option(design)
     add("--plan", type=Path, help="write the chosen runs as a trainer plan (JSONL) here; needs --shapes "
         "or a 'model' column of shapes (--out PLAN.jsonl: the same, other outputs beside it)")
 
@@ -78,7 +79,8 @@ def run_design(args) -> int:
         result = lib.make_design(
             study, common.read_runs_or_fail(args.runs, read_source), sampler=common.sampler_from(args),
             options=options, k=args.k, budget=args.budget, cost_power=args.cost_power,
-            max_draws=args.max_draws, seed=args.seed, plan=plan, progress=not args.json)
+            max_draws=args.max_draws, seed=args.seed, plan=plan, progress=not args.json,
+            accept_unconverged=args.accept_unconverged)
     return common.report(result, args, out or common.output_folder(args, "design"))
 
 

@@ -32,7 +32,7 @@ def add_commands(commands) -> None:
         "%(default)s); one the table cannot give is reported in its error column")
     add("--lang", help="target languages, comma separated (default: every evaluated language)")
     add("--no-loo", action="store_true", help="skip the PSIS-LOO comparison")
-    common.sampler_options(compare, "compare", shows="the readable tables",
+    common.sampler_options(compare, "compare", accept="law", shows="the readable tables",
                            seed="sampler seed and the random split's seed")
 
 

@@ -79,9 +79,11 @@ def crossover_decision(runs, language: str, *, sampler, n_params: float | None =
     post = tree.posterior
     sizes = post["n_params"].values[post["language"].values == language]
     if n_params is None or np.isclose(sizes, n_params, rtol=1e-3).any():
+        _warn_beyond(None, sizes, budget, runs)
         summary = crossover_summary(tree, language, n_params, budget)
         summary["source"] = "measured cell"
         return CrossoverResult(tree, None, summary, language, n_params, budget)
+    _warn_beyond(n_params, sizes, budget, runs)
     law = fit_power_law(tree, sampler=dataclasses.replace(sampler, target_accept=0.95))
     draws = predict_crossover(law, language, n_params, seed=sampler.seed)
     summary = {"language": language, **summarise_draws(draws, n_params, budget),
@@ -90,6 +92,20 @@ def crossover_decision(runs, language: str, *, sampler, n_params: float | None =
                "k": {str(lang): _interval(law.posterior["log_k"].sel(language=lang), np.exp)
                      for lang in law.posterior["language"].values}}
     return CrossoverResult(tree, law, summary, language, n_params, budget)
+
+
+def _warn_beyond(n_params, sizes, budget, runs) -> None:
+    """`ExtrapolationWarning`s for a model size or token budget far beyond the runs'."""
+    import warnings
+
+    from atlas_bayes.fitting.plausible import ExtrapolationWarning, beyond
+
+    notes = [beyond(float(n_params), float(np.max(sizes)), "model size",
+                    "the largest measured cell's") if n_params is not None and len(sizes) else None,
+             beyond(float(budget), float(np.max(runs["n_tokens"])), "token budget",
+                    "the longest run's") if budget is not None else None]
+    for note in filter(None, notes):
+        warnings.warn(note, ExtrapolationWarning, stacklevel=3)
 
 
 def _interval(draws: xr.DataArray, transform=None) -> list[float]:

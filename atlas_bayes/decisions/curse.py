@@ -212,5 +212,24 @@ def curse_study(runs, from_k: float, to_k: float, *, sampler, n_params: float | 
     law = "curse-h" if per_language else "curse"
     start = {"n_params": n_params, "n_tokens": n_tokens}
     tree = fit(runs, law, sampler=sampler, progress=progress)
+    _warn_beyond_languages(runs, to_k)
     table = iso_loss(tree, from_k, to_k, language=language, **start)
     return IsoLossResult(tree, table, law, from_k, to_k, start, language)
+
+
+LANGUAGE_FACTOR = 10.0    # --to-k this many times the most languages a run trained on: warn
+
+
+def _warn_beyond_languages(runs, to_k: float) -> None:
+    """An `ExtrapolationWarning` when `to_k` is `LANGUAGE_FACTOR` times the most languages
+    in any run's mixture, or more."""
+    import warnings
+
+    from atlas_bayes.fitting.plausible import ExtrapolationWarning, beyond
+    from atlas_bayes.tables.runs import mixture_fractions
+
+    most = float((mixture_fractions(runs).to_numpy() > 0).sum(axis=1).max())
+    note = beyond(float(to_k), most, "number of languages", "the most in any run's mixture",
+                  factor=LANGUAGE_FACTOR)
+    if note:
+        warnings.warn(note, ExtrapolationWarning, stacklevel=3)

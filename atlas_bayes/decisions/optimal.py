@@ -391,14 +391,23 @@ class OptimalResult:
     tree: object
     optimum: Optimum
     trajectory: pd.DataFrame
+    notes: tuple[str, ...] = ()     # how far the answer lies outside the data (`plausibility`)
 
     def as_dict(self) -> dict:
-        """The optimum's summary, the fit's diagnostics and the trajectory's rows (JSON-safe)."""
+        """The optimum's summary, the fit's diagnostics, verdict and warnings (the fit's, then
+        the answer's own) and the trajectory's rows (JSON-safe)."""
         from atlas_bayes.fitting.summary import json_safe
+        from atlas_bayes.fitting.trust import verdict
 
+        fit = verdict(self.tree)
         return json_safe({**self.optimum.as_dict(),
                           "diagnostics": FitRecord.from_tree(self.tree).diagnostics.as_dict(),
+                          "converged": fit["converged"], "warnings": fit["warnings"] + list(self.notes),
                           "trajectory": self.trajectory.drop(columns=["label"]).to_dict(orient="records")})
+
+    def warnings(self) -> list[str]:
+        """The answer's own warnings (the fit's are said where it is fitted or read)."""
+        return list(self.notes)
 
     def to_text(self, out: Path | None = None) -> str:
         """The allocation table under a heading, P(repeats data), P(more parameters than
@@ -438,19 +447,46 @@ def check_minimum_compute(compute: float) -> None:
                          f"{MIN_PARAMS:g} parameters x {MIN_TOKENS:g} tokens = {smallest:g} FLOPs")
 
 
+def plausibility(tree, optimum: Optimum) -> list[str]:
+    """Warnings for an optimum far outside the fitted runs: its compute against the largest
+    run's (`fitting.plausible`), and draws whose loss along the iso-compute line is flat to
+    double precision around N* (the model-size or data term has vanished below the floor's
+    resolution, so N* and D* are not determined: the search stops at the first flat point)."""
+    from atlas_bayes.fitting.plausible import beyond, fitted_extremes
+
+    largest = fitted_extremes(tree).get("compute", np.nan)
+    notes = [m for m in [beyond(optimum.compute, largest, "compute", "the largest run's")] if m]
+    r, draws = optimum.result, optimum.draws
+    C = optimum.compute
+    loss = r["loss"]
+    nearby = [predicted_loss(draws, r["N"] * f, C / (6.0 * r["N"] * f)) for f in (0.1, 10.0)]
+    flat = np.all([np.abs(v - loss) <= 1e-12 * np.abs(loss) for v in nearby], axis=0)
+    if flat.mean() > 0.05:
+        notes.append(
+            f"at C = {C:.3g} the predicted loss changes by less than double precision's "
+            f"resolution between N*/10 and 10 N* for {flat.mean():.0%} of draws: N* and D* are not "
+            f"determined there (the closed form without repetition gives N* = "
+            f"{np.median(r['chinchilla_N']):.3g})")
+    return notes
+
+
 def optimal_study(source, compute: float, *, law: str = "atlas", language: str | None = None,
-                  unique_tokens: float | None = None, sampler=None,
-                  progress: bool = False) -> OptimalResult:
+                  unique_tokens: float | None = None, sampler=None, progress: bool = False,
+                  accept_unconverged: bool = False) -> OptimalResult:
     """The compute-optimal allocation `atlas-bayes optimal` reports: `source` is a fitted tree
-    (used as is) or a run table (`law` is fitted to it with `sampler`); the optimum at
-    `compute` and the trajectory over budgets 1e-3 to 1e3 times it."""
+    (used as is, after `trust.check_saved_fit`: its warnings repeated, and refused when it did
+    not converge unless `accept_unconverged`) or a run table (`law` is fitted to it with
+    `sampler`); the optimum at `compute` and the trajectory over budgets 1e-3 to 1e3 times it."""
     import xarray as xr
 
     from atlas_bayes.fitting.inference import fit
+    from atlas_bayes.fitting.trust import check_saved_fit
     from atlas_bayes.models import get_law
 
     tree = source
-    if not isinstance(source, xr.DataTree):
+    if isinstance(source, xr.DataTree):
+        check_saved_fit(tree, accept_unconverged)
+    else:
         hierarchical = get_law(law).hierarchical
         tree = fit(source, law, language=None if hierarchical else language, sampler=sampler,
                    progress=progress)
@@ -459,4 +495,4 @@ def optimal_study(source, compute: float, *, law: str = "atlas", language: str |
     budgets = budgets[budgets >= 6.0 * MIN_PARAMS * MIN_TOKENS]
     track = trajectories({result.draws.language: (tree, result.draws.language)}, budgets,
                          unique_tokens={result.draws.language: result.draws.unique_tokens})
-    return OptimalResult(tree, result, track)
+    return OptimalResult(tree, result, track, tuple(plausibility(tree, result)))

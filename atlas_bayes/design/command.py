@@ -17,7 +17,9 @@ from atlas_bayes.design.eig import Design, choose_batch
 from atlas_bayes.design.plan import plan_configs, plot_design, write_plan
 from atlas_bayes.design.posterior import DEFAULT_DRAWS
 from atlas_bayes.design.study import CandidateOptions, Study
+from atlas_bayes.fitting.plausible import beyond, fitted_extremes
 from atlas_bayes.fitting.summary import json_safe
+from atlas_bayes.fitting.trust import check_saved_fit
 
 OUTSIDE_FACTOR = 1.5      # a chosen size beyond 1.5x the fitted range is flagged
 
@@ -34,6 +36,7 @@ class DesignOutput:
     language: str
     plan: Path | None = None
     configs: list[dict] | None = None
+    notes: tuple[str, ...] = ()     # the target far outside the fitted runs (`target_notes`)
 
     @property
     def model(self) -> str:
@@ -67,9 +70,13 @@ class DesignOutput:
         """design.json's object (and the command's --json output): the design's `as_dict()`
         with the model, language, runs outside the fitted sizes and the plan's path, as plain
         JSON values (non-finite numbers as null)."""
+        from atlas_bayes.fitting.trust import verdict
+
+        fit = verdict(self.tree)
         return json_safe({**self.design.as_dict(), "law": self.model, "language": self.language,
                            "outside_fitted_sizes": self.outside,
-                           "plan": str(self.plan) if self.plan else None})
+                           "plan": str(self.plan) if self.plan else None,
+                           "converged": fit["converged"], "warnings": fit["warnings"] + self.warnings()})
 
     def as_dict(self) -> dict:
         """The --json object: `summary()` (the command layer reports every result this way)."""
@@ -77,12 +84,12 @@ class DesignOutput:
 
     def warnings(self) -> list[str]:
         """Messages the user should see beside the result."""
-        outside = self.outside
+        outside, notes = self.outside, list(self.notes)
         if not outside:
-            return []
+            return notes
         lo, hi = self.fitted_sizes
-        return [f"chosen runs {outside} lie outside the fitted model sizes ({lo:.3g}-{hi:.3g}); "
-                "their value assumes the law holds there"]
+        return notes + [f"chosen runs {outside} lie outside the fitted model sizes ({lo:.3g}-"
+                        f"{hi:.3g}); their value assumes the law holds there"]
 
     def files(self, out) -> list[Path]:
         """The files `write(out)` writes, in order."""
@@ -117,19 +124,23 @@ def make_design(study: Study, source, *, sampler=None,
                 options: CandidateOptions = CandidateOptions(), k: int = 4,
                 budget: float | None = None, cost_power: float = 1.0,
                 max_draws: int | None = DEFAULT_DRAWS, seed: int = 0, plan=None,
-                progress: bool = False) -> DesignOutput:
+                progress: bool = False, accept_unconverged: bool = False) -> DesignOutput:
     """Choose up to `k` runs about the study's target within `budget` FLOPs.
 
     The posterior is fitted with `sampler` to `source`, a run table (DataFrame), or `source` is
     a saved fit's tree; candidates from `options` (`CandidateOptions`). With `plan` (a path) the
     chosen runs also become trainer configs. Options that do not apply raise `OptionError` and a
-    study without trainer plans refuses `plan`, both before any fitting."""
+    study without trainer plans refuses `plan`, both before any fitting. A saved fit's warnings
+    are repeated and a fit that did not converge is refused unless `accept_unconverged`
+    (`fitting.trust.check_saved_fit`)."""
     runs = source if isinstance(source, pd.DataFrame) else None
     tree = None if runs is not None else source
     study.check(options, runs_given=runs is not None)
     if plan is not None:
         study.plan_check()
     fitted = tree is None
+    if not fitted:
+        check_saved_fit(tree, accept_unconverged)
     if fitted:
         if runs is None:
             raise ValueError("design needs a run table to fit, or a fitted posterior")
@@ -140,6 +151,20 @@ def make_design(study: Study, source, *, sampler=None,
                           cost_power=cost_power, seed=seed)
     configs = plan_configs(result.chosen) if plan is not None else None
     return DesignOutput(result, study, tree, fitted, study.candidate_language(posterior),
-                        Path(plan) if plan is not None else None, configs)
+                        Path(plan) if plan is not None else None, configs,
+                        tuple(target_notes(study.target, tree)))
+
+
+def target_notes(target, tree) -> list[str]:
+    """Warnings for a target far beyond the fitted runs (`fitting.plausible`): a loss target's
+    N and D, an N* target's compute."""
+    largest = fitted_extremes(tree)
+    spec = target.spec or {}
+    asked = {"loss": (("n_params", "model size"), ("n_tokens", "tokens")),
+             "nstar": (("compute", "compute"),)}.get(target.kind, ())
+    notes = [beyond(float(spec[key]), largest.get(key, float("nan")), what,
+                    f"the largest fitted run's (target {target.name})")
+             for key, what in asked if key in spec]
+    return [n for n in notes if n]
 
 

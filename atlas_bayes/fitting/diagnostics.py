@@ -1,4 +1,10 @@
-"""Convergence checks on a fitted posterior, reported in words a user can act on."""
+"""Convergence checks on a fitted posterior, reported in words a user can act on.
+
+The verdict has three values (`Diagnostics.converged`): True, False, or `NOT_CHECKED` where no
+chains were compared (one chain, or an approximation). R-hat is NaN where it was not computed
+(one chain) and infinite where it was computed and failed (a chain that never moves has no
+within-chain variance): "not computed" and "failed" are different values.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ from atlas_bayes.fitting import stuck
 
 MAX_R_HAT = 1.01
 MIN_ESS_BULK = 400
+NOT_CHECKED = "not checked"    # the verdict where no chains were compared
+ADVICE = "Raise --target-accept (e.g. 0.95)"   # what the divergence warning advises (`check_convergence`)
 
 
 class ConvergenceWarning(UserWarning):
@@ -28,25 +36,37 @@ class Diagnostics:
     messages: list[str] = field(default_factory=list)
     restarted_chains: tuple[int, ...] = ()    # chains rerun because they got stuck (`stuck`)
     notes: list[str] = field(default_factory=list)   # what was done about it, in words
+    checked: bool = True     # chains were compared (R-hat computed)
+    failures: int = 0        # messages that say the fit failed (not only that it was not checked)
 
     @property
-    def converged(self) -> bool:
-        return not self.messages
+    def converged(self) -> bool | str:
+        """True, False (a check failed) or `NOT_CHECKED` (no chains compared, nothing failed)."""
+        if self.failures:
+            return False
+        return True if self.checked else NOT_CHECKED
 
     def as_dict(self) -> dict:
         return {"divergences": self.divergences, "max_r_hat": self.max_r_hat,
                 "min_ess_bulk": self.min_ess_bulk}
 
 
-def check_convergence(tree: xr.DataTree, var_names: list[str], r_hat_advice: str = "") -> Diagnostics:
+def unchecked() -> Diagnostics:
+    """The diagnostics of a posterior whose chains are not checked (an approximation)."""
+    return Diagnostics(0, float("nan"), float("nan"), checked=False)
+
+
+def check_convergence(tree: xr.DataTree, var_names: list[str], r_hat_advice: str = "",
+                      advice: str = ADVICE) -> Diagnostics:
     """R-hat, bulk ESS and divergences for `var_names`, with advice for each failure
-    (`r_hat_advice`: said after R-hat's, e.g. what this data cannot identify)."""
+    (`r_hat_advice`: said after R-hat's, e.g. what this data cannot identify; `advice`: the
+    first remedy for divergences, in the options of the command that fits)."""
     chains = int(tree.posterior.sizes["chain"])
-    r_hat = flatten_scalars(rhat(tree, var_names)) if chains > 1 else {}
+    r_hat = failed_as_inf(flatten_scalars(rhat(tree, var_names))) if chains > 1 else {}
     ess = flatten_scalars(ess_bulk(tree, var_names))
     divergences = int(tree.sample_stats["diverging"].sum()) if "sample_stats" in tree else 0
     n_draws = int(chains * tree.posterior.sizes["draw"])
-    diag = Diagnostics(divergences, _nan_max(r_hat), _nan_min(ess), r_hat, ess)
+    diag = Diagnostics(divergences, _nan_max(r_hat), _nan_min(ess), r_hat, ess, checked=chains > 1)
 
     bad_r_hat = {k: v for k, v in r_hat.items() if not v <= MAX_R_HAT}
     if chains < 2:
@@ -54,7 +74,9 @@ def check_convergence(tree: xr.DataTree, var_names: list[str], r_hat_advice: str
             "one chain: R-hat compares chains, so convergence was not checked; run 2 or more "
             "chains (--chains) before trusting the intervals.")
     elif bad_r_hat:
-        worst = ", ".join(f"{k} {v:.3f}" for k, v in sorted(bad_r_hat.items(), key=lambda kv: -kv[1])[:4])
+        worst = ", ".join(f"{k} {v:.3f}" if np.isfinite(v) else f"{k} failed (a chain did not move)"
+                          for k, v in sorted(bad_r_hat.items(), key=lambda kv: -kv[1])[:4])
+        diag.failures += 1
         diag.messages.append(
             f"R-hat above {MAX_R_HAT} ({worst}): the chains disagree, so the intervals are not "
             "reliable. Run more warmup and draws (--warmup, --draws), or check that the data "
@@ -63,6 +85,7 @@ def check_convergence(tree: xr.DataTree, var_names: list[str], r_hat_advice: str
     threshold = min(MIN_ESS_BULK, n_draws / 4)
     low_ess = {k: v for k, v in ess.items() if not v >= threshold}
     if low_ess:
+        diag.failures += 1
         worst = ", ".join(f"{k} {v:.0f}" for k, v in sorted(low_ess.items(), key=lambda kv: kv[1])[:4])
         diag.messages.append(
             f"bulk ESS below {threshold:.0f} ({worst}): too few effective draws for stable "
@@ -75,12 +98,20 @@ def check_convergence(tree: xr.DataTree, var_names: list[str], r_hat_advice: str
     note, warning = stuck.describe(chains, restarts, still)
     diag.notes += [note] if note else []
     diag.messages += [warning] if warning else []
+    diag.failures += bool(warning)
     if divergences:
+        diag.failures += 1
         diag.messages.append(
             f"{divergences} divergent transitions out of {n_draws}: the sampler could not explore "
-            "part of the posterior and it may be biased. Raise --target-accept (e.g. 0.95) or look "
-            "for outlying runs in the data.")
+            f"part of the posterior and it may be biased. {advice} or look for outlying runs in "
+            "the data.")
     return diag
+
+
+def failed_as_inf(r_hat: dict[str, float]) -> dict[str, float]:
+    """R-hat computed over several chains, with a failed computation (NaN: a chain without
+    variance) as infinity, so it is never read as "not computed"."""
+    return {k: v if not np.isnan(v) else float("inf") for k, v in r_hat.items()}
 
 
 def rhat(tree: xr.DataTree, var_names: list[str]) -> xr.Dataset:
@@ -125,7 +156,7 @@ def _label(stacked, dims, i) -> str | None:
 
 def _nan_max(values: dict) -> float:
     arr = np.array(list(values.values()), dtype=float)
-    return float(np.nanmax(arr)) if np.isfinite(arr).any() else float("nan")
+    return float(np.nanmax(arr)) if (~np.isnan(arr)).any() else float("nan")
 
 
 def _nan_min(values: dict) -> float:

@@ -31,6 +31,7 @@ from atlas_bayes.fitting.approximate import Approximation, latent_sites
 from atlas_bayes.fitting.approximate import latent_size as _latent_size
 from atlas_bayes.fitting.files import load, save  # noqa: F401  (the API: fit, save, load)
 from atlas_bayes.fitting.identifiability import check_tied_sizes
+from atlas_bayes.fitting.informed import check_informed
 from atlas_bayes.fitting.jax_setup import counting_compilations, release_compiled_if_crowded
 from atlas_bayes.fitting.law_inputs import GroupInfo, Scales, build_group_inputs, build_inputs
 from atlas_bayes.fitting.record import LAW, Convergence, FitRecord
@@ -176,8 +177,9 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         design_warnings=tied[:1] if tied else None,
         approximation=approximation.statement(sampler) if approximate else None,
         extra={} if "diverging" in stats else {k: float(v) for k, v in stats.items()})
-    return _to_tree(model, inputs, log_loss, posterior, draws, log_lik, stats, info, runs,
+    tree = _to_tree(model, inputs, log_loss, posterior, draws, log_lik, stats, info, runs,
                     record, None if approximate else reported, warn, tied[1] if tied else "")
+    return check_informed(tree, runs, warn)
 
 
 def _check_per_language(options: dict, languages) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from atlas_bayes.fitting.diagnostics import Diagnostics
+from atlas_bayes.fitting.diagnostics import NOT_CHECKED, Diagnostics
 
 LAW = "law"    # the kind of a scaling-law fit (`fitting.inference.fit`); its name is `law`
 
@@ -23,7 +23,9 @@ LAW = "law"    # the kind of a scaling-law fit (`fitting.inference.fit`); its na
 @dataclass(frozen=True)
 class Convergence:
     """Sampler diagnostics: divergences, the largest R-hat, the smallest bulk ESS (NaN where
-    not checked, e.g. an approximation) and the warnings they raised."""
+    not checked, e.g. an approximation; R-hat infinite where its computation failed), the
+    warnings they raised, the verdict (`converged`: True, False or "not checked") and the
+    notes on chains that were rerun."""
     divergences: int = 0
     max_r_hat: float = float("nan")
     min_ess_bulk: float = float("nan")
@@ -31,16 +33,24 @@ class Convergence:
     n_compilations: int | None = None     # XLA compilations during the fit (None: not counted)
     compile_seconds: float | None = None  # seconds lowering, compiling and loading programs
     restarted_chains: tuple[int, ...] = ()   # chains rerun because they got stuck (fitting/stuck.py)
+    verdict: bool | str | None = None        # None: recorded before verdicts (derived)
+    notes: tuple[str, ...] = ()              # what was done about stuck chains, in words
 
     @classmethod
     def of(cls, diagnostics: Diagnostics) -> Convergence:
         """The recorded part of `check_convergence`'s result."""
         return cls(int(diagnostics.divergences), float(diagnostics.max_r_hat),
                    float(diagnostics.min_ess_bulk), tuple(diagnostics.messages),
-                   restarted_chains=tuple(diagnostics.restarted_chains))
+                   restarted_chains=tuple(diagnostics.restarted_chains),
+                   verdict=diagnostics.converged, notes=tuple(diagnostics.notes))
 
     @property
-    def converged(self) -> bool:
+    def converged(self) -> bool | str:
+        """True, False or "not checked" (files written before verdicts: from their warnings)."""
+        if self.verdict is not None:
+            return self.verdict
+        if not self.warnings and math.isnan(self.max_r_hat):
+            return NOT_CHECKED
         return not self.warnings
 
     def as_dict(self) -> dict:
@@ -51,6 +61,14 @@ class Convergence:
                 "min_ess_bulk": self.min_ess_bulk,
                 **{k: v for k, v in counted.items() if v is not None},
                 **({"restarted_chains": list(self.restarted_chains)} if self.restarted_chains else {})}
+
+    def as_json(self) -> dict:
+        """`as_dict` for JSON output: R-hat "failed" where its computation failed (infinite),
+        null where it was not computed; the verdict beside it."""
+        values = {k: (("failed" if k == "max_r_hat" else None) if math.isinf(v) else None
+                      if math.isnan(v) else v) if isinstance(v, float) else v
+                  for k, v in self.as_dict().items()}
+        return {**values, "converged": self.converged}
 
 
 # field -> (attribute name, encoding); "json" attributes hold JSON text, the others scalars
@@ -67,10 +85,13 @@ _ENCODING = {
     "data_hash": ("data_hash", str), "source": ("source", str), "simulated": ("simulated", bool),
     "seconds": ("seconds", float), "version": ("atlas_bayes_version", str),
     "design_warnings": ("design_warnings", "json"), "approximation": ("approximation", str),
+    "identifiability": ("identifiability_warnings", "json"),
 }
 _SEQUENCES = ("languages", "transfer_languages", "latent_sites", "parameters", "left_out_runs",
-              "design_warnings")
-_CONVERGENCE = ("diagnostics", "convergence_warnings")
+              "design_warnings", "identifiability")
+# attributes of the verdict: `converged` and `warnings` are derived (written for readers of
+# the file), `convergence_notes` records the notes on rerun chains
+_CONVERGENCE = ("diagnostics", "convergence_warnings", "convergence_notes", "converged", "warnings")
 
 
 @dataclass(frozen=True)
@@ -107,6 +128,8 @@ class FitRecord:
     design_warnings: tuple[str, ...] | None = None
     # an approximate posterior: says so, and how its method was checked (`approximate.statement`)
     approximation: str | None = None
+    # parameters the data barely inform (posterior close to prior: `fitting.informed`)
+    identifiability: tuple[str, ...] | None = None
     extra: dict = field(default_factory=dict)
     origin: str = field(default="", compare=False, repr=False)   # where it was read from
 
@@ -115,6 +138,19 @@ class FitRecord:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _tuples(value))
+
+    @property
+    def converged(self) -> bool | str:
+        """The fit's verdict: True, False or "not checked" (`Convergence.converged`; "not
+        checked" where no diagnostics were recorded)."""
+        return self.diagnostics.converged if self.diagnostics is not None else NOT_CHECKED
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Every warning the fit raised, in words: the design's (tied sizes), the sampler's
+        (convergence, rerun chains) and the identifiability ones."""
+        sampler = (self.diagnostics.warnings + self.diagnostics.notes) if self.diagnostics else ()
+        return tuple(self.design_warnings or ()) + sampler + tuple(self.identifiability or ())
 
     @property
     def model(self) -> str:
@@ -138,6 +174,9 @@ class FitRecord:
         if self.diagnostics is not None:
             attrs["diagnostics"] = json.dumps(self.diagnostics.as_dict())
             attrs["convergence_warnings"] = json.dumps(list(self.diagnostics.warnings))
+            attrs["convergence_notes"] = json.dumps(list(self.diagnostics.notes))
+        attrs["converged"] = _verdict_text(self.converged)
+        attrs["warnings"] = json.dumps(list(self.warnings))
         for attr, value in self.extra.items():
             attrs[attr] = _encode(value)
         return attrs
@@ -169,14 +208,26 @@ class FitRecord:
             recorded = _decode(attrs.pop("diagnostics"), "diagnostics", "json", origin)
             messages = _decode(attrs.pop("convergence_warnings", "[]"), "convergence_warnings",
                                "json", origin)
+            notes = _decode(attrs.pop("convergence_notes", "[]"), "convergence_notes", "json", origin)
+            verdict = attrs.pop("converged", None)
             values["diagnostics"] = Convergence(
                 int(recorded.get("divergences", 0)), float(recorded.get("max_r_hat", math.nan)),
                 float(recorded.get("min_ess_bulk", math.nan)), tuple(messages),
                 recorded.get("n_compilations"), recorded.get("compile_seconds"),
-                tuple(int(c) for c in recorded.get("restarted_chains", ())))
+                tuple(int(c) for c in recorded.get("restarted_chains", ())),
+                None if verdict is None else _verdict_value(_plain(verdict)), tuple(notes))
         extra = {attr: _decode_extra(value) for attr, value in attrs.items()
                  if attr not in _CONVERGENCE}
         return cls(**values, extra=extra, origin=origin)
+
+
+def _verdict_text(value) -> str:
+    """The `converged` attribute: "true", "false" or "not checked"."""
+    return value if isinstance(value, str) else str(bool(value)).lower()
+
+
+def _verdict_value(text: str) -> bool | str:
+    return {"true": True, "false": False}.get(str(text), NOT_CHECKED)
 
 
 def _attribute(name: str) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from atlas_bayes.fitting.diagnostics import ess_bulk, flatten_scalars, rhat
+from atlas_bayes.fitting.diagnostics import ess_bulk, failed_as_inf, flatten_scalars, rhat
 from atlas_bayes.fitting.record import FitRecord
 
 SUMMARY_NEEDS = ("law", "law_description", "target_language", "n_obs", "parameters",
@@ -31,10 +31,16 @@ def parameter_table(tree: xr.DataTree) -> pd.DataFrame:
         "median": flatten_scalars(stacked.median("sample")),
         "q05": flatten_scalars(stacked.quantile(0.05, "sample").drop_vars("quantile")),
         "q95": flatten_scalars(stacked.quantile(0.95, "sample").drop_vars("quantile")),
-        "r_hat": flatten_scalars(rhat(tree, names)),
+        "r_hat": _r_hat(tree, names),
         "ess_bulk": flatten_scalars(ess_bulk(tree, names)),
     }
     return pd.DataFrame(stats)
+
+
+def _r_hat(tree: xr.DataTree, names: list[str]) -> dict[str, float]:
+    """R-hat per parameter: NaN where not computed (one chain), infinite where it failed."""
+    values = flatten_scalars(rhat(tree, names))
+    return failed_as_inf(values) if tree.posterior.sizes["chain"] > 1 else values
 
 
 def summary_dict(tree: xr.DataTree, table: pd.DataFrame | None = None) -> dict:
@@ -42,14 +48,15 @@ def summary_dict(tree: xr.DataTree, table: pd.DataFrame | None = None) -> dict:
     `table`: the tree's `parameter_table` when already computed."""
     record = FitRecord.from_tree(tree, require=SUMMARY_NEEDS, purpose="the summary")
     table = parameter_table(tree) if table is None else table
-    diagnostics = record.diagnostics.as_dict()
     return {
         "law": record.law,
         "n_obs": record.n_obs,
         "target_language": record.target_language,
-        "parameters": {name: {k: _finite(v) for k, v in row.items()}
+        "parameters": {name: {k: _finite(v, failed=k == "r_hat") for k, v in row.items()}
                        for name, row in table.to_dict(orient="index").items()},
-        "diagnostics": {k: _finite(v) if isinstance(v, float) else v for k, v in diagnostics.items()},
+        "diagnostics": {k: v for k, v in record.diagnostics.as_json().items() if k != "converged"},
+        "converged": record.converged,
+        "warnings": list(record.warnings),
         "seconds": record.seconds,
         "left_out_runs": list(record.left_out_runs or []),
         **({"method": record.method, "approximation": record.approximation}
@@ -62,7 +69,7 @@ def format_summary(tree: xr.DataTree, table: pd.DataFrame | None = None) -> str:
     computed), and the diagnostics."""
     record = FitRecord.from_tree(tree, require=SUMMARY_NEEDS, purpose="the summary")
     table = parameter_table(tree) if table is None else table
-    diagnostics = record.diagnostics.as_dict()
+    diagnostics = record.diagnostics.as_json()
     left_out = list(record.left_out_runs or [])   # older fits record none
     lines = [
         f"{record.law_description}"
@@ -79,12 +86,25 @@ def format_summary(tree: xr.DataTree, table: pd.DataFrame | None = None) -> str:
     else:
         lines.append(
             f"90% credible intervals (q05-q95). Divergences: {diagnostics['divergences']}, "
-            f"max R-hat: {diagnostics['max_r_hat']:.3f}, min bulk ESS: "
-            f"{diagnostics['min_ess_bulk']:.0f}, sampling time: {record.seconds:.1f} s")
+            f"max R-hat: {_number(diagnostics['max_r_hat'], '.3f')}, min bulk ESS: "
+            f"{_number(diagnostics['min_ess_bulk'], '.0f')}, sampling time: {record.seconds:.1f} s")
     if left_out:
         lines.append(f"left out (continued from a checkpoint): {', '.join(left_out)}")
-    lines += [f"warning: {message}" for message in record.design_warnings or ()]
+    lines.append(verdict_line(record))
+    lines += [f"warning: {message}" for message in record.warnings]
     return "\n".join(lines)
+
+
+def verdict_line(record: FitRecord) -> str:
+    """One line with the fit's verdict, in words."""
+    words = {True: "converged", False: "NOT converged (see the warnings)",
+             "not checked": "convergence not checked (no chains compared)"}
+    return f"verdict: {words[record.converged]}"
+
+
+def _number(value, spec: str) -> str:
+    """A diagnostic number, or its word ("failed"; "not computed" for null)."""
+    return "not computed" if value is None else value if isinstance(value, str) else format(value, spec)
 
 
 def _fmt(value: float) -> str:
@@ -93,8 +113,11 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
 
 
-def _finite(value):
+def _finite(value, failed: bool = False):
+    """A JSON number: NaN (not computed) as None; infinity as None, or "failed" with `failed`."""
     value = float(value)
+    if failed and np.isinf(value):
+        return "failed"
     return value if np.isfinite(value) else None
 
 

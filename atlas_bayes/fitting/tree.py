@@ -9,7 +9,7 @@ from typing import Sequence
 import arviz_base as azb
 import xarray as xr
 
-from atlas_bayes.fitting.diagnostics import ConvergenceWarning, Diagnostics, check_convergence
+from atlas_bayes.fitting.diagnostics import ConvergenceWarning, check_convergence, unchecked
 from atlas_bayes.fitting.record import Convergence, FitRecord
 from atlas_bayes.fitting.stuck import RestartedChainWarning
 
@@ -42,7 +42,7 @@ def build_tree(groups: dict[str, dict], record: FitRecord, *, coords: dict | Non
             tree[group] = data.assign_coords(usable)
     for name, data in (datasets or {}).items():
         tree[name] = xr.DataTree(dataset=data)
-    diagnostics = (Diagnostics(0, float("nan"), float("nan")) if check is None
+    diagnostics = (unchecked() if check is None
                    else check_convergence(tree, list(check), r_hat_advice))
     checked = Convergence.of(diagnostics)
     if record.diagnostics is not None:    # what the fit counted itself (its compilations)
