@@ -4,7 +4,8 @@
     rows = train(RunConfig(run_id="en-t1", tokens=2_000_000, model="t1", mixture="en"), "runs/")
 
 Layout under the output folder: `runs.csv` (the run table, shared by every run written there;
-rewritten atomically under a lock) and `<run_id>/config.json` and `<run_id>/checkpoints/`.
+rewritten atomically under a lock) and `<run_id>/config.json`, `<run_id>/checkpoints/` and
+`<run_id>/train.lock` (held while a process trains the run: a second one is refused).
 Rerunning a config whose folder holds a checkpoint resumes from it; rows the lost part of
 the run had written are replaced, so an interrupted run ends with the same curve. `init`
 names another run's folder (or its run_id in the same output folder): the run continues
