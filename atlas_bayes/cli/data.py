@@ -1,5 +1,6 @@
 """Data commands: `adapt` (public data sets to run tables) and `train` (the companion trainer)."""
 
+import os
 from pathlib import Path
 
 from atlas_bayes.cli import common
@@ -26,11 +27,30 @@ def add_commands(commands) -> None:
 def run_adapt(args) -> int:
     """Convert a public data set (e.g. in ../shared/data) into a run table."""
     from atlas_bayes.tables.adapters import ADAPTERS
+    from atlas_bayes.tables.atomic_files import atomic_file
     from atlas_bayes.tables.runs import write_runs
+    table_path(args.out)
     runs = common.read_runs_or_fail(args.path, ADAPTERS[args.dataset], always=Warning)
-    write_runs(runs, args.out)
+    with atomic_file(args.out) as tmp:
+        write_runs(runs, tmp)
     print(f"wrote {len(runs)} rows ({runs['run_id'].nunique()} runs) to {args.out}")
     return 0
+
+
+def table_path(out: Path) -> None:
+    """Check that a run table can be written at `out` (creating its folder); BadInput if not."""
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise common.BadInput(f"--out {out}: cannot write a run table as '{out.suffix or out.name}'; "
+                              "expected a path ending in .csv or .parquet")
+    if out.is_dir():
+        raise common.BadInput(f"--out {out}: found a folder, expected a .csv or .parquet file path")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise common.BadInput(f"--out {out}: cannot create its folder {out.parent} "
+                              f"({err.strerror or err})") from None
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise common.BadInput(f"--out {out}: its folder {out.parent} is not writable")
 
 
 def run_train(args) -> int:
@@ -45,6 +65,8 @@ def run_train(args) -> int:
         raise common.BadInput(f"training needs the 'train' extra ({err}); install it with "
                               "pip install -e '.[train]'") from None
     path = args.config or args.plan
+    if args.out.exists() and not args.out.is_dir():
+        raise common.BadInput(f"--out {args.out}: found a file, expected the output folder")
     with common.bad_input(path, errors=(ConfigError, CorpusError)):
         configs = read_configs(path, plan=bool(args.plan))
         rows = run_plan(configs, args.out, progress=not args.no_progress)

@@ -31,6 +31,7 @@ from atlas_bayes.fitting.inference import Approximation, Sampler, fit, predict
 from atlas_bayes.fitting.record import LAW, FitRecord
 from atlas_bayes.models import get_law
 from atlas_bayes.tables.splits import SPLITS, split_runs
+from atlas_bayes.tables.atomic_files import atomic_file
 
 HELD_OUT_COLUMNS = ["law", "split", "language", "n_train", "n_test", "r2", "r2_log", "r2_q05",
                     "r2_q95", "r2_pooled", "coverage_50", "coverage_90", "width_90", "converged",
@@ -517,7 +518,8 @@ def plot_loo(table: pd.DataFrame, path: str | Path | None = None):
     if path is not None:
         import matplotlib.pyplot as plt
 
-        collection.savefig(path, dpi=120, bbox_inches="tight")
+        with atomic_file(path) as tmp:
+            collection.savefig(tmp, dpi=120, bbox_inches="tight")
         plt.close(collection.get_viz("figure"))
     return collection
 
@@ -555,7 +557,8 @@ def plot_held_out(table: pd.DataFrame, path: str | Path | None = None, floor: fl
     handles, labels = ax_r2.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncol=min(len(laws), 6), fontsize=9)
     if path is not None:
-        fig.savefig(path, dpi=120)
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=120)
         plt.close(fig)
     return fig
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from atlas_bayes.decisions import comparison
+from atlas_bayes.tables.atomic_files import atomic_write
 
 
 @dataclass
@@ -50,10 +51,10 @@ class ComparisonResult:
     def write(self, out: Path) -> None:
         """Write the tables and their plots into the folder `out`."""
         out.mkdir(parents=True, exist_ok=True)
-        self.held.to_csv(out / "held_out.csv", index=False)
+        atomic_write(out / "held_out.csv", self.held.to_csv(index=False))
         comparison.plot_held_out(self.held, out / "held_out.png")
         if self.loo is not None:
-            self.loo.to_csv(out / "loo.csv")
+            atomic_write(out / "loo.csv", self.loo.to_csv())
             if self.loo["elpd"].notna().any():
                 comparison.plot_loo(self.loo, out / "loo.png")
 

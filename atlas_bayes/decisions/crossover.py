@@ -27,6 +27,7 @@ from atlas_bayes.fitting.tree import build_tree
 from atlas_bayes.models.crossover import (CrossoverInputs, PowerLawInputs,
                                           crossover_curves, crossover_power_law, log_k_draws)
 from atlas_bayes.tables.runs import read_runs
+from atlas_bayes.tables.atomic_files import atomic_file
 
 MIN_CHECKPOINTS = 3
 MAX_SPAN = 1e4          # search crossovers up to this multiple of a cell's largest scratch tokens
@@ -280,7 +281,8 @@ def plot_crossover(tree: xr.DataTree, language: str, n_params: float | None = No
     hx.set_title(f"crossover (none in {np.mean(~np.isfinite(cross)):.0%} of draws)")
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=120)
     return fig
 
 

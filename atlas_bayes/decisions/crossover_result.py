@@ -16,6 +16,7 @@ from atlas_bayes.decisions.crossover import (crossover_summary, fit_crossover, f
                                              plot_crossover, predict_crossover, summarise_draws)
 from atlas_bayes.fitting.inference import save
 from atlas_bayes.fitting.record import FitRecord
+from atlas_bayes.tables.atomic_files import atomic_write
 
 
 @dataclass
@@ -67,7 +68,7 @@ class CrossoverResult:
             plot_crossover(self.tree, self.language, self.n_params, out / "crossover.png")
         else:
             save(self.power_law, out / "power_law.nc")
-        (out / "crossover.json").write_text(json.dumps(self.as_dict(), indent=2))
+        atomic_write(out / "crossover.json", json.dumps(self.as_dict(), indent=2))
 
 
 def crossover_decision(runs, language: str, *, sampler, n_params: float | None = None,

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from atlas_bayes import laws
+from atlas_bayes.tables.atomic_files import atomic_file, atomic_write
 
 
 def term_shares(K, N, D_t, A, B, alpha, beta, phi, psi):
@@ -143,7 +144,8 @@ def plot_iso_loss(tree, from_k: float, to_k: float, path, *, n_params: float | N
     ax.set_ylim(max(np.nanmin(low), 0.5), min(np.nanmax(high), 100 * r))
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 
@@ -199,7 +201,7 @@ class IsoLossResult:
         plot_iso_loss(self.tree, self.from_k, self.to_k, out / "iso_loss.png",
                       language=self.language, n_params=self.start["n_params"],
                       n_tokens=self.start["n_tokens"])
-        (out / "iso_loss.json").write_text(json.dumps(self.as_dict(), indent=2))
+        atomic_write(out / "iso_loss.json", json.dumps(self.as_dict(), indent=2))
 
 
 def curse_study(runs, from_k: float, to_k: float, *, sampler, n_params: float | None = None,

@@ -32,6 +32,7 @@ import pandas as pd
 from atlas_bayes import laws
 from atlas_bayes.fitting.draws import LawDraws, check_unique_tokens, law_draws, predicted_loss
 from atlas_bayes.fitting.record import FitRecord
+from atlas_bayes.tables.atomic_files import atomic_file, atomic_write
 
 MIN_PARAMS = 1e6      # default smallest model and token count the search considers
 MIN_TOKENS = 1e6
@@ -314,7 +315,8 @@ def plot_trajectories(table: pd.DataFrame, path, *, title: str | None = None):
     ax_ratio.set(xscale="log", yscale="log", xlabel="compute C = 6ND (FLOPs)",
                  ylabel="tokens per parameter D*/N*", title="Tokens per parameter")
     if path is not None:
-        fig.savefig(path, dpi=120)
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=120)
         plt.close(fig)
     return fig
 
@@ -373,7 +375,7 @@ def _as_draws(regime, language, unique_tokens) -> LawDraws:
 def save_optimum(result: Optimum, path) -> Path:
     """Write `Optimum.as_dict()` as JSON."""
     path = Path(path)
-    path.write_text(json.dumps(result.as_dict(), indent=2))
+    atomic_write(path, json.dumps(result.as_dict(), indent=2))
     return path
 
 
@@ -435,7 +437,7 @@ class OptimalResult:
         language = self.optimum.draws.language
         plot_trajectories(self.trajectory, out / "trajectory.png",
                           title=f"Compute-optimal trajectory ({language}, {FitRecord.from_tree(self.tree).law})")
-        (out / "optimal.json").write_text(json.dumps(self.as_dict(), indent=2))
+        atomic_write(out / "optimal.json", json.dumps(self.as_dict(), indent=2))
 
 
 def check_minimum_compute(compute: float) -> None:

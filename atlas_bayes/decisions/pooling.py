@@ -22,6 +22,7 @@ import xarray as xr
 
 from atlas_bayes.fitting.inference import Approximation, Sampler, fit, predict
 from atlas_bayes.fitting.record import FitRecord
+from atlas_bayes.tables.atomic_files import atomic_file
 
 PARAMETERS = ("beta", "alpha", "E")
 POOLINGS = ("partial", "none")
@@ -187,5 +188,6 @@ def plot_pooling(exponents: pd.DataFrame, study: pd.DataFrame, path: str | Path 
              title=f"held-out error (labels: {PROB:.0%} coverage)")
     bars.legend(fontsize=8)
     if path is not None:
-        fig.savefig(path, dpi=150)
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=150)
     return fig

@@ -33,6 +33,7 @@ from atlas_bayes.fitting.record import FitRecord
 from atlas_bayes.fitting.tree import build_tree
 from atlas_bayes.models.transfer import (MatrixInputs, coefficient_draws,
                                          pair_residuals, transfer_matrix)
+from atlas_bayes.tables.atomic_files import atomic_file
 
 COVARIATES = ("same_script", "same_family", "same_genus")
 HYPERPARAMETERS = ("mu", "sd_source", "sd_target", "sd_pair", "rho", "gamma")
@@ -267,7 +268,8 @@ def plot_transfer_matrix(tree: xr.DataTree, path: str | Path | None = None, prob
     fig.suptitle("Bilingual transfer (rows: target, columns: source); ordered by family, genus, script")
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=120)
     return fig
 
 
@@ -293,7 +295,8 @@ def plot_source_ranking(tree: xr.DataTree, target: str, path: str | Path | None 
     ax.set_title(f"Which languages help {target}?")
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=120)
     return fig
 
 

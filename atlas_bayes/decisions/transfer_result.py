@@ -17,6 +17,7 @@ from atlas_bayes.decisions.transfer import (fit_transfer_matrix, plot_source_ran
                                             plot_transfer_matrix, rank_sources, tau_priors)
 from atlas_bayes.fitting.inference import save
 from atlas_bayes.fitting.record import FitRecord
+from atlas_bayes.tables.atomic_files import atomic_write
 
 FILES = ("matrix.png, ranking_<target>.png/.csv, bts.csv, tau_priors.json, matrix.nc, "
          "bts_curves.nc, transfer.json")
@@ -68,13 +69,13 @@ class TransferResult:
         out.mkdir(parents=True, exist_ok=True)
         save(self.curves, out / "bts_curves.nc")
         save(self.matrix, out / "matrix.nc")
-        self.measured.to_csv(out / "bts.csv", index=False)
+        atomic_write(out / "bts.csv", self.measured.to_csv(index=False))
         plot_transfer_matrix(self.matrix, out / "matrix.png")
-        (out / "tau_priors.json").write_text(json.dumps(self.priors, indent=2))
+        atomic_write(out / "tau_priors.json", json.dumps(self.priors, indent=2))
         for target, table in self.rankings.items():
-            table.to_csv(out / f"ranking_{target}.csv", index=False)
+            atomic_write(out / f"ranking_{target}.csv", table.to_csv(index=False))
             plot_source_ranking(self.matrix, target, out / f"ranking_{target}.png")
-        (out / "transfer.json").write_text(json.dumps(self.as_dict(), indent=2, default=str))
+        atomic_write(out / "transfer.json", json.dumps(self.as_dict(), indent=2, default=str))
 
 
 def transfer_study(runs, targets: list[str] | str, *, sampler, languages: list[str] | str | None = (),

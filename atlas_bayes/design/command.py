@@ -20,6 +20,7 @@ from atlas_bayes.design.study import CandidateOptions, Study
 from atlas_bayes.fitting.plausible import beyond, fitted_extremes
 from atlas_bayes.fitting.summary import json_safe
 from atlas_bayes.fitting.trust import check_saved_fit
+from atlas_bayes.tables.atomic_files import atomic_write
 
 OUTSIDE_FACTOR = 1.5      # a chosen size beyond 1.5x the fitted range is flagged
 
@@ -105,9 +106,9 @@ class DesignOutput:
         if self.fitted:
             from atlas_bayes.fitting.inference import save
             save(self.tree, out / "posterior.nc")
-        self.design.scores.to_csv(out / "scores.csv", index=False)
+        atomic_write(out / "scores.csv", self.design.scores.to_csv(index=False))
         plot_design(self.design, out / "design.png", data=self.fitted_runs)
-        (out / "design.json").write_text(json.dumps(self.summary(), indent=2))
+        atomic_write(out / "design.json", json.dumps(self.summary(), indent=2))
         if self.configs is not None:
             write_plan(self.configs, self.plan)
         return self.files(out)

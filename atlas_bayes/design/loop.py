@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
 import warnings
@@ -50,6 +49,7 @@ from atlas_bayes.design.study import CandidateOptions, OptionError, Study, study
 from atlas_bayes.design.targets import Target, target_summary, weighted_interval
 from atlas_bayes.fitting.files import read_json_object
 from atlas_bayes.fitting.summary import json_safe
+from atlas_bayes.tables.atomic_files import atomic_file, atomic_write
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, validate_runs, write_runs
 
 PROB = 0.9
@@ -254,9 +254,7 @@ def _write_json(path: Path, value) -> None:
 def _write_text(path: Path, text: str) -> None:
     """Write through a temporary file and an atomic rename: a reader sees all of it or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 def _plain(value):
@@ -283,8 +281,7 @@ def _fit_round(table: LoopTable, out, r, settings, study: Study, ids, cost, log,
     interval = target_interval(study.posterior(tree, table.runs, None), study.target)
     folder = out / f"round-{r}"
     folder.mkdir(parents=True, exist_ok=True)
-    save(tree, folder / "posterior.nc.tmp")
-    os.replace(folder / "posterior.nc.tmp", folder / "posterior.nc")
+    save(tree, folder / "posterior.nc")          # atomic: through a temporary file
     spent = (log[-1]["spent"] if log else 0.0) + cost
     entry = {"round": r, "runs": ids, "cost": cost, "spent": spent,
              "n_runs": int(table.runs["run_id"].nunique()), "target": study.target.name,
@@ -441,6 +438,7 @@ def plot_width(log: list[dict], path) -> Path:
     ax.set_title(f"Closed loop: {log[0]['target']}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return Path(path)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from atlas_bayes.design.eig import Design
+from atlas_bayes.tables.atomic_files import atomic_file, atomic_write
 
 
 def plan_configs(chosen: pd.DataFrame, *, prefix: str = "design", base: dict | None = None) -> list[dict]:
@@ -40,7 +41,7 @@ def write_plan(configs: list[dict], path) -> Path:
     """The plan as JSONL, one config per line (`atlas-bayes train --plan`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(c) + "\n" for c in configs))
+    atomic_write(path, "".join(json.dumps(c) + "\n" for c in configs))
     return path
 
 
@@ -71,6 +72,7 @@ def plot_design(design: Design, path, *, data: pd.DataFrame | None = None):
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return Path(path)

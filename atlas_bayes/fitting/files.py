@@ -8,13 +8,16 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
+from atlas_bayes.tables.atomic_files import atomic_file
 from atlas_bayes.tables.runs import read_runs
 
 
 def save(tree: xr.DataTree, path: str | Path) -> Path:
-    """Write a fit to a netCDF file (all groups, attributes included)."""
+    """Write a fit to a netCDF file (all groups, attributes included), atomically: a save that
+    is interrupted leaves the file as it was."""
     path = Path(path)
-    tree.to_netcdf(path, engine="h5netcdf")
+    with atomic_file(path) as tmp:
+        tree.to_netcdf(tmp, engine="h5netcdf")
     return path
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import xarray as xr
 
 from atlas_bayes.fitting.record import FitRecord  # noqa: E402
+from atlas_bayes.tables.atomic_files import atomic_file
 
 SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -84,6 +85,7 @@ def plot_fit(tree: xr.DataTree, path: str | Path | None = None, prob: float = 0.
     fig.suptitle(f"target language: {record.target_language}"
                  + (f"   data: {Path(source).name}" if source else "") + simulated, fontsize=10)
     if path is not None:
-        fig.savefig(path, dpi=120)
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=120)
         plt.close(fig)
     return fig

@@ -15,6 +15,7 @@ import xarray as xr
 
 from atlas_bayes.fitting.diagnostics import ess_bulk, failed_as_inf, flatten_scalars, rhat
 from atlas_bayes.fitting.record import FitRecord
+from atlas_bayes.tables.atomic_files import atomic_write
 
 SUMMARY_NEEDS = ("law", "law_description", "target_language", "n_obs", "parameters",
                  "diagnostics", "seconds")
@@ -170,8 +171,8 @@ class FitResult:
         out.mkdir(parents=True, exist_ok=True)
         save(self.tree, out / "posterior.nc")
         plot_fit(self.tree, out / "fit.png")
-        (out / "summary.json").write_text(json.dumps(self.as_dict(), indent=2))
-        (out / "summary.txt").write_text(format_summary(self.tree, self.table) + "\n")
+        atomic_write(out / "summary.json", json.dumps(self.as_dict(), indent=2))
+        atomic_write(out / "summary.txt", format_summary(self.tree, self.table) + "\n")
 
 
 def fit_result(runs, law: str, *, sampler, language: str | None = None,

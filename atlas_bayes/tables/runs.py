@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from atlas_bayes.tables import languages
+from atlas_bayes.tables.atomic_files import atomic_file
 
 REQUIRED = ("n_params", "n_tokens", "loss")
 POSITIVE = ("n_params", "n_tokens", "loss", "unique_tokens")
@@ -110,14 +111,13 @@ def _check_field_counts(path: Path) -> None:
 
 
 def write_runs(runs: pd.DataFrame, path: str | Path) -> None:
-    """Write a run table to CSV or Parquet (by suffix), atomically."""
+    """Write a run table to CSV or Parquet (by suffix), atomically and durably."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix.lower() == ".parquet":
-        runs.to_parquet(tmp, index=False)
-    else:
-        runs.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        if path.suffix.lower() == ".parquet":
+            runs.to_parquet(tmp, index=False)
+        else:
+            runs.to_csv(tmp, index=False)
 
 
 def validate_runs(raw: pd.DataFrame, source: str = "<run table>", csv: bool = False) -> pd.DataFrame:
