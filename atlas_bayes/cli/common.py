@@ -39,7 +39,7 @@ def sampler_options(parser, out: str | None, *, chains=4, draws=1000, warmup=100
     add("--seed", type=seed_int, default=0, help=f"{seed} (default 0)")
     if accept == "law":
         add("--target-accept", type=probability, help="NUTS target acceptance (default: the law's, "
-            "0.9; 0.95 for joint laws)")
+            "0.9; 0.95 for joint laws, 0.98 over fewer than 6 languages)")
     elif accept == "model":
         add("--target-accept", type=probability, help="NUTS target acceptance (default: the "
             "model's, 0.9)")
