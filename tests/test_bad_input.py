@@ -31,10 +31,10 @@ def make_files(folder: Path) -> dict[str, Path]:
     runs = pd.read_csv(EXAMPLE)
     lines = EXAMPLE.read_text().splitlines()
     paths = {name: folder / name for name in (
-        "good.csv", "good.parquet", "comma.csv", "extra.csv", "nparams.csv", "mixture.csv",
+        "good.csv", "good.parquet", "comma.csv", "extra.csv", "nparams.csv",
         "trunc.parquet", "garbage.parquet", "empty.parquet", "empty.nc", "garbage.nc",
         "trunc.nc", "list.json", "prior_list.json", "prior_text.json", "prior_sd.json",
-        "cands_model.csv", "cands_bad.csv", "train_list.json", "afile", "sub")}
+        "cands_model.csv", "cands_bad.csv", "cands_id.csv", "train_list.json", "afile", "sub")}
     runs.to_csv(paths["good.csv"], index=False)
     runs.to_parquet(paths["good.parquet"])
     paths["comma.csv"].write_text("\n".join([lines[0]] + [line + "," for line in lines[1:]]) + "\n")
@@ -42,9 +42,6 @@ def make_files(folder: Path) -> dict[str, Path]:
     changed = runs.copy()
     changed.loc[1, "n_params"] = 1.5e7
     changed.to_csv(paths["nparams.csv"], index=False)
-    two = pd.concat([runs.assign(mix_sw=1.0, mix_en=0.0, mix_fr=0.0).head(3)], ignore_index=True)
-    two.loc[1, ["mix_sw", "mix_en"]] = [0.5, 0.5]
-    two.to_csv(paths["mixture.csv"], index=False)
     parquet = paths["good.parquet"].read_bytes()
     paths["trunc.parquet"].write_bytes(parquet[: len(parquet) // 2])
     paths["garbage.parquet"].write_bytes(b"not a parquet file")
@@ -58,6 +55,7 @@ def make_files(folder: Path) -> dict[str, Path]:
     paths["prior_sd.json"].write_text(json.dumps({"sw": {"en": [0.1, -1]}}))
     paths["cands_model.csv"].write_text("n_params,n_tokens,model\n1e6,1e7,t9\n")
     paths["cands_bad.csv"].write_text("n_params,n_tokens\n1e6,-5\n")
+    paths["cands_id.csv"].write_text("n_params,n_tokens,model,candidate\n1e6,1e7,t1,..\n")
     paths["train_list.json"].write_text("[1]")
     paths["afile"].write_text("a file, not a folder")
     paths["sub"].mkdir()
@@ -76,7 +74,6 @@ CASES = [
      r"extra\.csv.*row 3 \(line 4\): 15 fields, but the header has 14"),
     ("n-params-differ", ("fit", "{nparams.csv}"),
      r"row 1 \(line 2\), row 2 \(line 3\).*run 'sim-sw-9\.04e\+06-5x'.*column 'n_params'.*one value"),
-    ("mixture-differs", ("fit", "{mixture.csv}"), r"column 'mix_en'.*one value per run_id"),
     ("missing-table", ("fit", "{sub}/nope.csv"), r"nope\.csv.*file not found"),
     ("xlsx-table", ("fit", "{afile}"), r"unknown file type ''.*expected \.csv or \.parquet"),
     *[(f"{name}-{cmd[0]}", (cmd[0], "{" + name + "}", *cmd[2:]),
@@ -151,6 +148,8 @@ CASES = [
     ("design-shapes", (*DESIGN, "--shapes", "t0,t9"), r"--shapes: unknown trainer shape\(s\) \['t9'\]"),
     ("design-plan-shape", (*DESIGN, "--candidates", "{cands_model.csv}", "--plan", "{sub}/plan.jsonl"),
      r"--candidates .*column 'model': unknown trainer shape\(s\) \['t9'\]"),
+    ("design-plan-run-id", (*DESIGN, "--candidates", "{cands_id.csv}", "--plan", "{sub}/plan.jsonl"),
+     r"row 1, column 'candidate' \(a planned run's id\): expected a folder name of the run's own"),
     ("design-candidates-value", (*DESIGN, "--candidates", "{cands_bad.csv}"),
      r"cands_bad\.csv: row 1, column 'n_tokens': expected a positive number"),
     ("design-candidates-missing", (*DESIGN, "--candidates", "{sub}/none.csv"),

@@ -67,11 +67,13 @@ def output_folder(args, name: str) -> Path:
 
 @contextmanager
 def bad_input(source=None, plain=(), errors=ValueError):
-    """A ValueError (or `errors`) inside becomes BadInput ('SOURCE: message' unless no source or `plain`)."""
+    """A ValueError (or `errors`) inside becomes BadInput ('SOURCE: message' unless no source,
+    `plain`, or the message names the source already)."""
     try:
         yield
     except errors as err:
-        named = source is not None and not isinstance(err, plain)
+        named = (source is not None and not isinstance(err, plain)
+                 and not str(err).startswith(f"{source}:"))
         raise BadInput(f"{source}: {err}" if named else str(err)) from None
 
 

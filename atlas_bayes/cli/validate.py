@@ -145,6 +145,11 @@ def plan_candidates(path: Path | None, plan: bool, eval_tokens: float) -> None:
     if plan:
         named = [m for m in dict.fromkeys(table["model"]) if m]
         trainer_shapes(named, f"--candidates {path}, column 'model'")
+        from atlas_bayes.trainers.config import run_id_problem
+        for row, name in enumerate(table["candidate"], start=1):     # each names a planned run
+            if (problem := run_id_problem(name)) is not None:
+                raise BadInput(f"--candidates {path}: row {row}, column 'candidate' (a planned "
+                               f"run's id): {problem}")
 
 
 def _source(runs) -> str:

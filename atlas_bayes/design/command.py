@@ -17,7 +17,6 @@ from atlas_bayes.design.eig import Design, choose_batch
 from atlas_bayes.design.plan import plan_configs, plot_design, write_plan
 from atlas_bayes.design.posterior import DEFAULT_DRAWS
 from atlas_bayes.design.study import CandidateOptions, Study
-from atlas_bayes.fitting.plausible import beyond, fitted_extremes
 from atlas_bayes.fitting.summary import json_safe
 from atlas_bayes.fitting.trust import check_saved_fit
 from atlas_bayes.tables.atomic_files import atomic_write
@@ -153,19 +152,7 @@ def make_design(study: Study, source, *, sampler=None,
     configs = plan_configs(result.chosen) if plan is not None else None
     return DesignOutput(result, study, tree, fitted, study.candidate_language(posterior),
                         Path(plan) if plan is not None else None, configs,
-                        tuple(target_notes(study.target, tree)))
+                        tuple(study.target_notes(tree)))
 
-
-def target_notes(target, tree) -> list[str]:
-    """Warnings for a target far beyond the fitted runs (`fitting.plausible`): a loss target's
-    N and D, an N* target's compute."""
-    largest = fitted_extremes(tree)
-    spec = target.spec or {}
-    asked = {"loss": (("n_params", "model size"), ("n_tokens", "tokens")),
-             "nstar": (("compute", "compute"),)}.get(target.kind, ())
-    notes = [beyond(float(spec[key]), largest.get(key, float("nan")), what,
-                    f"the largest fitted run's (target {target.name})")
-             for key, what in asked if key in spec]
-    return [n for n in notes if n]
 
 

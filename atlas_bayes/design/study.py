@@ -29,6 +29,7 @@ from atlas_bayes.design.curves import (BTS_NO_PLAN, bts_candidates, bts_posterio
 from atlas_bayes.design.posterior import DEFAULT_DRAWS, DesignPosterior, posterior_from_tree
 from atlas_bayes.design.targets import Target
 from atlas_bayes.models import get_law
+from atlas_bayes.fitting.plausible import beyond, fitted_extremes
 from atlas_bayes.fitting.record import FitRecord
 
 DEFAULT_TOKENS_PER_PARAM = (5.0, 10.0, 20.0, 40.0, 80.0)
@@ -101,6 +102,18 @@ class Study:
         """Raise where the chosen runs cannot become a plan for the companion trainer."""
         if not self.can_plan:
             raise ValueError(f"target {self.target.name}: {self.no_plan}")
+
+    def target_notes(self, tree) -> list[str]:
+        """Warnings for a target far beyond the fitted runs (`fitting.plausible`): a loss
+        target's N and D, an N* target's compute."""
+        largest = fitted_extremes(tree)
+        spec = self.target.spec or {}
+        asked = {"loss": (("n_params", "model size"), ("n_tokens", "tokens")),
+                 "nstar": (("compute", "compute"),)}.get(self.target.kind, ())
+        notes = [beyond(float(spec[key]), largest.get(key, float("nan")), what,
+                        f"the largest fitted run's (target {self.target.name})")
+                 for key, what in asked if key in spec]
+        return [n for n in notes if n]
 
 
 @dataclass

@@ -28,7 +28,9 @@ COLUMNS = ("run_id", "language", "n_params", "n_tokens", "loss", "unique_tokens"
 MIX_PREFIX = "mix_"                 # mix_<lang>: share of the run's training tokens in <lang>
 UNIQUE_PREFIX = "unique_tokens_"    # unique_tokens_<lang>: unique tokens available in <lang>
 DEFAULT_LANGUAGE = "und"            # ISO 639 "undetermined"
-RUN_CONSTANT = ("n_params", "n_languages", "init", "init_tokens")   # and mix_*: one per run
+# one value per run; not the mixture (a continued run's shares count every token up to each
+# checkpoint, so they move along its curve: simulation/paper_design.py's finetunes)
+RUN_CONSTANT = ("n_params", "init", "init_tokens")
 MIX_TOLERANCE = 1e-3
 MAX_LISTED = 20
 
@@ -336,9 +338,8 @@ def _check_duplicates(runs: pd.DataFrame, where) -> list[str]:
 
 
 def _check_run_constants(runs: pd.DataFrame, where) -> list[str]:
-    """Columns that describe the whole run (its size, start and mixture) must agree on all of
-    its rows."""
-    columns = [c for c in runs.columns if c in RUN_CONSTANT or c.startswith(MIX_PREFIX)]
+    """Columns that describe the whole run (its size and start) must agree on all of its rows."""
+    columns = [c for c in runs.columns if c in RUN_CONSTANT]
     problems = []
     for column in columns:
         values = runs[column]
