@@ -146,7 +146,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
     tied = check_tied_sizes(spec, runs, options, warn)   # (warning, R-hat advice) or None
     model = spec.bind(nu=nu, **options)
     if isinstance(sampler, Sampler):
-        sampler = sampler.resolved(_target_accept(spec, info))
+        sampler = sampler.resolved(_target_accept(spec, info, options))
     start = time.perf_counter()
     key_fit, key_ppc = compiled.split_seed(sampler.seed)
     with counting_compilations() as compilations:
@@ -183,12 +183,13 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
     return check_informed(tree, runs, warn)
 
 
-def _target_accept(spec, info) -> float:
+def _target_accept(spec, info, options: dict) -> float:
     """The law's target acceptance; `FEW_LANGUAGES_ACCEPT` for a partially pooled law over
     fewer than `FEW_LANGUAGES` languages, whose population the data barely pin (the 4-language
     test study at 0.95: 0-6 divergences per seed, in the tails of the population means; at
     0.98 none, with ~45% more steps: RESULTS "Issue 18: joint fits at paper scale")."""
-    if spec.hierarchical and spec.takes("spreads") and len(info.languages) < FEW_LANGUAGES:
+    pooled = spec.takes("spreads") and {**spec.options, **options}.get("pooling", "partial") == "partial"
+    if spec.hierarchical and pooled and len(info.languages) < FEW_LANGUAGES:
         return max(spec.target_accept, FEW_LANGUAGES_ACCEPT)
     return spec.target_accept
 
