@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from atlas_bayes.cli import build_parser
-from atlas_bayes.cli.common import BadInput, bad_input, library_call, output_folder, report, sampler_from
+from atlas_bayes.cli.common import (ECHOED, BadInput, bad_input, library_call, output_folder, report,
+                                     sampler_from)
 from atlas_bayes.decisions.comparison import HELD_OUT_COLUMNS
 from atlas_bayes.decisions.comparison_result import ComparisonResult
 from atlas_bayes.decisions.crossover import summarise_draws
@@ -246,8 +247,10 @@ def test_report_writes_then_prints_json_or_text(tmp_path, capsys):
         def to_text(self, out=None):
             return f"readable\nwrote {out}"
 
+    ECHOED.clear()                         # as `main` does before each command
     assert report(Stub(), argparse.Namespace(json=True), tmp_path) == 0
-    assert json.loads(capsys.readouterr().out) == {"when": "2026-01-01 00:00:00", "n": 1}
+    assert json.loads(capsys.readouterr().out) == {"when": "2026-01-01 00:00:00", "n": 1,
+                                                   "warnings": []}
     assert (tmp_path / "written").exists()
     report(Stub(), argparse.Namespace(json=False), tmp_path)
     assert capsys.readouterr().out == f"readable\nwrote {tmp_path}\n"

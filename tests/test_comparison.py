@@ -137,7 +137,7 @@ def test_cli_prints_one_json_object_and_writes_tables_and_plots(runs, tmp_path, 
     captured = capsys.readouterr()
     assert status == 0, captured.err
     result = json.loads(captured.out)
-    assert set(result) == {"laws", "splits", "held_out", "loo", "seconds"}
+    assert set(result) == {"laws", "splits", "held_out", "loo", "seconds", "warnings"}
     assert result["laws"] == ["atlas-dt"] and result["splits"] == ["D", "M"]
     assert isinstance(result["seconds"], float)
     keys = {"law", "split", "language", "n_train", "n_test", "r2", "r2_log", "r2_q05", "r2_q95",

@@ -200,3 +200,29 @@ def test_curse_and_crossover_beyond_their_data_warn_with_the_factor(study):
         warnings.simplefilter("error")
         _warn_beyond_languages(study, 4)
         _warn_beyond(2e8, [1e8], study["n_tokens"].max(), study)
+
+
+@pytest.mark.unit
+def test_every_warning_a_command_gave_is_in_its_json(tmp_path, capsys):
+    """Warnings echoed during a command (e.g. curse's or crossover's extrapolation) reach its
+    --json, beside the result's own."""
+    from types import SimpleNamespace
+
+    from atlas_bayes.cli import common
+
+    class Result:
+        def write(self, out):
+            pass
+
+        def as_dict(self):
+            return {"answer": 1, "warnings": ["the result's own"]}
+
+        def warnings(self):
+            return ["the result's own"]
+    common.ECHOED.clear()
+    common.echo_warnings(["the number of languages asked for is 50 times the most"])
+    assert common.report(Result(), SimpleNamespace(json=True), tmp_path) == 0
+    common.ECHOED.clear()
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["warnings"] == ["the result's own",
+                                   "the number of languages asked for is 50 times the most"]

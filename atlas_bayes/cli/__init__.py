@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from atlas_bayes.cli import data, decide, design, fit, validate
+from atlas_bayes.cli import common, data, decide, design, fit, validate
 from atlas_bayes.cli.common import EXIT_BAD_INPUT, BadInput
 from atlas_bayes.fitting import jax_setup
 
@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     else:     # importing matplotlib waits for a command that plots
         os.environ["MPLBACKEND"] = "Agg"
     args = build_parser().parse_args(argv)
+    common.ECHOED.clear()
     if args.command not in TRAINING_COMMANDS:
         jax_setup.use_cpu_cores()
     try:

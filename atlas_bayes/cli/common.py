@@ -103,18 +103,29 @@ def call_and_report(args, name: str, function, *inputs, read=None, always=None, 
     return report(result, args, output_folder(args, name))
 
 
+ECHOED: list[str] = []     # this command's warnings so far (`main` empties it), for --json
+
+
 def report(result, args, out: Path) -> int:
-    """Write the result into `out`, echo its `warnings()`, print its JSON (--json) or text."""
+    """Write the result into `out`, echo its `warnings()`, print its JSON (--json: with every
+    warning the command gave under "warnings") or text."""
     result.write(out)
     echo_warnings(getattr(result, "warnings", list)())
-    print(json.dumps(result.as_dict(), default=str) if args.json else result.to_text(out))
+    if args.json:
+        data = result.as_dict()
+        data["warnings"] = list(dict.fromkeys([*data.get("warnings", []), *ECHOED]))
+        print(json.dumps(data, default=str))
+    else:
+        print(result.to_text(out))
     return 0
 
 
 def echo_warnings(caught) -> None:
     """Print warnings (or messages) to stderr as 'atlas-bayes: warning: ...'."""
     for warning in caught:
-        print(f"atlas-bayes: warning: {getattr(warning, 'message', warning)}", file=sys.stderr)
+        text = str(getattr(warning, "message", warning))
+        ECHOED.append(text)
+        print(f"atlas-bayes: warning: {text}", file=sys.stderr)
 
 
 def read_runs_or_fail(path, read=None, always=None):
