@@ -148,6 +148,8 @@ CASES = [
     ("design-shapes", (*DESIGN, "--shapes", "t0,t9"), r"--shapes: unknown trainer shape\(s\) \['t9'\]"),
     ("design-plan-shape", (*DESIGN, "--candidates", "{cands_model.csv}", "--plan", "{sub}/plan.jsonl"),
      r"--candidates .*column 'model': unknown trainer shape\(s\) \['t9'\]"),
+    ("loop-target-accept", (*LOOP, "--target-accept", "1.5"),
+     r"--target-accept: expected a probability strictly between 0 and 1"),
     ("design-plan-run-id", (*DESIGN, "--candidates", "{cands_id.csv}", "--plan", "{sub}/plan.jsonl"),
      r"row 1, column 'candidate' \(a planned run's id\): expected a folder name of the run's own"),
     ("design-candidates-value", (*DESIGN, "--candidates", "{cands_bad.csv}"),

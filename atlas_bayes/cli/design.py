@@ -46,7 +46,8 @@ def add_commands(commands) -> None:
         "own units: log loss, log N*, log tokens, g)")
     add("--max-rounds", type=count, help="stop after this many rounds")
     add("--shapes", help="trainer shapes of candidate runs, comma separated")
-    common.sampler_options(loop, None, chains=2, draws=500, warmup=500, shows="the status line")
+    common.sampler_options(loop, None, chains=2, draws=500, warmup=500, accept="law",
+                           shows="the status line")
     add("--train-config", type=Path, help="JSON of trainer config fields added to every run "
         "(corpus, seq_len, batch_size, lr, eval_every, ...)")
     add("--external", action="store_true", help="write each round's plan and stop; an external "
@@ -104,7 +105,9 @@ def run_loop(args) -> int:
             tokens_per_param=common.numbers(args.tokens_per_param, "--tokens-per-param"),
             max_rounds=args.max_rounds, law=args.law, language=args.lang, seed=args.seed,
             cost_power=args.cost_power, max_draws=args.max_draws, train_base=base,
-            sampler={"chains": args.chains, "warmup": args.warmup, "draws": args.draws},
+            sampler={"chains": args.chains, "warmup": args.warmup, "draws": args.draws,
+                     # only when given: a loop folder's saved settings stay as they were
+                     **({"target_accept": args.target_accept} if args.target_accept else {})},
             external=args.external), args.out, ingest=args.ingest,
             progress=not args.no_progress, start=start)
     return common.report(status, args, args.out)
