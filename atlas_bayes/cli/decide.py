@@ -1,7 +1,6 @@
 """Decision commands: `curse`, `crossover`, `transfer` and `optimal`."""
 
-from atlas_bayes.cli import checks_decide as checks
-from atlas_bayes.cli import common
+from atlas_bayes.cli import common, validate
 from atlas_bayes.models import law_names
 
 
@@ -64,7 +63,7 @@ def run_curse(args) -> int:
     return common.call_and_report(
         args, "curse", curse_study, args.from_k, args.to_k, n_params=args.n_params,
         n_tokens=args.tokens, language=args.lang, per_language=args.per_language,
-        check=lambda runs: checks.curse_options(runs, args))
+        check=lambda runs: validate.evaluated_language(runs, args.lang))
 
 
 def run_crossover(args) -> int:
@@ -75,7 +74,7 @@ def run_crossover(args) -> int:
     from atlas_bayes.decisions.crossover_result import crossover_decision
     return common.call_and_report(
         args, "crossover", crossover_decision, args.lang, budget=args.budget, n_params=args.n_params,
-        always=Warning, echo=UserWarning, check=lambda runs: checks.crossover_language(runs, args.lang))
+        always=Warning, echo=UserWarning, check=lambda runs: validate.crossover_language(runs, args.lang))
 
 
 def run_transfer(args) -> int:
@@ -84,7 +83,7 @@ def run_transfer(args) -> int:
     return common.call_and_report(
         args, "transfer", transfer_study, args.target, languages=args.languages, n_params=args.n_params,
         horizon=args.horizon, tau_priors_for=args.tau_priors_for, always=Warning, echo=UserWarning,
-        check=lambda runs: checks.transfer_languages(runs, args.target, args.languages))
+        check=lambda runs: validate.transfer_targets(runs, args.target, args.languages))
 
 
 def run_optimal(args) -> int:

@@ -1,8 +1,10 @@
 """Checks made before any fit starts: output paths, and options that must agree with the run
-table (languages, transfer languages, trainer shapes, candidate files). Each raises `BadInput`
+table (languages, transfer languages and targets, crossover cells, trainer shapes, candidate
+files). Each raises `BadInput`
 naming the option, what was found and what was expected."""
 
 import os
+import warnings
 from pathlib import Path
 
 from atlas_bayes.cli.common import BadInput
@@ -154,3 +156,27 @@ def plan_candidates(path: Path | None, plan: bool, eval_tokens: float) -> None:
 
 def _source(runs) -> str:
     return runs.attrs.get("source") or "the run table"
+
+
+def crossover_language(runs, language: str) -> None:
+    """`language` has a crossover cell: scratch and finetuned runs evaluated on it."""
+    from atlas_bayes.decisions.crossover import crossover_cells
+    with warnings.catch_warnings():          # the fit warns about partial cells itself
+        warnings.simplefilter("ignore")
+        try:
+            cells = crossover_cells(runs)
+        except ValueError as err:
+            raise BadInput(str(err)) from None
+    have = sorted(set(cells["language"]))
+    if language not in have:
+        raise BadInput(f"--lang {language}: no (language, model size) of {language!r} has both "
+                       f"scratch runs and runs continued from a checkpoint; languages that do: "
+                       f"{', '.join(have)}")
+
+
+def transfer_targets(runs, targets: str, languages: str | None) -> None:
+    """`transfer`'s --target and --languages name languages of the table or of the shipped
+    metadata."""
+    from atlas_bayes.decisions.comparison import names
+    known_languages(runs, names(targets), "--target")
+    known_languages(runs, names(languages or ()), "--languages")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-FACTOR = 1e3    # an answer this many times beyond the largest (or below the smallest) run warns
+FACTOR = 1e3    # an answer this many times beyond the largest run warns
 
 
 class ExtrapolationWarning(UserWarning):
