@@ -34,7 +34,8 @@ def make_files(folder: Path) -> dict[str, Path]:
         "good.csv", "good.parquet", "comma.csv", "extra.csv", "nparams.csv",
         "trunc.parquet", "garbage.parquet", "empty.parquet", "empty.nc", "garbage.nc",
         "trunc.nc", "list.json", "prior_list.json", "prior_text.json", "prior_sd.json",
-        "cands_model.csv", "cands_bad.csv", "cands_id.csv", "train_list.json", "afile", "sub")}
+        "cands_model.csv", "cands_bad_model.csv", "cands_bad.csv", "cands_id.csv", "train_list.json",
+        "afile", "sub")}
     runs.to_csv(paths["good.csv"], index=False)
     runs.to_parquet(paths["good.parquet"])
     paths["comma.csv"].write_text("\n".join([lines[0]] + [line + "," for line in lines[1:]]) + "\n")
@@ -54,6 +55,7 @@ def make_files(folder: Path) -> dict[str, Path]:
     paths["prior_text.json"].write_text(json.dumps({"sw": {"en": "x"}}))
     paths["prior_sd.json"].write_text(json.dumps({"sw": {"en": [0.1, -1]}}))
     paths["cands_model.csv"].write_text("n_params,n_tokens,model\n1e6,1e7,t9\n")
+    paths["cands_bad_model.csv"].write_text("n_params,n_tokens,model\n1e6,1e7,t1\n1e6,2e7,\n")
     paths["cands_bad.csv"].write_text("n_params,n_tokens\n1e6,-5\n")
     paths["cands_id.csv"].write_text("n_params,n_tokens,model,candidate\n1e6,1e7,t1,..\n")
     paths["train_list.json"].write_text("[1]")
@@ -148,6 +150,10 @@ CASES = [
     ("design-shapes", (*DESIGN, "--shapes", "t0,t9"), r"--shapes: unknown trainer shape\(s\) \['t9'\]"),
     ("design-plan-shape", (*DESIGN, "--candidates", "{cands_model.csv}", "--plan", "{sub}/plan.jsonl"),
      r"--candidates .*column 'model': unknown trainer shape\(s\) \['t9'\]"),
+    ("design-plan-n-params", (*DESIGN, "--n-params", "1e6,1e7", "--tokens", "1e8", "--plan", "{sub}/p.jsonl"),
+     r"--plan writes trainer configs, which need trainer shapes: give --shapes"),
+    ("design-plan-unnamed", (*DESIGN, "--candidates", "{cands_bad_model.csv}", "--plan", "{sub}/p.jsonl"),
+     r"cands_bad_model\.csv: row 2, column 'model' is empty, but --plan writes trainer configs"),
     ("loop-target-accept", (*LOOP, "--target-accept", "1.5"),
      r"--target-accept: expected a probability strictly between 0 and 1"),
     ("design-plan-run-id", (*DESIGN, "--candidates", "{cands_id.csv}", "--plan", "{sub}/plan.jsonl"),

@@ -43,7 +43,7 @@ def settings(root, base, **overrides):
     values = dict(runs=str(root / "start" / "runs.csv"), target=f"loss@N={N_T0:.6g},D=8000",
                   budget=1e12, shapes=["t0"], tokens=[STEP * 8.0, STEP * 16.0, STEP * 24.0], k=2,
                   max_rounds=2, sampler={"chains": 1, "warmup": 100, "draws": 100},
-                  max_draws=100, train_base=base)
+                  max_draws=100, train_base=base, accept_unconverged=True)
     values.update(overrides)
     return loop.LoopSettings(**values)
 
@@ -62,7 +62,16 @@ def test_two_rounds_interrupted_mid_run_resumed_then_an_external_round(start, mo
 
     monkeypatch.setattr(loop, "_train_run", counting)
 
-    # round 0 (fit the starting runs) and round 1, then stop
+    # round 0's tiny fit (one chain, 100 draws) fails its checks: the loop stops before designing
+    # from it, and says so in its status and log
+    status = loop.run_loop(settings(root, base, max_rounds=1, accept_unconverged=False), out,
+                           progress=False)
+    assert status["stopped"].startswith("round 0's fit did not converge") and trained == []
+    assert "--accept-unconverged" in status["stopped"]
+    log = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert log[0]["converged"] is False and any("ESS" in w for w in log[0]["warnings"])
+
+    # accepted on a rerun (it may change): round 1 is designed from the saved round-0 fit
     status = loop.run_loop(settings(root, base, max_rounds=1), out, progress=False)
     assert status["stopped"] == "1 round(s) done"
     log = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
@@ -91,7 +100,8 @@ def test_two_rounds_interrupted_mid_run_resumed_then_an_external_round(start, mo
                  "--target", f"loss@N={N_T0:.6g},D=8000", "--budget", "1e12", "--shapes", "t0",
                  "--tokens", f"{STEP * 8},{STEP * 16},{STEP * 24}", "--k", "2", "--max-rounds", "2",
                  "--chains", "1", "--warmup", "100", "--draws", "100", "--max-draws", "100",
-                 "--train-config", str(root / "base.json"), "--no-progress", "--json"])
+                 "--train-config", str(root / "base.json"), "--no-progress", "--json",
+                 "--accept-unconverged"])
     assert code == 0
     assert trained[before:] == [plan2[1]]
 

@@ -7,6 +7,7 @@ is range-checked. Commands run in-process (`atlas_bayes.cli.main`)."""
 import json
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import xarray as xr
@@ -15,12 +16,14 @@ from atlas_bayes.cli import main
 from atlas_bayes.fitting.diagnostics import NOT_CHECKED, check_convergence
 from atlas_bayes.fitting.files import save
 from atlas_bayes.fitting.inference import fit
-from atlas_bayes.fitting.informed import UninformedWarning, contraction
+from atlas_bayes.fitting.informed import UninformedWarning, contraction, uninformed
 from atlas_bayes.fitting.record import Convergence, FitRecord
 from atlas_bayes.fitting.summary import FitResult
 from atlas_bayes.simulation.simulate import monolingual_design, simulate
+from atlas_bayes.tables.runs import read_runs
 from conftest import QUICK
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "example_runs.csv"
 TRUTH = {"E": 1.2, "A": 350.0, "B": 1800.0, "alpha": 0.33, "beta": 0.34}
 
 
@@ -143,6 +146,26 @@ def test_one_model_size_is_named_and_a_multi_size_study_is_not(study, multi_size
     tree, _, caught = multi_size
     assert not [w for w in caught if issubclass(w.category, UninformedWarning)]
     assert max(contraction(tree).values()) < 0.3
+
+
+@pytest.mark.unit
+def test_joint_and_curse_laws_name_what_a_constant_quantity_leaves_uninformed():
+    """No fixed prior width measures a pooled law, so the run table says it: one model size
+    leaves A and alpha, one number of languages per mixture the curse's phi and psi."""
+    runs = read_runs(EXAMPLE)
+    def tree(law, parameters):
+        t = xr.DataTree()
+        t.attrs.update(FitRecord(kind="law", law=law, parameters=parameters).to_attrs())
+        return t
+    curse = tree("curse", ("E", "A", "B", "alpha", "beta", "phi", "psi"))
+    joint = tree("atlas-h", ("E", "A", "B", "alpha", "beta", "tau"))
+    assert uninformed(curse, runs) == [] and uninformed(joint, runs) == []
+    mono = runs[runs["n_languages"] == 1]
+    (message,) = uninformed(curse, mono)
+    assert message.startswith("one number of languages (1 per mixture): phi and psi are not informed")
+    one_size = runs[runs["n_params"] == runs["n_params"].iloc[0]]
+    assert any(m.startswith("one model size (9.04e+06 parameters): A and alpha are not informed")
+               for m in uninformed(joint, one_size))
 
 
 @pytest.mark.e2e

@@ -54,6 +54,8 @@ def add_commands(commands) -> None:
         "runner trains it and puts the rows in OUT/round-R/results.csv (or --ingest FILE)")
     add("--ingest", type=Path, help="run table holding the planned runs' rows")
     add("--no-progress", action="store_true", help="no progress messages or bars")
+    loop.add_argument("--accept-unconverged", action="store_true", help="design the next round "
+                      "even from a fit that failed its convergence checks (they are still shown)")
 
 
 def run_design(args) -> int:
@@ -108,7 +110,7 @@ def run_loop(args) -> int:
             sampler={"chains": args.chains, "warmup": args.warmup, "draws": args.draws,
                      # only when given: a loop folder's saved settings stay as they were
                      **({"target_accept": args.target_accept} if args.target_accept else {})},
-            external=args.external), args.out, ingest=args.ingest,
+            external=args.external, accept_unconverged=args.accept_unconverged), args.out, ingest=args.ingest,
             progress=not args.no_progress, start=start)
     return common.report(status, args, args.out)
 
@@ -118,4 +120,7 @@ def check_design_inputs(options, plan) -> None:
     `model` column names trainer shapes."""
     if options.shapes != "all":
         validate.trainer_shapes(options.shapes)
+    if plan is not None and options.file is None and options.n_params is not None:
+        raise validate.BadInput("--plan writes trainer configs, which need trainer shapes: give "
+                                "--shapes (names or 'all') instead of --n-params")
     validate.plan_candidates(options.file, plan is not None, options.eval_tokens)

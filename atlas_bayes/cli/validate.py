@@ -145,7 +145,12 @@ def plan_candidates(path: Path | None, plan: bool, eval_tokens: float) -> None:
     except ValueError as err:
         raise BadInput(f"--candidates: {err}") from None
     if plan:
-        named = [m for m in dict.fromkeys(table["model"]) if m]
+        unnamed = [row for row, m in enumerate(table["model"], start=1) if not m]
+        if unnamed:
+            raise BadInput(f"--candidates {path}: row {unnamed[0]}, column 'model' is empty, but "
+                           "--plan writes trainer configs, which need a trainer shape name per run "
+                           f"({len(unnamed)} row(s) without one)")
+        named = list(dict.fromkeys(table["model"]))
         trainer_shapes(named, f"--candidates {path}, column 'model'")
         from atlas_bayes.trainers.config import run_id_problem
         for row, name in enumerate(table["candidate"], start=1):     # each names a planned run

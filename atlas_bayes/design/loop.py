@@ -49,12 +49,13 @@ from atlas_bayes.design.study import CandidateOptions, OptionError, Study, study
 from atlas_bayes.design.targets import Target, target_summary, weighted_interval
 from atlas_bayes.fitting.files import read_json_object
 from atlas_bayes.fitting.summary import json_safe
+from atlas_bayes.fitting.trust import verdict
 from atlas_bayes.tables.atomic_files import atomic_file, atomic_write
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, validate_runs, write_runs
 
 PROB = 0.9
 # settings a rerun may change (stopping rules and who trains); any other change is refused
-MAY_CHANGE = ("budget", "width", "max_rounds", "external")
+MAY_CHANGE = ("budget", "width", "max_rounds", "external", "accept_unconverged")
 
 
 @dataclass
@@ -77,6 +78,7 @@ class LoopSettings:
     train_base: dict = field(default_factory=dict)     # fields added to every trainer config
     external: bool = False
     seed: int = 0
+    accept_unconverged: bool = False         # design from a round whose fit failed its checks
 
     def __post_init__(self):
         if not (np.isfinite(self.budget) and self.budget > 0):
@@ -279,20 +281,28 @@ def _fit_round(table: LoopTable, out, r, settings, study: Study, ids, cost, log,
     started = time.perf_counter()
     tree = study.fit(table.runs, Sampler(**{"seed": settings.seed, **settings.sampler}), warn=False)
     interval = target_interval(study.posterior(tree, table.runs, None), study.target)
+    checks = verdict(tree)
     folder = out / f"round-{r}"
     folder.mkdir(parents=True, exist_ok=True)
     save(tree, folder / "posterior.nc")          # atomic: through a temporary file
     spent = (log[-1]["spent"] if log else 0.0) + cost
     entry = {"round": r, "runs": ids, "cost": cost, "spent": spent,
              "n_runs": int(table.runs["run_id"].nunique()), "target": study.target.name,
-             **interval, "fit_seconds": round(time.perf_counter() - started, 2)}
+             **interval, **checks, "fit_seconds": round(time.perf_counter() - started, 2)}
     log.append(entry)
     _write_text(out / "rounds.jsonl", "".join(json.dumps(e, default=_plain) + "\n" for e in log))
     plot_width(log, out / "width.png")
     width = entry.get("width")
     say(f"round {r}: {len(ids)} run(s), cost {cost:.3g} FLOPs, spent {spent:.3g} of "
-        f"{settings.budget:.3g}" + (f"; 90% interval width {width:.4g}" if width is not None else ""))
+        f"{settings.budget:.3g}" + (f"; 90% interval width {width:.4g}" if width is not None else "")
+        + f"; fit {_verdict_word(checks['converged'])}")
+    for message in checks["warnings"]:
+        say(f"round {r}: warning: {message}")
     return tree
+
+
+def _verdict_word(converged) -> str:
+    return {True: "converged", False: "DID NOT CONVERGE"}.get(converged, "not checked")
 
 
 def target_interval(posterior: DesignPosterior, target: Target, prob: float = PROB) -> dict:
@@ -311,6 +321,10 @@ def _stop_reason(settings: LoopSettings, log: list[dict]) -> str:
     """Why the loop stops after the last round ('' to go on): width reached, budget spent or
     the round limit."""
     last = log[-1]
+    if last.get("converged") is False and not settings.accept_unconverged:
+        return (f"round {last['round']}'s fit did not converge, so its design would not be reliable: "
+                "rerun with --accept-unconverged to design from it anyway, or start a new loop "
+                "with more --warmup/--draws or a higher --target-accept")
     if settings.width is not None and last.get("width") is not None \
             and last["width"] <= settings.width:
         return f"the 90% interval ({last['width']:.4g}) is narrower than {settings.width:g}"

@@ -16,8 +16,11 @@ any one of its five model sizes, alpha's ratio is 0.98-1.09 (E 0.47-0.58, the N 
 centre 0.52-0.63); the whole multi-size grid gives at most 0.15, `data/example_runs.csv` at
 most 0.15 (Chinchilla and ATLAS, tau included), two model sizes at most 0.70 (E; alpha 0.64).
 A natural-scale A (B) carries the N (D) term to N = 1 with alpha (beta), so it is flagged with
-its exponent. Joint (`*-h`) and curse laws are not checked here: their per-language priors are
-learnt from the data (their tied designs: `identifiability`).
+its exponent. Joint (`*-h`) and curse laws learn their per-language priors from the data, so
+no fixed prior width measures them; for them (and every law) the run table itself says what
+cannot be informed: one model size leaves A and alpha to the prior, one data size B and beta,
+one number of languages per mixture the curse's phi and psi (`single_values`). Languages
+whose sizes are tied to their data sizes: `identifiability`.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ import pandas as pd
 import xarray as xr
 
 from atlas_bayes.fitting.identifiability import size_groups
-from atlas_bayes.fitting.law_inputs import target_tokens
+from atlas_bayes.fitting.law_inputs import effective_languages, target_tokens
 from atlas_bayes.fitting.record import FitRecord
 from atlas_bayes.models.scaling import ALPHA_PRIOR, TAU_OTHER_LOG_PRIOR, TAU_PRIOR
+from atlas_bayes.tables.runs import mixture_fractions
 
 MAX_RATIO = 0.8       # posterior sd / prior sd at or above this: not informed
 CHECKED_LAWS = ("chinchilla", "dcsl", "msl", "atlas", "atlas-dt", "atlas-other")
@@ -93,28 +97,44 @@ def _tau_scale(record: FitRecord, slot: int) -> float:
     return PRIORS["tau"][1]
 
 
+def single_values(runs: pd.DataFrame, parameters) -> list[tuple[str, tuple[str, ...], float, str]]:
+    """(term, the parameters it alone informs, its one value, unit) for each quantity that takes
+    one value (within `identifiability.SIZE_FACTOR`) in every run: model size (A, alpha), the
+    evaluated language's tokens (B, beta), languages per mixture (phi, psi: curse laws).
+    Only parameters in `parameters` are named."""
+    terms = [("model size", ("A", "alpha"), runs["n_params"], "parameters"),
+             ("data size", ("B", "beta"), target_tokens(runs), "tokens")]
+    if "phi" in parameters or "psi" in parameters:
+        terms.append(("number of languages", ("phi", "psi"),
+                      effective_languages(mixture_fractions(runs)), "per mixture"))
+    found = []
+    for term, names, values, unit in terms:
+        values = np.asarray(values, dtype=float)
+        named = tuple(n for n in names if n in parameters)
+        if named and len(values) and int(size_groups(values).max()) == 0:
+            found.append((term, named, float(np.median(values)), unit))
+    return found
+
+
 def uninformed(tree: xr.DataTree, runs: pd.DataFrame, max_ratio: float = MAX_RATIO) -> list[str]:
     """Messages naming the parameters whose posterior is about their prior (contraction ratio
     at or above `max_ratio`), with the reason where the run table shows it (one model size,
-    one data size); `runs`: the fitted rows."""
+    one data size); `runs`: the fitted rows. Laws without fixed prior widths (joint, curse):
+    the parameters that a quantity which never varies leaves uninformed (`single_values`)."""
+    record = FitRecord.from_tree(tree)
+    if record.law not in CHECKED_LAWS or record.centred is False:
+        return [_single_message(*found, because="not informed by the data, so their intervals "
+                                "come from the prior (and, pooled, the other languages)")
+                for found in single_values(runs, record.parameters or ())]
     ratios = contraction(tree)
     flagged = {k: v for k, v in ratios.items()
                if max(v, ratios.get(EXPONENT.get(k, ""), 0.0)) >= max_ratio}
-    if not flagged:
-        return []
     messages = []
-    for term, (scale, exponent), sizes, unit in (
-            ("model size", ("A", "alpha"), runs["n_params"], "parameters"),
-            ("data size", ("B", "beta"), target_tokens(runs), "tokens")):
-        sizes = np.asarray(sizes, dtype=float)
-        named = [n for n in (scale, exponent) if n in flagged]
-        if named and int(size_groups(sizes).max()) == 0:
-            messages.append(
-                f"one {term} ({np.median(sizes):.3g} {unit}): {' and '.join(named)} "
-                f"{'is' if len(named) == 1 else 'are'} not informed ({_ratios(flagged, named)}), "
-                f"so their intervals are the prior's. Add runs at other {term}s.")
-            for n in named:
-                flagged.pop(n)
+    for term, names, value, unit in single_values(runs, flagged):
+        messages.append(_single_message(term, names, value, unit, because=f"not informed "
+                                        f"({_ratios(flagged, names)}), so their intervals are the prior's"))
+        for n in names:
+            flagged.pop(n)
     if flagged:
         names = list(flagged)
         messages.append(
@@ -122,6 +142,14 @@ def uninformed(tree: xr.DataTree, runs: pd.DataFrame, max_ratio: float = MAX_RAT
             "intervals are mostly the prior's. Add runs that vary what they describe, or read "
             "them as the prior.")
     return messages
+
+
+def _single_message(term: str, names, value: float, unit: str, because: str) -> str:
+    """'one model size (1e+08 parameters): A and alpha are not informed (...). Add runs at
+    other model sizes.'"""
+    verb = "is" if len(names) == 1 else "are"
+    return (f"one {term} ({value:.3g} {unit}): {' and '.join(names)} {verb} {because}. "
+            f"Add runs at other {term}s.")
 
 
 def _ratios(flagged: dict, names) -> str:
