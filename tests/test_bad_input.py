@@ -209,6 +209,35 @@ def test_bad_input_is_refused_before_any_fit(argv, expected, tmp_path, capsys, m
 
 
 @pytest.mark.unit
+def test_a_loop_whose_language_cannot_name_a_run_is_refused_before_any_state(tmp_path, capsys):
+    runs = pd.read_csv(EXAMPLE)
+    runs["language"] = runs["language"].replace("sw", "s/w")
+    table = tmp_path / "runs.csv"
+    runs[runs["n_languages"] == 1].to_csv(table, index=False)
+    out = tmp_path / "loop"
+    status, output = run(["loop", str(table), "--budget", "1e16", "--out", str(out), "--shapes", "t0",
+                          "--lang", "s/w"], capsys)
+    assert status == 2 and "Traceback" not in output, output
+    assert "language 's/w' names the loop's runs (run ids loop-r1-s/w-...), so it must be a safe name" \
+        in output
+    assert not out.exists()
+
+
+@pytest.mark.unit
+def test_a_loop_whose_corpus_lacks_its_language_is_refused_before_the_fit(tmp_path, capsys):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "en.txt").write_text("some text.\n\nmore text.")
+    config = tmp_path / "base.json"
+    config.write_text(json.dumps({"corpus": {"kind": "folder", "path": str(tmp_path / "corpus")}}))
+    out = tmp_path / "loop"
+    status, output = run(["loop", str(EXAMPLE), "--budget", "1e16", "--out", str(out), "--shapes", "t0",
+                          "--lang", "sw", "--train-config", str(config)], capsys)
+    assert status == 2 and "Traceback" not in output, output
+    assert "the trainer's corpus (--train-config 'corpus'): " in output and "no text for ['sw']" in output
+    assert not out.exists()
+
+
+@pytest.mark.unit
 def test_a_loop_refused_for_a_typo_leaves_no_state(tmp_path, capsys):
     files = make_files(tmp_path)
     out = tmp_path / "loop"

