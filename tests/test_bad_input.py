@@ -166,6 +166,8 @@ CASES = [
     ("design-n-params", (*DESIGN, "--n-params", "0"), r"--n-params: expected positive finite numbers"),
     ("design-target", (*DESIGN, "--target", "loss@N=abc"), r"target 'loss@N=abc': cannot read 'N=abc'"),
     ("design-k", (*DESIGN, "--k", "0"), r"--k: expected a whole number >= 1"),
+    ("design-max-draws", (*DESIGN, "--max-draws", "1"), r"--max-draws: expected a whole number >= 16"),
+    ("design-bts-same", (*DESIGN, "--target", "bts:en->en"), r"the source and the target are one language"),
     ("design-plan-folder", (*DESIGN, "--shapes", "t0", "--plan", "{sub}"),
      r"--plan .*sub: is an existing folder"),
     ("design-out-jsonl", (*DESIGN, "--out", "{afile}/plan.jsonl"), r"afile is a file, so no folder"),

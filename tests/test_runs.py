@@ -228,6 +228,12 @@ def test_blank_text_cells_get_defaults(tmp_path):
     assert list(runs["init"]) == ["scratch", "continued"]
 
 
+def test_a_language_code_with_spaces_is_refused(tmp_path):
+    with pytest.raises(RunTableError, match=r"row 2 \(line 3\), column 'language': expected a language "
+                                            r"code without spaces or control characters, got 'e n'"):
+        read_runs(write(tmp_path, 'run_id,language,n_params,n_tokens,loss\na,en,1e8,1e9,3\nb,"e n",1e8,1e9,3\n'))
+
+
 def test_several_rows_per_run(tmp_path):
     text = "run_id,n_params,n_tokens,loss\n" + "".join(
         f"curve,1e8,{tokens:g},{3 + 1 / tokens ** 0.1:.4f}\n" for tokens in (1e8, 2e8, 4e8, 8e8))

@@ -269,7 +269,7 @@ def read_configs(path: str | Path, plan: bool = False) -> list[RunConfig]:
     JSONL file of configs, one a line. ConfigError naming the line, run and field otherwise."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")   # a BOM (Windows editors) is not content
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read the run config: {getattr(err, 'strerror', None) or err}") from None
     if plan:

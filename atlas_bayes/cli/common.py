@@ -174,6 +174,10 @@ def _whole(text: str) -> int:
 
 
 positive_int = _number_type("positive_int", "a whole number >= 1", lambda v: v >= 1, _whole)
+MIN_DESIGN_DRAWS = 16        # the expected information gain compares draws: one or two say nothing
+design_draws = _number_type("design_draws", f"a whole number >= {MIN_DESIGN_DRAWS} (the expected "
+                            "information gain is estimated from that many posterior draws)",
+                            lambda v: v >= MIN_DESIGN_DRAWS, _whole)
 seed_int = _number_type("seed_int", "a whole number from 0 to 2147483647", lambda v: 0 <= v < 2 ** 31,
                         _whole)
 positive_float = _number_type("positive_float", "a positive finite number",

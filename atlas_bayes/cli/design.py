@@ -24,7 +24,8 @@ def add_commands(commands) -> None:
         add("--tokens-per-param", help="or tokens per parameter (default 5,10,20,40,80)")
         add("--cost-power", type=common.nonnegative_float, default=1.0,
             help="rank by gain / cost^P (1: per FLOP, default; 0: gain alone)")
-        add("--max-draws", type=count, default=512, help="posterior draws for the EIG (default 512)")
+        add("--max-draws", type=common.design_draws, default=512,
+            help="posterior draws for the EIG (default 512)")
 
     add, grid = design.add_argument, design.add_mutually_exclusive_group().add_argument
     grid("--candidates", type=Path,

@@ -87,6 +87,9 @@ def parse_curve_target(text: str) -> Target | None:
         raise ValueError(f"unknown target {text!r}; a BTS target names a source and a target "
                          f"language: {BTS_FORM}")
     source, target = match.groups()
+    if source == target:
+        raise ValueError(f"target {text!r}: the source and the target are one language; BTS "
+                         f"measures how one language helps another: {BTS_FORM}")
     name = f"bts:{source}->{target}" + (f"@{n_params:.3g}" if n_params else "")
     return Target(name, _values("bts", text, BTS_FIT),
                   {"kind": "bts", "source": source, "target": target, "n_params": n_params})

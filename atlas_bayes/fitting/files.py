@@ -71,7 +71,7 @@ def read_json_object(path, holding: str) -> dict:
     """The JSON object in file `path`; ValueError when it cannot be read or is not an object
     (the message says it should hold `holding`)."""
     try:
-        given = json.loads(Path(path).read_text())
+        given = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"cannot be read as JSON: {err}") from None
     if not isinstance(given, dict):

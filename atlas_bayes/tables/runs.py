@@ -153,6 +153,7 @@ def validate_runs(raw: pd.DataFrame, source: str = "<run table>", csv: bool = Fa
         if column in raw.columns:
             runs[column] = raw[column].astype("string").str.strip()
     runs["run_id"] = _fill_blank(runs.get("run_id"), [f"row{i + 1}" for i in raw.index])
+    problems += _check_language_cells(runs.get("language"), where)
     runs["language"] = _fill_blank(runs.get("language"), DEFAULT_LANGUAGE)
     runs["init"] = _fill_blank(runs.get("init"), "scratch")
     for column in ("mixture", "source", "notes"):
@@ -361,6 +362,19 @@ def _check_run_constants(runs: pd.DataFrame, where) -> list[str]:
                             f"({', '.join(seen[:4])}); expected one value per run_id (a run has one "
                             f"{column}): give different runs different run_ids")
     return problems
+
+
+def _check_language_cells(column: pd.Series | None, where) -> list[str]:
+    """A language code holds no spaces or control characters (a stray quote would otherwise
+    make a new language, and codes name runs and files); blank cells are 'und'."""
+    if column is None:
+        return []
+    text = column.fillna("")
+    odd = column.index[text.str.contains(r"[\s\x00-\x1f]", regex=True)]
+    if not len(odd):
+        return []
+    return [f"{where(odd[0])}, column 'language': expected a language code without spaces or "
+            f"control characters, got {text[odd[0]]!r}" + (f" ({len(odd)} rows)" if len(odd) > 1 else "")]
 
 
 def _warn_unknown_languages(runs: pd.DataFrame, source: str, where) -> None:
