@@ -21,7 +21,7 @@ from atlas_bayes import laws
 from atlas_bayes.models.hierarchical import (EXPONENT_SPREAD, LOG_E_SPREAD, TERM_SPREAD,
                                              _shared_sites, centredness, group_centres, group_sums,
                                              per_language_values)
-from atlas_bayes.models.scaling import ALPHA_PRIOR, TERM_SHARE, likelihood
+from atlas_bayes.models.scaling import ALPHA_PRIOR, LOG_E_SD, TERM_SD, TERM_SHARE, likelihood
 
 K_EXPONENT_PRIOR, K_EXPONENT_SPREAD = (0.0, 0.3), 0.05
 EXPONENTS = ("log_alpha", "log_beta", "phi", "psi")
@@ -48,8 +48,8 @@ def curse(x, log_loss=None, nu=4.0, pooling="complete", centring="auto", centres
     term_loc = jnp.log(TERM_SHARE * x.loss_median)
     priors = {
         "log_alpha": (ALPHA_PRIOR, EXPONENT_SPREAD), "log_beta": (ALPHA_PRIOR, EXPONENT_SPREAD),
-        "log_E": ((jnp.log(0.5 * x.loss_min), 1.0), LOG_E_SPREAD),
-        "log_A_c": ((term_loc, 1.5), TERM_SPREAD), "log_B_c": ((term_loc, 1.5), TERM_SPREAD),
+        "log_E": ((jnp.log(0.5 * x.loss_min), LOG_E_SD), LOG_E_SPREAD),
+        "log_A_c": ((term_loc, TERM_SD), TERM_SPREAD), "log_B_c": ((term_loc, TERM_SD), TERM_SPREAD),
         "phi": (K_EXPONENT_PRIOR, K_EXPONENT_SPREAD), "psi": (K_EXPONENT_PRIOR, K_EXPONENT_SPREAD),
     }
     p = per_language_values(priors, pooling, common, c, x.n_groups, EXPONENTS)

@@ -19,7 +19,6 @@ the per-language set-up these need from the training rows (`group_*` functions).
 Inputs are a `LawInputs` from `build_group_inputs` (row -> language index in `x.group`).
 """
 
-import math
 from contextlib import nullcontext
 
 import jax
@@ -30,17 +29,17 @@ import numpyro.distributions as dist
 from numpyro.primitives import Messenger
 
 from atlas_bayes import laws
-from atlas_bayes.models.scaling import (ALPHA_PRIOR, TAU_OTHER_LOG_PRIOR, TERM_SHARE, likelihood,
-                                        pinned_parameters, tau_prior_arrays)
+from atlas_bayes.models.scaling import (ALPHA_PRIOR, LAMBDA_PRIOR, LOG_E_SD, TAU_OTHER_LOG_PRIOR,
+                                        TAU_PRIOR, TERM_SD, TERM_SHARE, likelihood, pinned_parameters,
+                                        tau_prior_arrays)
 
 # Prior (loc, scale) of each population mean, and the mean of the Gamma(2) prior on its spread
 # across languages, for the per-language parameters on the log scale.
 EXPONENT_SPREAD = 0.25
 LOG_E_SPREAD = 0.5
 TERM_SPREAD = 1.0
-TAU_PRIOR, TAU_SPREAD = (0.0, 0.5), 0.25
+TAU_SPREAD = 0.25
 TAU_OTHER_SPREAD = 0.5   # of log tau_other
-LAMBDA_PRIOR = (math.log(0.1), 1.0)
 LAMBDA_SPREAD = 0.5       # of log lambda, when it is per language
 CENTRED_MIN_OBS = 20
 # Shape of the Gamma prior on each population spread. Every language's core parameters are
@@ -87,9 +86,9 @@ def hierarchical(x, log_loss=None, nu=4.0, saturate=True, transfer=True, other=T
     priors = {
         "log_alpha": (ALPHA_PRIOR, EXPONENT_SPREAD),
         "log_beta": (ALPHA_PRIOR, EXPONENT_SPREAD),
-        "log_E": ((jnp.log(0.5 * x.loss_min), 1.0), LOG_E_SPREAD),
-        "log_A_c": ((term_loc, 1.5), TERM_SPREAD),
-        "log_B_c": ((term_loc, 1.5), TERM_SPREAD),
+        "log_E": ((jnp.log(0.5 * x.loss_min), LOG_E_SD), LOG_E_SPREAD),
+        "log_A_c": ((term_loc, TERM_SD), TERM_SPREAD),
+        "log_B_c": ((term_loc, TERM_SD), TERM_SPREAD),
     }
     blocks = nullcontext()
     if language_blocks and not common:

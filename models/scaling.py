@@ -31,6 +31,12 @@ ALPHA_PRIOR = (math.log(0.35), 0.5)     # LogNormal over exponents: 90% in (0.15
 TERM_SHARE = 0.25                      # prior centre of each reducible term, as a share of loss
 TAU_OTHER_LOG_PRIOR = (math.log(0.05), 1.5)  # LogNormal weight of "other" tokens: 90% in (0.004, 0.6)
 TAU_PRIOR = (0.0, 0.5)                 # Normal weight of each transfer language's tokens
+# Prior widths (sd, in the coordinate each prior is on), also read by fitting/informed.py.
+LOG_E_SD = 1.0                         # log E about log(half the smallest loss)
+TERM_SD = 1.5                          # log N (D) term at the data centre
+R_STAR_PRIOR = {"R_D_star": (math.log(15.0), 0.75), "R_N_star": (math.log(5.0), 0.75)}   # LogNormal
+GAMMA_SD = 0.25                        # Normal(0, sd) family-transfer offset
+LAMBDA_PRIOR = (math.log(0.1), 1.0)    # LogNormal
 LOG_LOSS_SCALE = 100.0                 # log_L_c is this times log(loss at the centre / median)
 
 
@@ -44,8 +50,8 @@ def chinchilla(x, log_loss=None, nu=4.0, predict_mean=False):
 def dcsl(x, log_loss=None, nu=4.0, predict_mean=False):
     """Data-constrained law (Muennighoff et al.): repeated data and excess parameters decay."""
     p = _core_parameters(x, log_loss)
-    R_D_star = numpyro.sample("R_D_star", dist.LogNormal(jnp.log(15.0), 0.75))
-    R_N_star = numpyro.sample("R_N_star", dist.LogNormal(jnp.log(5.0), 0.75))
+    R_D_star = numpyro.sample("R_D_star", dist.LogNormal(*R_STAR_PRIOR["R_D_star"]))
+    R_N_star = numpyro.sample("R_N_star", dist.LogNormal(*R_STAR_PRIOR["R_N_star"]))
     mu = laws.log_dcsl(x.N, x.D, x.U, p["E"], p["A_ref"], p["B_ref"], p["alpha"], p["beta"],
                        R_D_star, R_N_star)
     likelihood(mu, x, log_loss, nu, predict_mean)
@@ -54,7 +60,7 @@ def dcsl(x, log_loss=None, nu=4.0, predict_mean=False):
 def msl(x, log_loss=None, nu=4.0, predict_mean=False):
     """He et al.'s multilingual law: Chinchilla in total tokens times p_family^(-gamma)."""
     p = _core_parameters(x, log_loss)
-    gamma = numpyro.sample("gamma", dist.Normal(0.0, 0.25))
+    gamma = numpyro.sample("gamma", dist.Normal(0.0, GAMMA_SD))
     mu = laws.log_msl(x.N, x.D_total, x.p_family, p["E"], p["A_ref"], p["B_ref"],
                       p["alpha"], p["beta"], gamma)
     likelihood(mu, x, log_loss, nu, predict_mean)
@@ -71,7 +77,7 @@ def atlas(x, log_loss=None, nu=4.0, transfer=True, other=True, tau_prior=None,
     with priors from the transfer matrix (`atlas_bayes.decisions.transfer.tau_priors`).
     """
     p = _core_parameters(x, log_loss)
-    lam = numpyro.sample("lambda", dist.LogNormal(jnp.log(0.1), 1.0))
+    lam = numpyro.sample("lambda", dist.LogNormal(*LAMBDA_PRIOR))
     numpyro.deterministic("R_D_star", 1.0 / lam)
     terms = {}
     if transfer and x.D_transfer.shape[-1] > 0:
@@ -108,7 +114,7 @@ def _core_parameters(x, log_loss=None):
     baseline (`centre=False`) samples log E, the log terms at the reference and the exponents
     directly.
     """
-    priors = {"log_E": dist.Normal(jnp.log(0.5 * x.loss_min), 1.0),
+    priors = {"log_E": dist.Normal(jnp.log(0.5 * x.loss_min), LOG_E_SD),
               "log_A_ref": _term_prior(x, x.log_N_mid - x.log_N_ref),
               "log_B_ref": _term_prior(x, x.log_D_mid - x.log_D_ref),
               "log_alpha": dist.Normal(*ALPHA_PRIOR), "log_beta": dist.Normal(*ALPHA_PRIOR)}
@@ -283,7 +289,7 @@ def _term_prior(x, offset):
     the reference sits from that scale (zero when centred, ~20 nats in the naive baseline).
     """
     loc = jnp.log(TERM_SHARE * x.loss_median) + jnp.exp(ALPHA_PRIOR[0]) * offset
-    return dist.Normal(loc, 1.5 + 0.5 * jnp.abs(offset))
+    return dist.Normal(loc, TERM_SD + 0.5 * jnp.abs(offset))
 
 
 class WholeStudentT(dist.StudentT):

@@ -34,20 +34,22 @@ import xarray as xr
 from atlas_bayes.fitting.identifiability import size_groups
 from atlas_bayes.fitting.law_inputs import effective_languages, target_tokens
 from atlas_bayes.fitting.record import FitRecord
-from atlas_bayes.models.scaling import ALPHA_PRIOR, TAU_OTHER_LOG_PRIOR, TAU_PRIOR
+from atlas_bayes.models.scaling import (ALPHA_PRIOR, GAMMA_SD, LAMBDA_PRIOR, LOG_E_SD, R_STAR_PRIOR,
+                                        TAU_OTHER_LOG_PRIOR, TAU_PRIOR, TERM_SD)
 from atlas_bayes.tables.runs import mixture_fractions
 
 MAX_RATIO = 0.8       # posterior sd / prior sd at or above this: not informed
 CHECKED_LAWS = ("chinchilla", "dcsl", "msl", "atlas", "atlas-dt", "atlas-other")
 # parameter -> (coordinate of the prior, its sd): "log" log(value), "identity" the value,
 # "log_N_term"/"log_D_term" log A - alpha log N_ref (the N term at the data centre), likewise B
-# (the widths the models name are taken from them; the rest are written inline in models/scaling.py)
-PRIORS = {"E": ("log", 1.0), "A": ("log_N_term", 1.5), "B": ("log_D_term", 1.5),
-          "alpha": ("log", ALPHA_PRIOR[1]), "beta": ("log", ALPHA_PRIOR[1]), "lambda": ("log", 1.0),
-          "R_N_star": ("log", 0.75), "gamma": ("identity", 0.25), "tau": ("identity", TAU_PRIOR[1]),
+PRIORS = {"E": ("log", LOG_E_SD), "A": ("log_N_term", TERM_SD), "B": ("log_D_term", TERM_SD),
+          "alpha": ("log", ALPHA_PRIOR[1]), "beta": ("log", ALPHA_PRIOR[1]),
+          "lambda": ("log", LAMBDA_PRIOR[1]), "R_N_star": ("log", R_STAR_PRIOR["R_N_star"][1]),
+          "gamma": ("identity", GAMMA_SD), "tau": ("identity", TAU_PRIOR[1]),
           "tau_other": ("log", TAU_OTHER_LOG_PRIOR[1])}
 EXPONENT = {"A": "alpha", "B": "beta"}   # natural-scale A, B reach N, D = 1 through these
-SAMPLED_ONLY = {"R_D_star": ("log", 0.75)}   # a prior of its own only where sampled (DCSL)
+# a prior of its own only where sampled (DCSL)
+SAMPLED_ONLY = {"R_D_star": ("log", R_STAR_PRIOR["R_D_star"][1])}
 
 
 class UninformedWarning(UserWarning):
