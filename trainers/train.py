@@ -338,7 +338,9 @@ def _train(config: RunConfig, paths: RunPaths, progress: bool, _stop_after: int 
         if bar is not None:
             bar.close()
     distributed.barrier(f"{config.run_id} written")          # the other processes read it now
-    return _run_rows(table_path, config.run_id)
+    rows = _run_rows(table_path, config.run_id)
+    rows.attrs["resumed_from_step"] = start                  # 0: trained from its start
+    return rows
 
 
 def _progress(enabled: bool, steps: int, start: int, run_id: str):

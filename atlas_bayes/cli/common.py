@@ -174,6 +174,7 @@ def _whole(text: str) -> int:
 
 
 positive_int = _number_type("positive_int", "a whole number >= 1", lambda v: v >= 1, _whole)
+nonnegative_int = _number_type("nonnegative_int", "a whole number >= 0", lambda v: v >= 0, _whole)
 seed_int = _number_type("seed_int", "a whole number from 0 to 2147483647", lambda v: 0 <= v < 2 ** 31,
                         _whole)
 positive_float = _number_type("positive_float", "a positive finite number",
@@ -188,3 +189,11 @@ def accept_unconverged_option(parser) -> None:
     """--accept-unconverged: use a saved posterior.nc whose fit failed its convergence checks."""
     parser.add_argument("--accept-unconverged", action="store_true", help="use a posterior.nc "
                         "whose fit did not converge (its warnings are still shown)")
+
+
+def ray_option(parser, what: str) -> None:
+    """--ray [ADDRESS]: train on a Ray started inside the command, or on the cluster at ADDRESS."""
+    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                        help=f"train {what}: on a Ray started inside this command, or on the "
+                        "cluster at ADDRESS ('auto', HOST:6379, ray://HOST:10001); needs the "
+                        "'cluster' extra")
