@@ -27,63 +27,23 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
 from atlas_bayes.tables.atomic_files import atomic_write
 from atlas_bayes.trainers.config import RunConfig
+from atlas_bayes.trainers.ray_session import session
 from atlas_bayes.trainers.resources import gpu_env, run_resources
 from atlas_bayes.trainers.train import check_plan, update_run_table
 
 STATUS = "plan-status.json"
 MAX_RETRIES = 3
-LOCAL = (None, "", "local")
 
 
 class PlanFailed(RuntimeError):
     """Runs of a plan that failed, each named with its error (the others were written)."""
-
-
-def import_ray():
-    """The `ray` module; ImportError naming the extra when it is not installed."""
-    try:
-        import ray
-    except ImportError as err:
-        raise ImportError(f"running on Ray needs the 'cluster' extra ({err}); install it with "
-                          "pip install -e '.[cluster]'") from None
-    return ray
-
-
-@contextmanager
-def session(address: str | None = None, num_cpus: int | None = None):
-    """Ray for the block: the session already open in this process if there is one (left
-    open), else a new local Ray (`address` None or "local"; `num_cpus`: default all cores) or
-    the cluster at `address` ("auto", "HOST:6379", "ray://HOST:10001"), shut down after it.
-    While it runs, SIGTERM ends the block as Ctrl-C does, so Ray is shut down."""
-    ray = import_ray()
-    if ray.is_initialized():
-        yield ray
-        return
-    local = address in LOCAL
-    ray.init(address="local" if local else address, num_cpus=num_cpus if local else None,
-             include_dashboard=False, logging_level="WARNING")
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield ray
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        ray.shutdown()
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def run_plan_on_ray(configs: list[RunConfig | dict], out: str | Path, *, address: str | None = None,

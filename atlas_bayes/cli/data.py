@@ -92,7 +92,7 @@ def run_train(args) -> int:
             with common.bad_input("one run across processes"):
                 distributed.initialize(args.coordinator, args.num_processes, args.process_id)
             rows = run_plan(configs, args.out, progress=not args.no_progress)
-    if distributed.is_writer():
+    if args.ray is not None or distributed.is_writer():     # (a Ray driver never starts JAX)
         print(plan_summary(rows, len(configs), args.out))
     return 0
 
@@ -100,7 +100,8 @@ def run_train(args) -> int:
 def train_on_ray(configs, args):
     """The plan's runs as Ray tasks (`trainers.ray_plan`); failed runs are bad input, named."""
     try:
-        from atlas_bayes.trainers.ray_plan import PlanFailed, import_ray, run_plan_on_ray
+        from atlas_bayes.trainers.ray_session import import_ray
+        from atlas_bayes.trainers.ray_plan import PlanFailed, run_plan_on_ray
         import_ray()
     except ImportError as err:
         raise common.BadInput(str(err)) from None

@@ -121,11 +121,11 @@ def run_loop(args) -> int:
 
 def ray_session(address, stack: contextlib.ExitStack) -> None:
     """Open one Ray for all the loop's rounds in `stack` when --ray is given
-    (`trainers.ray_plan.session`); BadInput when it is not installed or not reached."""
+    (`trainers.ray_session.session`); BadInput when it is not installed or not reached."""
     if address is None:
         return
     try:
-        from atlas_bayes.trainers.ray_plan import import_ray, session
+        from atlas_bayes.trainers.ray_session import import_ray, session
         import_ray()
     except ImportError as err:
         raise common.BadInput(str(err)) from None
