@@ -95,7 +95,8 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(plan, on_ray
 
 
 def test_the_command_reruns_a_finished_plan_and_names_failed_runs(plan, on_ray, capsys):
-    """`train --plan --ray` again: nothing retrained, the table unchanged. A run that fails
+    """`train --plan --ray` again: nothing retrained, the table unchanged (also in a folder
+    trained without Ray: its rows are kept). A run that fails
     (a language its corpus lacks) fails its finetune, naming it; the other run is written."""
     from atlas_bayes.cli import main
     root, base, configs = plan
@@ -106,6 +107,11 @@ def test_the_command_reruns_a_finished_plan_and_names_failed_runs(plan, on_ray, 
     status = json.loads((root / "ray" / STATUS).read_text())
     assert all(s["resumed_from_step"] == c["tokens"] // STEP for c, s in zip(configs, status.values()))
     assert len(read_runs(root / "ray" / "runs.csv")) == len(before)
+    sequential = read_runs(root / "sequential" / "runs.csv")          # trained without Ray
+    assert main(["train", "--plan", str(root / "plan.jsonl"), "--out", str(root / "sequential"),
+                 "--ray", "--no-progress"]) == 0
+    after = read_runs(root / "sequential" / "runs.csv")
+    assert len(after) == len(sequential) and set(after["run_id"]) == set(sequential["run_id"])
     bad = [{**base, "run_id": "de", "mixture": "de", "tokens": STEP * 4},
            {**base, "run_id": "ft-de", "mixture": "en", "tokens": STEP * 4, "init": "de"},
            {**base, "run_id": "en-c", "mixture": "en", "tokens": STEP * 4}]

@@ -28,11 +28,13 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
 from atlas_bayes.tables.atomic_files import atomic_write
+from atlas_bayes.tables.runs import RunTableWarning, read_runs
 from atlas_bayes.trainers.config import RunConfig
 from atlas_bayes.trainers.ray_session import session
 from atlas_bayes.trainers.resources import gpu_env, run_resources
@@ -81,6 +83,7 @@ def _train_task(config: dict, out: str, kill_after: int | None, *bases) -> dict:
 
     from atlas_bayes.trainers.train import train
     started, started_at = time.perf_counter(), time.time()
+    _carry_rows(Path(out), config["run_id"])
     if kill_after is not None:
         marker = Path(out) / config["run_id"] / "killed-by-test"
         if not marker.exists():
@@ -91,6 +94,21 @@ def _train_task(config: dict, out: str, kill_after: int | None, *bases) -> dict:
     return {"rows": rows, "resumed_from_step": int(rows.attrs.get("resumed_from_step", 0)),
             "seconds": time.perf_counter() - started, "started_at": started_at,
             "finished_at": time.time(), "node": ray.util.get_node_ip_address(), "pid": os.getpid()}
+
+
+def _carry_rows(out: Path, run_id: str) -> None:
+    """Before a run's first task: the rows the plan's table already holds for it (trained by
+    `train --plan` without Ray into the same folder) become its own table's, so resuming it
+    from its checkpoint keeps the curve's earlier points."""
+    own, shared = out / run_id / "runs.csv", out / "runs.csv"
+    if own.exists() or not shared.exists():
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunTableWarning)
+        table = read_runs(shared)
+    rows = table[table["run_id"] == run_id]
+    if not rows.empty:
+        update_run_table(own, run_id, rows.to_dict("records"), -math.inf)
 
 
 def _warn_if_no_node_fits(ray, run_id: str, need: dict) -> None:
@@ -125,11 +143,14 @@ def _collect(ray, refs: dict, configs: dict, out: Path, progress: bool, on_finis
                                   f"{str(err).splitlines()[0]}")
             else:
                 rows = result.pop("rows")
-                update_run_table(table, run_id, rows.to_dict("records"), -math.inf)
-                frames[run_id] = rows
-                status[run_id] = {"state": "done", **result}
-                if on_finished is not None:
-                    on_finished(run_id, rows)
+                if rows.empty:
+                    failed[run_id] = f"its task returned no rows; see {out / run_id}"
+                else:
+                    update_run_table(table, run_id, rows.to_dict("records"), -math.inf)
+                    frames[run_id] = rows
+                    status[run_id] = {"state": "done", **result}
+                    if on_finished is not None:
+                        on_finished(run_id, rows)
             if run_id in failed:
                 status[run_id] = {"state": "failed", "error": failed[run_id]}
             atomic_write(out / STATUS, json.dumps(status, indent=1) + "\n")
