@@ -89,7 +89,7 @@ def run_train(args) -> int:
         if args.ray is not None:
             rows = train_on_ray(configs, args)
         else:
-            with common.bad_input("one run across processes"):
+            with common.bad_input():
                 distributed.initialize(args.coordinator, args.num_processes, args.process_id)
             rows = run_plan(configs, args.out, progress=not args.no_progress)
     if args.ray is not None or distributed.is_writer():     # (a Ray driver never starts JAX)

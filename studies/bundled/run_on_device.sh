@@ -48,6 +48,7 @@ SHARE=$(python3 -c "print(int(10000 / $WORKERS) / 10000)")
 say "plan $PLAN: $(wc -l < "$PLAN") runs, $WORKERS at a time ($SHARE GPU each), deadline ${DEADLINE_S}s"
 
 LEFT=$(( T0 + DEADLINE_S - 25 - $(date +%s) ))     # 25 s left for stopping and copying
+[ "$LEFT" -gt 0 ] || { say "no time left for training"; exit 1; }
 PIN=""                                            # leave the other cores to other work
 if command -v taskset >/dev/null && [ "$(nproc)" -gt $(( WORKERS + 2 )) ]; then PIN="taskset -c 0-$(( WORKERS + 1 ))"; fi
 timeout -s TERM -k 20 "$LEFT" $PIN python3 -m atlas_bayes.cli train --plan "$PLAN" --out "$RUNS" \
