@@ -62,7 +62,11 @@ def settings(coordinator: str | None = None, num_processes: int | None = None,
 def initialize(coordinator: str | None = None, num_processes: int | None = None,
                process_id: int | None = None) -> bool:
     """Join the run's processes (`jax.distributed.initialize`) when `settings` asks for more
-    than one; returns whether it did. Call before JAX starts (before any computation)."""
+    than one; returns whether it did. Call before JAX starts (before any computation).
+    Where something else has joined them already (Ray Train's `JaxTrainer` does, in each of its
+    workers), nothing is done: `train()` uses the processes as they are."""
+    if jax.distributed.is_initialized():
+        return False
     found = settings(coordinator, num_processes, process_id)
     if found is None or found.get("num_processes") == 1:
         return False
