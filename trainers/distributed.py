@@ -80,8 +80,8 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
 
 def is_writer() -> bool:
     """Whether this process writes the run's files (process 0; the only one without
-    `jax.distributed`)."""
-    return jax.process_index() == 0
+    `jax.distributed`, where asking starts no JAX backend: a Ray driver never starts one)."""
+    return not jax.distributed.is_initialized() or jax.process_index() == 0
 
 
 def barrier(name: str) -> None:

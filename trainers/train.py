@@ -405,7 +405,7 @@ def check_plan(configs: list[RunConfig | dict], out: str | Path) -> list[RunConf
         raise ConfigError(f"plan repeats run_id {dupes}")
     for i, config in enumerate(parsed):
         config.check()
-        run_paths(out, config.run_id)
+        run_paths(out, config.run_id, create=distributed.is_writer())
         if config.init and config.init not in ids[:i] and not _has_checkpoints(config.init, out):
             raise ConfigError(f"run {config.run_id!r}: init: neither {config.init} nor "
                               f"{Path(out) / config.init} is a run folder with checkpoints, and no "

@@ -92,7 +92,7 @@ def run_train(args) -> int:
             with common.bad_input():
                 distributed.initialize(args.coordinator, args.num_processes, args.process_id)
             rows = run_plan(configs, args.out, progress=not args.no_progress)
-    if args.ray is not None or distributed.is_writer():     # (a Ray driver never starts JAX)
+    if distributed.is_writer():
         print(plan_summary(rows, len(configs), args.out))
     return 0
 
