@@ -18,7 +18,7 @@ def add_option(parser) -> None:
     """--ray [ADDRESS] (see the module's docstring)."""
     parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                         help="run them as Ray tasks: on a Ray started here, or on the cluster at "
-                        "ADDRESS ('auto', HOST:6379, ray://HOST:10001); --jobs is then ignored")
+                        "ADDRESS ('auto', HOST:6379); --jobs is then ignored")
 
 
 def as_finished(function, calls: list[tuple], jobs: int = 0, ray: str | None = None, cpus: float = 1):

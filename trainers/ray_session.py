@@ -2,7 +2,7 @@
 
     with session() as ray:              # a local Ray on every core, shut down afterwards
     with session("auto") as ray:        # the cluster this machine belongs to (ray start --head)
-    with session("ray://head:10001"):   # a remote cluster through Ray Client
+    with session("head:6379") as ray:   # a cluster by its head's address
 
 Imports nothing but Ray, so the benchmarks use it too (`benchmarks/ray_pool.py`).
 """
@@ -30,7 +30,7 @@ def import_ray():
 def session(address: str | None = None, num_cpus: int | None = None):
     """Ray for the block: the session already open in this process if there is one (left
     open), else a new local Ray (`address` None or "local"; `num_cpus`: default all cores) or
-    the cluster at `address` ("auto", "HOST:6379", "ray://HOST:10001"), shut down after it.
+    the cluster at `address` ("auto", "HOST:6379"), shut down after it.
     While it runs, SIGTERM ends the block as Ctrl-C does, so Ray is shut down."""
     ray = import_ray()
     if ray.is_initialized():

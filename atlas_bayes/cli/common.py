@@ -195,5 +195,5 @@ def ray_option(parser, what: str) -> None:
     """--ray [ADDRESS]: train on a Ray started inside the command, or on the cluster at ADDRESS."""
     parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                         help=f"train {what}: on a Ray started inside this command, or on the "
-                        "cluster at ADDRESS ('auto', HOST:6379, ray://HOST:10001); needs the "
+                        "cluster at ADDRESS ('auto', HOST:6379); needs the "
                         "'cluster' extra")
