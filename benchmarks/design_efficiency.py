@@ -3,6 +3,7 @@ width, for active design versus a Chinchilla-style grid versus random runs, on s
 studies with a known truth.
 
     .venv/bin/python benchmarks/design_efficiency.py --replicates 14 --jobs 14 --k 4 --out results.json
+    .venv/bin/python benchmarks/design_efficiency.py --replicates 30 --ray auto --out r.json   # a cluster
 
 (one replicate, 32 fits with --k 3, took 907 s on 2 shared CPU cores before fits shared
 compiled programs; now a replicate takes ~20 s after the first, which compiles). `--combine
@@ -36,12 +37,10 @@ Results (every round of every method) go to `--out`, rewritten after each replic
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import sys
 import time
 from pathlib import Path
-from concurrent.futures import ProcessPoolExecutor, as_completed
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -52,6 +51,8 @@ from atlas_bayes import design  # noqa: E402
 from atlas_bayes.fitting.inference import Sampler, fit  # noqa: E402
 from atlas_bayes.fitting.draws import LawDraws  # noqa: E402
 from atlas_bayes.simulation.simulate import PAPER_MODEL_SIZES, simulate  # noqa: E402
+
+import ray_pool  # noqa: E402
 
 TRUTH = {"E": 1.2, "A": 350.0, "B": 1800.0, "alpha": 0.33, "beta": 0.34}
 SIGMA, NU = 0.01, 4.0
@@ -206,6 +207,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replicates", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
+    ray_pool.add_option(parser)
     parser.add_argument("--out", default="design_efficiency.json")
     parser.add_argument("--target", choices=sorted(TARGETS), default="loss")
     parser.add_argument("--width", type=float, default=0.05,
@@ -228,7 +230,8 @@ def main():
               settings)
         return
     reps = range(args.first, args.first + args.replicates)
-    print(f"design efficiency: {args.replicates} replicate(s) on {args.jobs} process(es); "
+    where = f"as Ray tasks ({args.ray})" if args.ray else f"on {args.jobs} process(es)"
+    print(f"design efficiency: {args.replicates} replicate(s) {where}; "
           f"target {TARGETS[args.target]}, width {args.width}", flush=True)
     started, results = time.perf_counter(), []
 
@@ -243,13 +246,9 @@ def main():
             json.dump({"settings": vars(args), "truth": TRUTH, "sigma": SIGMA, "nu": NU,
                        "results": sorted(results, key=lambda r: r["replicate"])}, f, indent=1)
 
-    if args.jobs <= 1:
-        for rep in reps:
-            done(replicate(rep, args))
-    else:
-        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            for future in as_completed([pool.submit(replicate, rep, args) for rep in reps]):
-                done(future.result())
+    jobs = args.jobs if args.jobs > 1 else 0          # one job: here, one after another
+    for _, result in ray_pool.as_finished(replicate, [(rep, args) for rep in reps], jobs, args.ray):
+        done(result)
     summary = table(sorted(results, key=lambda r: r["replicate"]), args)
     with open(args.out) as f:
         saved = json.load(f)

@@ -12,6 +12,7 @@ ten data-constrained laws (10 seeds, ± population sd); our runs fit one law per
 chinchilla task (removed upstream) and no 20% budget.
 
     .venv/bin/python benchmarks/design_scalebench.py --seeds 10 --jobs 16 --out results.json
+    .venv/bin/python benchmarks/design_scalebench.py --seeds 10 --ray auto --out results.json  # a cluster
 
 Data is read from ../shared/data/scalebench (override with --data).
 """
@@ -20,14 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+import ray_pool
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "scalebench"
@@ -91,6 +92,7 @@ def main(argv=None) -> int:
                     help="of eig_runs, eig, voptimal, random (default eig_runs,voptimal,random)")
     ap.add_argument("--fractions", default=",".join(str(f) for f in FRACTIONS))
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (one episode each)")
+    ray_pool.add_option(ap)
     ap.add_argument("--ls-starts", type=int, default=64,
                     help="V-optimal's least-squares starts per refit (paper: 64)")
     ap.add_argument("--trust", default="2",
@@ -118,22 +120,20 @@ def main(argv=None) -> int:
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     jobs = [(t, m, s) for s in seeds for t in tasks for m in methods]
     print(f"{len(jobs)} episodes ({len(tasks)} tasks x {len(methods)} methods x {args.seeds} "
-          f"seeds) on {args.jobs} processes", flush=True)
+          f"seeds) " + (f"as Ray tasks ({args.ray})" if args.ray else f"on {args.jobs} processes"),
+          flush=True)
     rows, start = [], time.perf_counter()
-    # spawn, not fork: the parent has imported JAX, whose threads do not survive a fork
-    with ProcessPoolExecutor(max_workers=args.jobs,
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(one_episode, t, m, s, args.data, fractions, args.ls_starts, trust):
-                   (t, m, s) for t, m, s in jobs}
-        for i, fut in enumerate(as_completed(futures), 1):
-            t, m, s = futures[fut]
-            result = fut.result()
-            rows += result
-            r2 = " ".join(f"{r['fraction']:.0%}:{r['r2']:+.2f}" for r in result)
-            print(f"[{i}/{len(jobs)}] {t} {m} seed {s}: {r2} ({result[0]['seconds']:.0f} s; "
-                  f"{time.perf_counter() - start:.0f} s elapsed)", flush=True)
-            if args.out:                    # after every episode, so a stopped run keeps them
-                write(args.out, args, fractions, trust, rows, summarise(pd.DataFrame(rows)))
+    calls = [(t, m, s, str(Path(args.data).resolve()), fractions, args.ls_starts, trust)
+             for t, m, s in jobs]
+    for i, (call, result) in enumerate(ray_pool.as_finished(one_episode, calls, args.jobs, args.ray),
+                                       1):
+        t, m, s = call[:3]
+        rows += result
+        r2 = " ".join(f"{r['fraction']:.0%}:{r['r2']:+.2f}" for r in result)
+        print(f"[{i}/{len(jobs)}] {t} {m} seed {s}: {r2} ({result[0]['seconds']:.0f} s; "
+              f"{time.perf_counter() - start:.0f} s elapsed)", flush=True)
+        if args.out:                    # after every episode, so a stopped run keeps them
+            write(args.out, args, fractions, trust, rows, summarise(pd.DataFrame(rows)))
     summary = summarise(pd.DataFrame(rows))
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))

@@ -158,6 +158,21 @@ def test_out_that_is_a_file_and_an_unreadable_config_are_refused(corpus, tmp_pat
 
 
 @pytest.mark.unit
+def test_ray_and_distributed_options_that_do_not_go_together_are_refused(corpus, tmp_path, capsys):
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(base(corpus)))
+    train_ = ["train", "--config", str(config), "--out", str(tmp_path / "o")]
+    assert "go with --ray" in refused(capsys, train_ + ["--gpus-per-run", "0.5"])
+    assert "without --ray" in refused(capsys, train_ + ["--ray", "--process-id", "1"])
+    line = refused(capsys, train_ + ["--coordinator", "localhost:1234"])
+    assert "missing num_processes, process_id" in line
+    line = refused(capsys, ["loop", str(tmp_path / "runs.csv"), "--out", str(tmp_path / "l"),
+                            "--budget", "1e12", "--ray", "--external"])
+    assert "choose one" in line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("run_id", ["..", ".", "runs.csv", "RUNS.CSV", "runs.csv.lock", "../x", "a/../.."])
 def test_a_run_id_never_writes_outside_its_output_folder(run_id, corpus, tmp_path):
     out = tmp_path / "out"

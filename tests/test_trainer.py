@@ -287,3 +287,39 @@ def test_cli_trains_a_config_and_a_plan(corpus_dir, tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps({**config, "lr_peak": 1}))
     assert main(["train", "--config", str(tmp_path / "bad.json"), "--out", str(tmp_path / "out")]) == 2
     assert "unknown config keys" in capsys.readouterr().err
+
+
+@pytest.mark.unit
+def test_distributed_settings_come_from_flags_or_the_environment():
+    from atlas_bayes.trainers.distributed import settings
+    assert settings(environ={}) is None                                  # one process
+    assert settings("h:1", 2, 1, environ={}) == {"coordinator": "h:1", "num_processes": 2, "process_id": 1}
+    env = {"JAX_COORDINATOR_ADDRESS": "n0:99", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"}
+    assert settings(environ=env) == {"coordinator": "n0:99", "num_processes": 4, "process_id": 3}
+    assert settings(process_id=0, environ=env)["process_id"] == 0        # a flag wins
+    assert settings(environ={"SLURM_NTASKS": "2", "SLURM_PROCID": "1"}) == {"slurm": True}
+    assert settings(environ={"SLURM_NTASKS": "1", "SLURM_PROCID": "0"}) is None
+    with pytest.raises(ValueError, match="missing num_processes, process_id"):
+        settings("h:1", environ={})
+    with pytest.raises(ValueError, match="process id 2 of 2"):
+        settings("h:1", 2, 2, environ={})
+    with pytest.raises(ValueError, match="expected host:port"):
+        settings("h", 2, 0, environ={})
+    with pytest.raises(ValueError, match="JAX_NUM_PROCESSES: expected a whole number"):
+        settings(environ={"JAX_NUM_PROCESSES": "two"})
+
+
+@pytest.mark.unit
+def test_a_run_asks_ray_for_its_shapes_resources():
+    from atlas_bayes.trainers.resources import BASE_BYTES, gpu_env, run_resources
+    t0 = RunConfig.from_dict({"run_id": "a", "tokens": 1, "model": "t0"})
+    s8 = RunConfig.from_dict({"run_id": "b", "tokens": 1, "model": "s8"})
+    on_cpu = run_resources(t0, gpus=False)
+    assert on_cpu["num_gpus"] == 0 and on_cpu["num_cpus"] == 1
+    assert run_resources(t0, gpus=True)["num_gpus"] == 1 / 8          # tiny shapes share a GPU
+    assert run_resources(s8, gpus=True) == {"num_cpus": 1, "num_gpus": 1.0,
+                                            "memory": BASE_BYTES + 16 * SHAPES["s8"].n_params()}
+    assert on_cpu["memory"] > run_resources(t0, gpus=True)["memory"]   # activations on the host
+    assert run_resources(s8, gpus=True, gpus_per_run=0.5, cpus_per_run=2)["num_gpus"] == 0.5
+    assert gpu_env(0.25) == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+                             "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.225"} and gpu_env(1.0) == {}

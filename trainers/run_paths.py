@@ -32,27 +32,33 @@ class RunPaths:
         return self.run_dir / "checkpoints"
 
 
-def run_paths(out: str | Path, run_id: str, runs_file: str = "runs.csv") -> RunPaths:
-    """The checked paths of run `run_id` under the output folder `out` (created if missing);
-    ConfigError naming the path when one would leave `out` or is of the wrong kind."""
+def run_paths(out: str | Path, run_id: str, runs_file: str = "runs.csv", *, own_table: bool = False,
+              create: bool = True) -> RunPaths:
+    """The checked paths of run `run_id` under the output folder `out` (created if missing,
+    unless not `create`: a process that only reads); ConfigError naming the path when one
+    would leave `out` or is of the wrong kind. `own_table`: the run table is the run's own,
+    OUT/<run_id>/<runs_file> (a Ray task's: the plan's table is the driver's alone)."""
     out = Path(out)
     if (problem := run_id_problem(run_id, runs_file)) is not None:
         raise ConfigError(f"run_id: {problem}")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output folder {out}: found a file, expected a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"output folder {out}: cannot be created ({err.strerror or err})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ConfigError(f"output folder {out}: not writable")
+    if create:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"output folder {out}: cannot be created ({err.strerror or err})") from None
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise ConfigError(f"output folder {out}: not writable")
     root = out.resolve()
-    run_dir, table = _inside(root, out / run_id, "run_id"), _inside(root, out / runs_file, "runs_file")
+    run_dir = _inside(root, out / run_id, "run_id")
+    table = (_inside(run_dir, out / run_id / runs_file, "runs_file") if own_table
+             else _inside(root, out / runs_file, "runs_file"))
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"run_id {run_id!r}: {run_dir} is a file, expected the run's folder")
     if table.is_dir():
         raise ConfigError(f"{table} is a folder, expected the run table file")
-    return RunPaths(out, run_id, out / run_id, out / runs_file)
+    return RunPaths(out, run_id, out / run_id, (out / run_id if own_table else out) / runs_file)
 
 
 @contextmanager
@@ -81,8 +87,8 @@ def claim_run(paths: RunPaths):
 
 
 def _inside(root: Path, path: Path, what: str) -> Path:
-    """`path` resolved; ConfigError unless it is a direct child of `root` (itself resolved)."""
-    resolved = path.resolve()
+    """`path` resolved; ConfigError unless it is a direct child of `root` (resolved)."""
+    resolved, root = path.resolve(), root.resolve()
     if resolved.parent != root:
         raise ConfigError(f"{what} {path.name!r}: {path} resolves to {resolved}, outside the output "
                           f"folder {root}; expected a path inside it")

@@ -17,8 +17,9 @@ Loss is reported in bits per byte (the model is byte-level, so this is the per-t
 divided by ln 2): comparable across tokenisers, as ATLAS's vocabulary-insensitive loss intends.
 Data parallel: the batch is split over a 1-D mesh of all devices (`jax.sharding`), parameters
 are replicated and XLA inserts the gradient all-reduce. For several hosts call
-`jax.distributed.initialize()` first; every host builds the same global batch (the stream is a
-pure function of the step) and contributes its slice.
+`distributed.initialize()` first (`trainers/distributed.py`); every process builds the same
+global batch (the stream is a pure function of the step) and contributes its slice, and only
+process 0 writes the run table, config and lock.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from atlas_bayes.tables.atomic_files import atomic_file, atomic_write
 from atlas_bayes.tables.runs import RunTableWarning, read_runs, validate_runs, write_runs
 from atlas_bayes.trainers import data as data_lib
-from atlas_bayes.trainers import sampling
+from atlas_bayes.trainers import distributed, sampling
 from atlas_bayes.trainers.checkpoint import Checkpoints
 from atlas_bayes.trainers.config import ConfigError, RunConfig, read_configs  # noqa: F401  (re-exported)
 from atlas_bayes.trainers.model import Transformer, count_params, get_shape, shape_record
@@ -205,16 +206,22 @@ def update_run_table(path: Path, run_id: str, rows: list[dict], keep_below: floa
 # --- the run ----------------------------------------------------------------------------------
 
 def train(config: RunConfig | dict, out: str | Path, *, progress: bool = True,
-          runs_file: str = "runs.csv", _stop_after: int | None = None) -> pd.DataFrame:
+          runs_file: str = "runs.csv", own_table: bool = False,
+          _stop_after: int | None = None) -> pd.DataFrame:
     """Train (or resume, or finetune) one run; returns its rows of the run table.
 
     The config and the run's paths are checked first (`run_paths`), and the run's folder is
     locked while it trains (`claim_run`): ConfigError before any work when either fails.
+    `own_table`: write the rows to the run's own table, OUT/<run_id>/<runs_file> (a Ray task).
+    In a run across processes (`distributed`), process 0 alone writes and holds the lock.
     `_stop_after` stops after that many steps of this call, as a crash would (tests).
     """
     config = RunConfig.from_dict(config) if isinstance(config, dict) else config
     config.check()
-    paths = run_paths(out, config.run_id, runs_file)
+    writer = distributed.is_writer()
+    paths = run_paths(out, config.run_id, runs_file, own_table=own_table, create=writer)
+    if not writer:
+        return _train(config, paths, progress, _stop_after)
     with claim_run(paths):
         return _train(config, paths, progress, _stop_after)
 
@@ -222,6 +229,11 @@ def train(config: RunConfig | dict, out: str | Path, *, progress: bool = True,
 def _train(config: RunConfig, paths: RunPaths, progress: bool, _stop_after: int | None) -> pd.DataFrame:
     """`train` once its paths are checked and its folder locked."""
     out, run_dir, table_path = paths.out, paths.run_dir, paths.table
+    writer = distributed.is_writer()
+
+    def update_table(rows: list[dict], keep_below: float) -> None:
+        if writer:
+            update_run_table(table_path, config.run_id, rows, keep_below)
 
     corpus = load_run_corpus(config)
     sizes = {lang: text.unique_tokens for lang, text in corpus.items()}
@@ -268,7 +280,8 @@ def _train(config: RunConfig, paths: RunPaths, progress: bool, _stop_after: int 
                               f"'{config.run_id}'; choose a new run_id or --out, or delete the folder")
         state, meta = checkpoints.restore(state)
         start = int(meta["step"])
-    atomic_write(paths.config, json.dumps(stored, indent=2) + "\n")
+    if writer:
+        atomic_write(paths.config, json.dumps(stored, indent=2) + "\n")
 
     def row(lang: str, step: int, loss: float) -> dict:
         record = {"run_id": config.run_id, "language": lang, "n_params": float(n_params),
@@ -285,7 +298,7 @@ def _train(config: RunConfig, paths: RunPaths, progress: bool, _stop_after: int 
             record[f"unique_tokens_{other}"] = float(sizes[other])
         return record
 
-    update_run_table(table_path, config.run_id, [], init_tokens + start * tokens_per_step)
+    update_table([], init_tokens + start * tokens_per_step)
     windows = {lang: data_lib.eval_windows(corpus[lang].eval, config.seq_len, config.eval_bytes, lang)
                for lang in eval_langs}
     eval_step = _eval_step(graphdef)
@@ -311,12 +324,12 @@ def _train(config: RunConfig, paths: RunPaths, progress: bool, _stop_after: int 
             rows.append(row(lang, step, bits_per_byte(nats, count)))
         return rows
 
-    bar = _progress(progress, steps, start, config.run_id)
+    bar = _progress(progress and writer, steps, start, config.run_id)
     last_time, last_step, loss = time.perf_counter(), start, None
     try:
         for step in range(start, steps):
             if _stop_after is not None and step - start >= _stop_after:
-                return _run_rows(table_path, config.run_id)
+                break
             lr = wsd(step, peak=config.lr, total=steps, warmup=config.warmup_steps,
                      decay_fraction=config.decay_fraction, final=config.final_lr_fraction,
                      shape=config.decay_shape)
@@ -325,7 +338,7 @@ def _train(config: RunConfig, paths: RunPaths, progress: bool, _stop_after: int 
             state, loss = train_step(state, batch, jnp.float32(lr), key)
             done = step + 1
             if done % config.eval_every == 0 or done == steps:
-                update_run_table(table_path, config.run_id, evaluate(done), init_tokens + done * tokens_per_step)
+                update_table(evaluate(done), init_tokens + done * tokens_per_step)
             if done % checkpoint_every == 0 or done == steps:
                 checkpoints.save(done, state, {"step": done, "tokens": done * tokens_per_step,
                                                "tokens_total": init_tokens + done * tokens_per_step,
@@ -340,7 +353,10 @@ def _train(config: RunConfig, paths: RunPaths, progress: bool, _stop_after: int 
         checkpoints.close()
         if bar is not None:
             bar.close()
-    return _run_rows(table_path, config.run_id)
+    distributed.barrier(f"{config.run_id} written")          # the other processes read it now
+    rows = _run_rows(table_path, config.run_id)
+    rows.attrs["resumed_from_step"] = start                  # 0: trained from its start
+    return rows
 
 
 def _progress(enabled: bool, steps: int, start: int, run_id: str):
@@ -387,7 +403,16 @@ def _finetune_start(config: RunConfig, out: Path, state, tx, replicated):
 def run_plan(configs: list[RunConfig | dict], out: str | Path, progress: bool = True) -> pd.DataFrame:
     """Run several configs in order into one folder (and one run table); returns all rows.
 
-    Every config, corpus, run folder and `init` is checked before the first run starts."""
+    Every config, corpus, run folder and `init` is checked before the first run starts
+    (`check_plan`)."""
+    frames = [train(c, out, progress=progress) for c in check_plan(configs, out)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def check_plan(configs: list[RunConfig | dict], out: str | Path) -> list[RunConfig]:
+    """The plan's configs parsed and checked whole: run ids distinct and safe, run folders
+    inside `out`, each `init` an earlier run of the plan or a run folder with checkpoints, its
+    corpus holding every language it reads; ConfigError (CorpusError) naming the run otherwise."""
     parsed = [c if isinstance(c, RunConfig) else RunConfig.from_dict(c) for c in configs]
     if not parsed:
         raise ConfigError("the plan holds no run configs")
@@ -397,15 +422,14 @@ def run_plan(configs: list[RunConfig | dict], out: str | Path, progress: bool = 
         raise ConfigError(f"plan repeats run_id {dupes}")
     for i, config in enumerate(parsed):
         config.check()
-        run_paths(out, config.run_id)
+        run_paths(out, config.run_id, create=distributed.is_writer())
         if config.init and config.init not in ids[:i] and not _has_checkpoints(config.init, out):
             raise ConfigError(f"run {config.run_id!r}: init: neither {config.init} nor "
                               f"{Path(out) / config.init} is a run folder with checkpoints, and no "
                               "earlier run of the plan has that run_id")
     for config in parsed:
         check_run_corpus(config)
-    frames = [train(c, out, progress=progress) for c in parsed]
-    return pd.concat(frames, ignore_index=True)
+    return parsed
 
 
 def _has_checkpoints(init: str, out: str | Path) -> bool:

@@ -178,6 +178,7 @@ MIN_DESIGN_DRAWS = 16        # the expected information gain compares draws: one
 design_draws = _number_type("design_draws", f"a whole number >= {MIN_DESIGN_DRAWS} (the expected "
                             "information gain is estimated from that many posterior draws)",
                             lambda v: v >= MIN_DESIGN_DRAWS, _whole)
+nonnegative_int = _number_type("nonnegative_int", "a whole number >= 0", lambda v: v >= 0, _whole)
 seed_int = _number_type("seed_int", "a whole number from 0 to 2147483647", lambda v: 0 <= v < 2 ** 31,
                         _whole)
 positive_float = _number_type("positive_float", "a positive finite number",
@@ -192,3 +193,11 @@ def accept_unconverged_option(parser) -> None:
     """--accept-unconverged: use a saved posterior.nc whose fit failed its convergence checks."""
     parser.add_argument("--accept-unconverged", action="store_true", help="use a posterior.nc "
                         "whose fit did not converge (its warnings are still shown)")
+
+
+def ray_option(parser, what: str) -> None:
+    """--ray [ADDRESS]: train on a Ray started inside the command, or on the cluster at ADDRESS."""
+    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                        help=f"train {what}: on a Ray started inside this command, or on the "
+                        "cluster at ADDRESS ('auto', HOST:6379); needs the "
+                        "'cluster' extra")

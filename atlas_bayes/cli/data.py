@@ -22,6 +22,16 @@ def add_commands(commands) -> None:
     add("--out", type=Path, default=Path("runs"), help="output folder: runs.csv and a folder per run "
         "(default: runs)")
     add("--no-progress", action="store_true", help="no progress bar")
+    common.ray_option(train, "each run as a Ray task")
+    add("--cpus-per-run", type=common.positive_float, default=1.0,
+        help="with --ray: CPUs each run asks for (default 1)")
+    add("--gpus-per-run", type=common.positive_float, help="with --ray: GPUs each run asks for, "
+        "a fraction to share one (default, where the cluster has GPUs: 1, or 1/8 for t0-t2)")
+    add("--coordinator", help="one run across processes: process 0's HOST:PORT (or "
+        "JAX_COORDINATOR_ADDRESS; inside srun, SLURM's variables)")
+    add("--num-processes", type=common.positive_int, help="the run's processes (or JAX_NUM_PROCESSES)")
+    add("--process-id", type=common.nonnegative_int, help="this process's id, 0 to N-1 "
+        "(or JAX_PROCESS_ID)")
 
 
 def run_adapt(args) -> int:
@@ -59,6 +69,7 @@ def run_train(args) -> int:
     Runs the companion Flax trainer and appends the curves (bits per byte per evaluation language)
     to OUT/runs.csv; a rerun resumes from the last checkpoint. Needs the 'train' extra."""
     try:
+        from atlas_bayes.trainers import distributed
         from atlas_bayes.trainers.data import CorpusError
         from atlas_bayes.trainers.train import ConfigError, plan_summary, read_configs, run_plan
     except ImportError as err:
@@ -67,8 +78,33 @@ def run_train(args) -> int:
     path = args.config or args.plan
     if args.out.exists() and not args.out.is_dir():
         raise common.BadInput(f"--out {args.out}: found a file, expected the output folder")
+    spans = (args.coordinator, args.num_processes, args.process_id) != (None, None, None)
+    if args.ray is None and (args.gpus_per_run is not None or args.cpus_per_run != 1.0):
+        raise common.BadInput("--cpus-per-run and --gpus-per-run go with --ray")
+    if args.ray is not None and spans:
+        raise common.BadInput("--ray runs each run in one process; --coordinator, --num-processes "
+                              "and --process-id are for one run across processes, without --ray")
     with common.bad_input(path, errors=(ConfigError, CorpusError)):
         configs = read_configs(path, plan=bool(args.plan))
-        rows = run_plan(configs, args.out, progress=not args.no_progress)
-    print(plan_summary(rows, len(configs), args.out))
+        if args.ray is not None:
+            rows = train_on_ray(configs, args)
+        else:
+            with common.bad_input():
+                distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+            rows = run_plan(configs, args.out, progress=not args.no_progress)
+    if distributed.is_writer():
+        print(plan_summary(rows, len(configs), args.out))
     return 0
+
+
+def train_on_ray(configs, args):
+    """The plan's runs as Ray tasks (`trainers.ray_plan`); failed runs are bad input, named."""
+    try:
+        from atlas_bayes.trainers.ray_session import import_ray
+        from atlas_bayes.trainers.ray_plan import PlanFailed, run_plan_on_ray
+        import_ray()
+    except ImportError as err:
+        raise common.BadInput(str(err)) from None
+    with common.bad_input(errors=PlanFailed), common.bad_input(f"--ray {args.ray}", errors=ConnectionError):
+        return run_plan_on_ray(configs, args.out, address=args.ray, progress=not args.no_progress,
+                               cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)

@@ -1,5 +1,6 @@
 """Design commands: `design` (which runs to pay for next) and `loop` (design, train, refit)."""
 
+import contextlib
 from pathlib import Path
 
 from atlas_bayes.cli import common, validate
@@ -57,6 +58,7 @@ def add_commands(commands) -> None:
     add("--no-progress", action="store_true", help="no progress messages or bars")
     loop.add_argument("--accept-unconverged", action="store_true", help="design the next round "
                       "even from a fit that failed its convergence checks (they are still shown)")
+    common.ray_option(loop, "each round's runs as Ray tasks")
 
 
 def run_design(args) -> int:
@@ -97,10 +99,14 @@ def run_loop(args) -> int:
     from atlas_bayes.design import loop
     validate.trainer_shapes(args.shapes.split(",") if args.shapes else None)
     validate.input_file(args.ingest, "--ingest")
+    if args.ray is not None and args.external:
+        raise common.BadInput("--ray trains the rounds' runs, --external leaves them to another "
+                              "runner: choose one")
     with common.bad_input(f"--train-config {args.train_config}"):
         base = loop.read_train_base(args.train_config)
     start = common.read_runs_or_fail(args.runs)
-    with common.bad_input(args.runs, plain=loop.OptionError):
+    with contextlib.ExitStack() as stack, common.bad_input(args.runs, plain=loop.OptionError):
+        ray_session(args.ray, stack)
         status = loop.run_loop(loop.LoopSettings(
             runs=str(args.runs), target=args.target, budget=args.budget, k=args.k,
             shapes=args.shapes.split(",") if args.shapes else [], width=args.width,
@@ -111,9 +117,23 @@ def run_loop(args) -> int:
             sampler={"chains": args.chains, "warmup": args.warmup, "draws": args.draws,
                      # only when given: a loop folder's saved settings stay as they were
                      **({"target_accept": args.target_accept} if args.target_accept else {})},
-            external=args.external, accept_unconverged=args.accept_unconverged), args.out, ingest=args.ingest,
-            progress=not args.no_progress, start=start)
+            external=args.external, accept_unconverged=args.accept_unconverged), args.out,
+            ingest=args.ingest, progress=not args.no_progress, start=start, ray=args.ray)
     return common.report(status, args, args.out)
+
+
+def ray_session(address, stack: contextlib.ExitStack) -> None:
+    """Open one Ray for all the loop's rounds in `stack` when --ray is given
+    (`trainers.ray_session.session`); BadInput when it is not installed or not reached."""
+    if address is None:
+        return
+    try:
+        from atlas_bayes.trainers.ray_session import import_ray, session
+        import_ray()
+    except ImportError as err:
+        raise common.BadInput(str(err)) from None
+    with common.bad_input(f"--ray {address}", errors=ConnectionError):
+        stack.enter_context(session(address))
 
 
 def check_design_inputs(options, plan) -> None:

@@ -114,11 +114,13 @@ class LoopStatus(dict):
 
 
 def run_loop(settings: LoopSettings, out, *, ingest=None, progress: bool = True,
-             start: pd.DataFrame | None = None) -> LoopStatus:
+             start: pd.DataFrame | None = None, ray: str | None = None) -> LoopStatus:
     """Run (or continue) the loop in folder `out`; returns its `LoopStatus`.
 
     `ingest`: a run table holding an external round's runs; `start`: the starting run table
-    (`settings.runs`) already read and validated, used when OUT/runs.csv does not exist yet."""
+    (`settings.runs`) already read and validated, used when OUT/runs.csv does not exist yet;
+    `ray`: train each round's runs as Ray tasks ("local": a Ray started here, or a cluster's
+    address; `trainers.ray_plan`) instead of one after another here."""
     out = Path(out)
     study = study_for(parse_target(settings.target), law=settings.law,
                       language=settings.language, run_folder=Path(settings.runs).parent)
@@ -146,7 +148,7 @@ def run_loop(settings: LoopSettings, out, *, ingest=None, progress: bool = True,
             if not configs:
                 return _finish(out, log, "budget spent: no candidate fits the remaining budget", say)
         configs = [json.loads(line) for line in plan_path.read_text().splitlines() if line.strip()]
-        missing = _collect_runs(table, out, r, configs, settings, ingest, say, progress)
+        missing = _collect_runs(table, out, r, configs, settings, ingest, say, progress, ray)
         if missing:
             status = LoopStatus(stopped=f"waiting for round {r}'s runs {missing}", waiting=missing,
                                 plan=str(plan_path), results=str(out / f"round-{r}" / "results.csv"),
@@ -382,9 +384,10 @@ def _design_round(table: LoopTable, out, r, settings, study: Study, tree, log, s
     return configs
 
 
-def _collect_runs(table: LoopTable, out, r, configs, settings, ingest, say, progress) -> list[str]:
-    """Add every planned run that is complete to the table (training it here unless external);
-    returns the run_ids still missing."""
+def _collect_runs(table: LoopTable, out, r, configs, settings, ingest, say, progress,
+                  ray=None) -> list[str]:
+    """Add every planned run that is complete to the table (training it here, or on Ray,
+    unless external); returns the run_ids still missing."""
     have = table.run_ids()
     todo = [c for c in configs if c["run_id"] not in have]
     if not todo:
@@ -403,6 +406,8 @@ def _collect_runs(table: LoopTable, out, r, configs, settings, ingest, say, prog
             else:
                 missing.append(config["run_id"])
         return missing
+    if ray is not None:
+        return _train_on_ray(table, out, r, todo, ray, say, progress)
     for i, config in enumerate(todo, 1):
         say(f"round {r}: training {config['run_id']} ({i}/{len(todo)}, model {config['model']}, "
             f"{config['tokens']:.3g} tokens)")
@@ -426,6 +431,22 @@ def _train_run(config: dict, folder: Path, progress: bool) -> pd.DataFrame:
     """One run with the companion trainer (resumes from its checkpoint if one exists)."""
     from atlas_bayes.trainers.train import train
     return train(config, folder, progress=progress)
+
+
+def _train_on_ray(table: LoopTable, out, r, todo, address, say, progress) -> list[str]:
+    """Round r's runs as Ray tasks, each added to the table as soon as it is complete."""
+    from atlas_bayes.trainers.ray_plan import run_plan_on_ray
+    wanted = {c["run_id"]: c for c in todo}
+
+    def add(run_id, rows):
+        if not complete(rows, wanted[run_id]):
+            raise RuntimeError(f"run {run_id} ended without reaching its {wanted[run_id]['tokens']} "
+                               f"tokens; see {out / 'train'}")
+        table.add(rows)
+
+    say(f"round {r}: training {len(todo)} run(s) on Ray ({', '.join(wanted)})")
+    run_plan_on_ray(todo, out / "train", address=address, progress=progress, on_finished=add)
+    return []
 
 
 def _finish(out: Path, log: list[dict], stopped: str, say) -> LoopStatus:

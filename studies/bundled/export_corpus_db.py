@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import shutil
 import sqlite3
 import sys
@@ -19,7 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from make_plan import languages  # noqa: E402
-from run_queue import read_plan  # noqa: E402
+
+
+def read_plan(path: Path) -> list[dict]:
+    """The plan's configs, one JSON object a line."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def export(out: Path, langs: list[str]) -> dict[str, int]:

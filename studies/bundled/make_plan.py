@@ -7,7 +7,8 @@ bytes so the budget repeats data), `bi` (50/50 pairs), `ml<K>` (K languages in e
 for the curse law) and `ft` (finetunes of one language from an `ml8` checkpoint, named by
 run_id, for the crossover). Every run is evaluated about `EVALS` times (learning curves).
 Order = priority: the finetune bases, then every t0/t1 run, then the t2 runs; longest first
-within a tier, finetunes last in theirs (a worker starts a finetune once its base is done). `--mini` writes a tiny CPU check of the same kinds.
+within a tier, finetunes last in theirs (Ray starts a finetune once its base is done: a
+task's base is one of its arguments). `--mini` writes a tiny CPU check of the same kinds.
 """
 
 from __future__ import annotations
