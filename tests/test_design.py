@@ -265,7 +265,7 @@ def test_cli_design_bad_input(tmp_path, capsys):
     assert code == 2 and "unknown target" in capsys.readouterr().err
     code = main(["design", str(tmp_path / "posterior.nc"), "--n-params", "1e8,1e9",
                  "--plan", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "d")])
-    assert code == 2 and "trainer shape names" in capsys.readouterr().err
+    assert code == 2 and "need trainer shapes: give --shapes" in capsys.readouterr().err
     code = main(["design", str(tmp_path / "missing.nc")])
     assert code == 2 and "file not found" in capsys.readouterr().err
 
