@@ -167,7 +167,8 @@ def score(name, draws, truth, hard, seconds=np.nan, diag=None) -> dict:
     return row
 
 
-def part_c(shared: Path, sampler: Sampler, repeats: int, folds: int, out: Path | None) -> pd.DataFrame:
+def part_c(shared: Path, sampler: Sampler, repeats: int, folds: int, out: Path | None,
+           whole_fit: bool = True) -> pd.DataFrame:
     bts = figure2_matrix(shared)
     langs = list(bts.index)
     g = pd.DataFrame(efficiency_from_bts(bts.to_numpy()), index=langs, columns=langs)
@@ -175,7 +176,7 @@ def part_c(shared: Path, sampler: Sampler, repeats: int, folds: int, out: Path |
     whole = pd.DataFrame([{"source": s, "target": t, "g_mean": g.at[t, s], "g_sd": se.at[t, s]}
                           for t in langs for s in langs if s != t])
     full = Sampler(chains=4, warmup=1000, draws=1000)
-    for model in ("interaction", "additive"):
+    for model in ("interaction", "additive") if whole_fit else ():
         start = time.perf_counter()
         tree = fit_transfer_matrix(whole, model=model, sampler=full, warn=False)
         print(f"part c: {model} model on all 870 cells, 4 x (1000 + 1000): "
@@ -227,6 +228,10 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=10, help="part c: random 20%% cell hold-outs")
     parser.add_argument("--folds", type=int, default=5, help="part c: folds of whole rows and of columns")
     parser.add_argument("--out", type=Path, help="part c: folder for transfer_real_matrix.csv")
+    parser.add_argument("--warmup", type=int, default=500, help="warmup draws per chain (parts b, c)")
+    parser.add_argument("--draws", type=int, default=500, help="draws per chain (parts b, c)")
+    parser.add_argument("--no-whole-fit", action="store_true", help="part c: skip the 4 x (1000 + 1000) "
+                        "fits of all 870 cells")
     args = parser.parse_args(argv)
     if not (args.shared / "reference" / "atlas-law.md").exists():
         print(f"needs {args.shared}/reference/atlas-law.md (the Figure 2 transcription)", file=sys.stderr)
@@ -234,11 +239,11 @@ def main(argv=None) -> int:
     warnings.simplefilter("ignore")
     print("command:", " ".join(sys.argv))
     truth = figure2_matrix(args.shared)
-    sampler = Sampler(chains=4, warmup=500, draws=500)
+    sampler = Sampler(chains=4, warmup=args.warmup, draws=args.draws)
     if "a" in args.part:
         part_a(truth, sampler, args.png)
     if "c" in args.part:
-        part_c(args.shared, sampler, args.repeats, args.folds, args.out)
+        part_c(args.shared, sampler, args.repeats, args.folds, args.out, not args.no_whole_fit)
     if "b" in args.part:
         g = pd.DataFrame(efficiency_from_bts(truth.to_numpy()), index=truth.index, columns=truth.columns)
         langs = list(truth.index)

@@ -22,7 +22,7 @@ from atlas_bayes.models.transfer import _collapsed, coefficient_draws, pair_resi
 from atlas_bayes.tables.runs import validate_runs, write_runs
 from atlas_bayes.decisions.transfer import fit_transfer_matrix, matrix_inputs, rank_sources, tau_priors, transfer_quantiles
 from atlas_bayes.simulation.transfer_study import measure, simulate_bilingual_runs, simulate_matrix
-from conftest import JOINT, MAX_R_HAT, QUICK, RECOVERY, cli_args
+from conftest import JOINT, MAX_R_HAT, QUICK, RECOVERY, SHORT, cli_args
 
 SAMPLER = JOINT
 # the curve posterior needs more draws for a reliable R-hat: at 4 x (300 + 300) max R-hat
@@ -192,44 +192,42 @@ def test_matrix_recovers_known_hyperparameters_and_unmeasured_pairs():
 
 @pytest.mark.statistical
 def test_interaction_matrix_recovers_known_parameters():
-    """A 12-language matrix drawn from the interaction model (2 factors, Student-t noise), 60% of
-    the ordered pairs measured: the 90% intervals of mu, the spreads, gamma and the target
-    effects, and of the unmeasured pairs and their interaction terms, cover the truth at about
-    their nominal rate; bad options are refused."""
+    """An 8-language matrix drawn from the interaction model (one factor, Student-t noise and
+    target effects), 70% of the ordered pairs measured: the 90% intervals of mu, the spreads,
+    gamma and the target effects, of the interaction terms and of the unmeasured pairs cover
+    the truth at about their nominal rate; bad options are refused. (One small fit: the real
+    matrix's evaluation is benchmarks/transfer_matrix.py --part c.)"""
     from atlas_bayes.decisions.transfer_interaction import deviations
     from atlas_bayes.simulation.transfer_study import simulate_interaction_matrix
-    langs = ["en", "de", "sv", "fr", "es", "pt", "ru", "uk", "zh", "ja", "ar", "hi"]
-    g, truth = simulate_interaction_matrix(langs, seed=0)
+    langs = ["en", "de", "fr", "es", "ru", "zh", "ja", "ar"]
+    g, truth = simulate_interaction_matrix(langs, sizes=(0.25,), seed=0)
     rng = np.random.default_rng(0)
     ordered = [(s, t) for t in g.index for s in g.columns if s != t]
-    picked = rng.random(len(ordered)) < 0.6
+    picked = rng.random(len(ordered)) < 0.7
     tree = fit_transfer_matrix(measure(g, [p for p, k in zip(ordered, picked) if k], sd=0.02, seed=0),
-                               languages=langs, sampler=SAMPLER, warn=False)
+                               languages=langs, rank=1, sampler=SHORT, warn=False)
     diag = json.loads(tree.attrs["diagnostics"])
-    assert diag["divergences"] == 0 and diag["max_r_hat"] <= MAX_R_HAT, diag
+    assert diag["divergences"] <= 1 and diag["max_r_hat"] <= MAX_R_HAT, diag
     post, covered = tree.posterior, []
     for name in ("mu", "sd_source", "sd_target", "sd_pair", "gamma", "target_effect"):
         low, high = post[name].quantile([0.05, 0.95], dim=("chain", "draw")).to_numpy()
         covered += list(np.atleast_1d((low <= truth[name]) & (truth[name] <= high)))
-    assert np.mean(covered) >= 0.75, covered                    # 19 intervals
     order = list(post["target"].to_numpy().astype(str))
-    inter = pd.DataFrame(truth["interaction"], index=g.index, columns=g.columns).loc[order, order]
+    inter = pd.DataFrame(truth["interaction"], index=g.index, columns=g.columns).loc[order, order].to_numpy()
     low, high = post["interaction"].quantile([0.05, 0.95], dim=("chain", "draw")).to_numpy()
     off = ~np.eye(len(order), dtype=bool)
-    assert 0.8 <= np.mean((low <= inter.to_numpy())[off] & (inter.to_numpy() <= high)[off]) <= 1.0
+    inter_covered = np.mean(((low <= inter) & (inter <= high))[off])
     low, high = transfer_quantiles(tree, (0.05, 0.95), "g")
-    unmeasured = [p for p, k in zip(ordered, picked) if not k]
     inside = [float(low.sel(source=s, target=t)) <= g.at[t, s] <= float(high.sel(source=s, target=t))
-              for s, t in unmeasured]
-    assert 0.8 <= np.mean(inside) <= 1.0, np.mean(inside)
+              for s, t in (p for p, k in zip(ordered, picked) if not k)]
+    assert len(covered) == 15 and sum(covered) >= 12, covered
+    assert inter_covered >= 0.8 and np.mean(inside) >= 0.7, (inter_covered, inside)
     top = deviations(tree, top=5)
     assert len(top) == 5 and list(top["interaction"].abs()) == sorted(top["interaction"].abs(), reverse=True)
     with pytest.raises(ValueError, match="model must be one of interaction, additive"):
         fit_transfer_matrix(measure(g, ordered[:4]), model="lowrank")
     with pytest.raises(ValueError, match="rank must be a whole number >= 1"):
         fit_transfer_matrix(measure(g, ordered[:4]), rank=0)
-    with pytest.raises(ValueError, match="fitted with the additive model"):
-        deviations(small_matrix())
 
 
 @pytest.mark.statistical
@@ -259,6 +257,9 @@ def test_ranking_and_tau_priors_from_the_matrix():
         tau_priors(tree, {"es": ["xx"]})
     with pytest.raises(ValueError, match="target 'xx' is not in the matrix"):
         rank_sources(tree, "xx")
+    from atlas_bayes.decisions.transfer_interaction import deviations
+    with pytest.raises(ValueError, match="fitted with the additive model"):
+        deviations(tree)
 
 
 @pytest.mark.statistical

@@ -3,9 +3,10 @@
 `fit_transfer_matrix` takes measured transfer (a BTS table from `atlas_bayes.decisions.bts.bts_table`,
 or any table with source, target, g_mean, g_sd) and fits `models.transfer.transfer_interaction`
 (by default; `model="additive"`: `models.transfer.transfer_matrix`): every ordered pair among
-the languages, measured or not, gets a posterior of its log transfer efficiency g = log(1 + tau) = log(2 d_mono / d_bi), hence of BTS = 2 (1 - e^-g) and
-of the ATLAS transfer weight tau = e^g - 1 (the bridge of atlas-law.md section 3.7, exact when
-the bilingual run is D_eff = D_t + tau D_s without repetition). Measured pairs are shrunk
+the languages, measured or not, gets a posterior of its log transfer efficiency g = log(1 +
+tau) = log(2 d_mono / d_bi), hence of BTS = 2 (1 - e^-g) and of the ATLAS transfer weight
+tau = e^g - 1 (the bridge of atlas-law.md section 3.7, exact when the bilingual run is D_eff =
+D_t + tau D_s without repetition). Measured pairs are shrunk
 where their own curves are uncertain; unmeasured pairs get source, target and script / family
 / genus information, the source x target interaction (latent language factors) and the
 reverse direction's measurement, with an honest residual spread (per target, heavy-tailed).

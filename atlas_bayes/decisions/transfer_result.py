@@ -29,9 +29,10 @@ class TransferResult:
     """The BTS curve fit (`curves`), the measured pairs' scores (`measured`), the matrix fit
     (`matrix`), each target's source ranking (`rankings`), tau priors for its best sources
     (`priors`) and, for the interaction model, the pairs that depart most from the additive
-    prediction (`deviations`; None for the additive model). `as_dict()` is the --json object (print it with `default=str`), `to_text()`
-    the readable tables, `write(out)` the files (matrix and ranking plots, bts.csv,
-    ranking_<target>.csv, tau_priors.json, matrix.nc, bts_curves.nc, transfer.json)."""
+    prediction (`deviations`; None for the additive model). `as_dict()` is the --json object
+    (print it with `default=str`), `to_text()` the readable tables, `write(out)` the files
+    (matrix and ranking plots, bts.csv, ranking_<target>.csv, tau_priors.json, matrix.nc,
+    bts_curves.nc, transfer.json, interaction.csv)."""
     targets: list[str]
     curves: xr.DataTree
     measured: pd.DataFrame
