@@ -44,7 +44,7 @@ COVARIATES = ("same_script", "same_family", "same_genus")
 HYPERPARAMETERS = ("mu", "sd_source", "sd_target", "sd_pair", "rho", "gamma")
 MAX_UNREACHABLE = 0.05   # pairs whose d_bi is infinite in more draws than this are not used
 MODELS = ("interaction", "additive")
-RANK = 2                 # interaction factors: held-out error on the paper's matrix (benchmarks/RESULTS.md)
+RANK = 2     # interaction factors (paper's matrix: 1 left the hard rows' error high, 3 mixed worse)
 BRIDGE_SD = 0.1          # extra prior sd for tau: the BTS -> tau bridge ignores capacity effects
 
 
