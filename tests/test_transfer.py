@@ -18,6 +18,7 @@ from scipy.stats import multivariate_normal
 from atlas_bayes.decisions.bts import bilingual_pairs, bts_from_efficiency, bts_table, curve_at, efficiency_from_bts, fit_bts, tokens_to_reach
 from atlas_bayes.cli import main
 from atlas_bayes.fitting.inference import fit
+from atlas_bayes.fitting.record import FitRecord
 from atlas_bayes.models.transfer import _collapsed, coefficient_draws, pair_residuals
 from atlas_bayes.tables.runs import validate_runs, write_runs
 from atlas_bayes.decisions.transfer import fit_transfer_matrix, matrix_inputs, rank_sources, tau_priors, transfer_quantiles
@@ -208,6 +209,7 @@ def test_interaction_matrix_recovers_known_parameters():
                                languages=langs, rank=1, sampler=SHORT, warn=False)
     diag = json.loads(tree.attrs["diagnostics"])
     assert diag["divergences"] <= 1 and diag["max_r_hat"] <= MAX_R_HAT, diag
+    assert FitRecord.from_tree(tree).options == {"model": "interaction", "rank": 1}
     post, covered = tree.posterior, []
     for name in ("mu", "sd_source", "sd_target", "sd_pair", "gamma", "target_effect"):
         low, high = post[name].quantile([0.05, 0.95], dim=("chain", "draw")).to_numpy()
