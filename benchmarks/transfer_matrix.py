@@ -1,7 +1,7 @@
 """The transfer matrix on a simulated study whose truth is the paper's Figure 2 (30 x 30 BTS).
 
-    .venv/bin/python benchmarks/transfer_matrix.py [--shared ../shared] [--part a,b]
-        [--seeds 3] [--png results/transfer_figure2.png]
+    .venv/bin/python benchmarks/transfer_matrix.py [--shared ../shared] [--part a,b,c]
+        [--seeds 3] [--png results/transfer_figure2.png] [--repeats 10] [--folds 5] [--out DIR]
 
 Part a, the whole pipeline: monolingual runs on all 30 languages, 50/50 bilingual runs on all
 36 pairs of the paper's directly measured block (en ru es fr de pt zh vi ja) plus 3 random
@@ -15,6 +15,17 @@ Part b, held-out pairs: measure 40% of the unordered pairs in both directions (n
 on g), hold out 20% of the measured ordered pairs, and compare the Bayesian matrix with the
 paper's filler (a random forest on the same information) on them; for the Figure 2 truth and
 for matrices drawn from the model, `--seeds` seeds each.
+
+Part c, the paper's own measurements (issue 20): the Figure 2 values themselves as the
+measured matrix (g = log(1 + tau) from BTS, each with the standard error of rounding to 0.1 on
+BTS), held out three ways: `--repeats` random 20% of the off-diagonal cells; whole target rows
+(a new target language) and whole source columns (a new source) in `--folds` folds. Each split
+is fitted by the interaction model (the default), the additive model and the paper's random
+forest (features: same script / family / genus, the source's and target's training means).
+Scored on the held-out cells: mean absolute error of the median (BTS and g), 90% interval
+coverage of the held-out value (posterior predictive incl. its rounding error) overall, on the
+zh/ja/ko/gu/ps/ur target rows and on the rest, median interval width; the interaction fits'
+time, R-hat and divergences. Writes the per-split table to `--out` (transfer_real_matrix.csv).
 """
 
 import argparse
@@ -31,7 +42,14 @@ from atlas_bayes.decisions.bts import bts_table, efficiency_from_bts, fit_bts
 from atlas_bayes.fitting.inference import Sampler
 from atlas_bayes.tables.runs import validate_runs
 from atlas_bayes.decisions.transfer import fit_transfer_matrix, measured_pairs, plot_transfer_matrix, transfer_quantiles
-from atlas_bayes.simulation.transfer_study import figure2_matrix, heldout_comparison, measure, simulate_bilingual_runs, simulate_matrix
+from atlas_bayes.simulation.transfer_study import (figure2_matrix, heldout_comparison, measure,
+                                                   regressor_baseline, simulate_bilingual_runs,
+                                                   simulate_matrix)
+from atlas_bayes.decisions.bts import bts_from_efficiency
+from atlas_bayes.decisions.transfer import transfer_draws
+
+HARD = ("zh", "ja", "ko", "gu", "ps", "ur")     # the target rows the additive model covered worst
+ROUNDING = 0.1 / np.sqrt(12)                    # sd of rounding to 0.1 (Figure 2's BTS values)
 
 DIRECT = ["en", "ru", "es", "fr", "de", "pt", "zh", "vi", "ja"]
 
@@ -118,12 +136,110 @@ def part_b(truth_g: pd.DataFrame, seeds: int, sampler: Sampler, label: str, draw
     return pd.DataFrame(rows)
 
 
+def real_splits(langs, repeats: int, folds: int):
+    """(kind, index, held-out (source, target) cells): random 20% of cells, then target rows and
+    source columns in folds."""
+    cells = [(s, t) for t in langs for s in langs if s != t]
+    for r in range(repeats):
+        held = np.random.default_rng(r).random(len(cells)) < 0.2
+        yield "cells", r, [c for c, h in zip(cells, held) if h]
+    order = list(np.random.default_rng(0).permutation(langs))
+    for kind, side in (("rows", 1), ("columns", 0)):
+        for f in range(folds):
+            group = set(order[f::folds])
+            yield kind, f, [c for c in cells if c[side] in group]
+
+
+def score(name, draws, truth, hard, seconds=np.nan, diag=None) -> dict:
+    """Held-out metrics of one method; `draws` (samples, cells) on g (one row: a point forecast)."""
+    bts, truth_bts = bts_from_efficiency(draws), bts_from_efficiency(truth)
+    row = {"method": name, "mae_bts": float(np.abs(np.median(bts, axis=0) - truth_bts).mean()),
+           "mae_g": float(np.abs(np.median(draws, axis=0) - truth).mean()), "seconds": seconds}
+    if len(draws) > 1:
+        lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
+        inside = (lo <= truth) & (truth <= hi)
+        width = np.quantile(bts, 0.95, axis=0) - np.quantile(bts, 0.05, axis=0)
+        row.update(coverage=inside.mean(), coverage_hard=inside[hard].mean() if hard.any() else np.nan,
+                   coverage_rest=inside[~hard].mean() if (~hard).any() else np.nan,
+                   width_bts=float(np.median(width)))
+    if diag:
+        row.update(max_r_hat=diag["max_r_hat"], divergences=diag["divergences"])
+    return row
+
+
+def part_c(shared: Path, sampler: Sampler, repeats: int, folds: int, out: Path | None,
+           whole_fit: bool = True, additive_splits: int | None = None,
+           models=("interaction", "additive"), name: str = "transfer_real_matrix.csv") -> pd.DataFrame:
+    bts = figure2_matrix(shared)
+    langs = list(bts.index)
+    g = pd.DataFrame(efficiency_from_bts(bts.to_numpy()), index=langs, columns=langs)
+    se = ROUNDING / (2.0 - bts)             # rounding on BTS, carried to g = -log(1 - BTS/2)
+    whole = pd.DataFrame([{"source": s, "target": t, "g_mean": g.at[t, s], "g_sd": se.at[t, s]}
+                          for t in langs for s in langs if s != t])
+    full = Sampler(chains=4, warmup=1000, draws=1000)
+    for model in ("interaction", "additive") if whole_fit else ():
+        start = time.perf_counter()
+        tree = fit_transfer_matrix(whole, model=model, sampler=full, warn=False)
+        print(f"part c: {model} model on all 870 cells, 4 x (1000 + 1000): "
+              f"{time.perf_counter() - start:.1f} s, {json.loads(tree.attrs['diagnostics'])}", flush=True)
+    rows = []
+    for kind, index, held in real_splits(langs, repeats, folds):
+        held_set = set(held)
+        train = pd.DataFrame([{"source": s, "target": t, "g_mean": g.at[t, s], "g_sd": se.at[t, s]}
+                              for t in langs for s in langs if s != t and (s, t) not in held_set])
+        truth = np.array([g.at[t, s] for s, t in held])
+        noise = np.array([se.at[t, s] for s, t in held])
+        hard = np.array([t in HARD for _, t in held])
+        rng = np.random.default_rng(index)
+        results = [score("forest", regressor_baseline(train, held, langs, index)[None], truth, hard)]
+        for model in [m for m in models if m != "additive" or additive_splits is None
+                      or index < additive_splits]:
+            start = time.perf_counter()
+            tree = fit_transfer_matrix(train, languages=langs, model=model, sampler=sampler, warn=False)
+            seconds = time.perf_counter() - start
+            draws = transfer_draws(tree, "g")
+            draws = np.stack([draws.sel(source=s, target=t).to_numpy().ravel() for s, t in held], axis=1)
+            draws = draws + noise * rng.standard_normal(draws.shape)     # the held-out value's rounding
+            results.append(score(model, draws, truth, hard, seconds, json.loads(tree.attrs["diagnostics"])))
+        for r in results:
+            rows.append({"split": kind, "index": index, "n_held": len(held), **r})
+            shown = {k: v for k, v in rows[-1].items() if k not in ("split", "index")}
+            print(f"  {kind} {index}: " + ", ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()), flush=True)
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(rows).round(4).to_csv(out / name, index=False)
+    table = pd.DataFrame(rows)
+    columns = ["mae_bts", "mae_g", "coverage", "coverage_hard", "coverage_rest", "width_bts", "seconds",
+               "max_r_hat", "divergences"]
+    summary = table.groupby(["split", "method"], sort=False)[columns].mean()
+    print("part c: the paper's measured matrix, mean over splits (coverage: 90% intervals)")
+    print(summary.round(3).to_string())
+    worse = table.pivot_table(index=["split", "index"], columns="method", values="mae_bts")
+    if {"interaction", "forest"} <= set(worse.columns):
+        worse = worse.dropna(subset=["interaction", "forest"])
+        wins = (worse["interaction"] < worse["forest"]).groupby("split").agg(["sum", "count"])
+        print("splits where the interaction model's MAE (BTS) beats the forest's:", wins.to_dict("index"))
+    return table
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--part", default="a,b")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--png", type=Path, default=Path("results/transfer_figure2.png"))
+    parser.add_argument("--repeats", type=int, default=10, help="part c: random 20%% cell hold-outs")
+    parser.add_argument("--folds", type=int, default=5, help="part c: folds of whole rows and of columns")
+    parser.add_argument("--out", type=Path, help="part c: folder for transfer_real_matrix.csv")
+    parser.add_argument("--warmup", type=int, default=500, help="warmup draws per chain (parts b, c)")
+    parser.add_argument("--draws", type=int, default=500, help="draws per chain (parts b, c)")
+    parser.add_argument("--additive-splits", type=int, help="part c: fit the additive model on only "
+                        "the first N splits of each kind (default: all)")
+    parser.add_argument("--models", default="interaction,additive", help="part c: matrix models to fit")
+    parser.add_argument("--name", default="transfer_real_matrix.csv", help="part c: file name in --out")
+    parser.add_argument("--no-whole-fit", action="store_true", help="part c: skip the 4 x (1000 + 1000) "
+                        "fits of all 870 cells")
     args = parser.parse_args(argv)
     if not (args.shared / "reference" / "atlas-law.md").exists():
         print(f"needs {args.shared}/reference/atlas-law.md (the Figure 2 transcription)", file=sys.stderr)
@@ -131,9 +247,12 @@ def main(argv=None) -> int:
     warnings.simplefilter("ignore")
     print("command:", " ".join(sys.argv))
     truth = figure2_matrix(args.shared)
-    sampler = Sampler(chains=4, warmup=500, draws=500)
+    sampler = Sampler(chains=4, warmup=args.warmup, draws=args.draws)
     if "a" in args.part:
         part_a(truth, sampler, args.png)
+    if "c" in args.part:
+        part_c(args.shared, sampler, args.repeats, args.folds, args.out, not args.no_whole_fit,
+               args.additive_splits, args.models.split(","), args.name)
     if "b" in args.part:
         g = pd.DataFrame(efficiency_from_bts(truth.to_numpy()), index=truth.index, columns=truth.columns)
         langs = list(truth.index)

@@ -113,8 +113,9 @@ def test_transfer_result_follows_the_transfer_contract():
     result = TransferResult(["es"], tree, measured, tree, {"es": ranking},
                             {"es": {"en": [0.3, 0.1]}})
     d = result.as_dict()
-    assert list(d) == ["targets", "n_measured_pairs", "languages", "diagnostics", "measured",
-                       "rankings", "tau_priors"]
+    assert list(d) == ["targets", "n_measured_pairs", "languages", "model", "diagnostics", "measured",
+                       "rankings", "tau_priors", "interaction"]
+    assert d["interaction"] is None
     assert d["n_measured_pairs"] == 2 and d["languages"] == ["en", "es"]
     assert d["diagnostics"] == {"curves": DIAGNOSTICS, "matrix": DIAGNOSTICS}
     assert d["rankings"]["es"][0] == {"source": "en", "measured": True, "tau_median": 0.3}
@@ -123,7 +124,11 @@ def test_transfer_result_follows_the_transfer_contract():
     assert "\nTransfer languages for es, best first (tau = exp(g) - 1; * = measured):" in text
     assert "en *" in text and "pt *" not in text
     assert text.endswith("\n\nwrote o/: matrix.png, ranking_<target>.png/.csv, bts.csv, "
-                         "tau_priors.json, matrix.nc, bts_curves.nc, transfer.json")
+                         "tau_priors.json, matrix.nc, bts_curves.nc, transfer.json, interaction.csv "
+                         "(interaction model)")
+    moved = pd.DataFrame({"source": ["ja"], "target": ["zh"], "interaction": [0.3]})
+    text = TransferResult(["es"], tree, measured, tree, {"es": ranking}, {}, moved).to_text()
+    assert "Pairs the interaction moves most from the additive prediction" in text and "ja" in text
 
 
 def comparison_result(loo=True):

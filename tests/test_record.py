@@ -210,8 +210,9 @@ def test_bts_fit_record_and_its_warnings():
 
 @pytest.mark.statistical
 def test_transfer_matrix_record():
-    tree = fit_transfer_matrix(bts_table(curve_fit()), sampler=TINY, warn=False)
+    tree = fit_transfer_matrix(bts_table(curve_fit()), model="additive", sampler=TINY, warn=False)
     record = FitRecord.from_tree(tree)
+    assert record.options == {"model": "additive"}
     assert record.kind == "transfer_matrix" and set(record.languages) == {"en", "es", "zh"}
     assert list(record.languages) == list(tree.posterior["language"].values)
     assert record.sampler["chains"] == 2 and record.diagnostics is not None

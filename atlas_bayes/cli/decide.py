@@ -39,6 +39,10 @@ def add_commands(commands) -> None:
         "predicted from language metadata)")
     add("--tau-priors-for", type=common.positive_int, default=3, metavar="K", help="write tau "
         "priors of each target's K best sources to tau_priors.json, for 'fit --tau-prior' (default 3)")
+    add("--model", choices=("interaction", "additive"), default="interaction", help="matrix model: "
+        "source x target interaction, pair term and per-target heavy-tailed noise (default), or "
+        "source and target effects and covariates only")
+    add("--rank", type=common.positive_int, default=2, help="interaction factors (default 2)")
     common.sampler_options(transfer, "transfer", warmup=500, accept="model")
 
     optimal = common.command(commands, "optimal", run_optimal, f"{common.RUNS}, or a posterior.nc "
@@ -78,11 +82,16 @@ def run_crossover(args) -> int:
 
 
 def run_transfer(args) -> int:
-    """Bilingual transfer scores and the transfer matrix; rank sources for targets."""
+    """Bilingual transfer scores and the transfer matrix; rank sources for targets.
+
+    The matrix model (--model interaction) adds to source and target effects a low-rank source x
+    target interaction; the pairs it moves most from the additive prediction are listed and
+    written to interaction.csv."""
     from atlas_bayes.decisions.transfer_result import transfer_study
     return common.call_and_report(
         args, "transfer", transfer_study, args.target, languages=args.languages, n_params=args.n_params,
-        horizon=args.horizon, tau_priors_for=args.tau_priors_for, always=Warning, echo=UserWarning,
+        horizon=args.horizon, tau_priors_for=args.tau_priors_for, model=args.model, rank=args.rank,
+        always=Warning, echo=UserWarning,
         check=lambda runs: validate.transfer_targets(runs, args.target, args.languages))
 
 

@@ -1,13 +1,16 @@
 """The cross-lingual transfer matrix with uncertainty, and the decisions it supports.
 
 `fit_transfer_matrix` takes measured transfer (a BTS table from `atlas_bayes.decisions.bts.bts_table`,
-or any table with source, target, g_mean, g_sd) and fits `models.transfer.transfer_matrix`:
-every ordered pair among the languages, measured or not, gets a posterior of its log
-transfer efficiency g = log(1 + tau) = log(2 d_mono / d_bi), hence of BTS = 2 (1 - e^-g) and
-of the ATLAS transfer weight tau = e^g - 1 (the bridge of atlas-law.md section 3.7, exact when
-the bilingual run is D_eff = D_t + tau D_s without repetition). Measured pairs are shrunk
+or any table with source, target, g_mean, g_sd) and fits `models.transfer.transfer_interaction`
+(by default; `model="additive"`: `models.transfer.transfer_matrix`): every ordered pair among
+the languages, measured or not, gets a posterior of its log transfer efficiency g = log(1 +
+tau) = log(2 d_mono / d_bi), hence of BTS = 2 (1 - e^-g) and of the ATLAS transfer weight
+tau = e^g - 1 (the bridge of atlas-law.md section 3.7, exact when the bilingual run is D_eff =
+D_t + tau D_s without repetition). Measured pairs are shrunk
 where their own curves are uncertain; unmeasured pairs get source, target and script / family
-/ genus information with an honest residual spread.
+/ genus information, the source x target interaction (latent language factors) and the
+reverse direction's measurement, with an honest residual spread (per target, heavy-tailed).
+`transfer_interaction.deviations` lists the pairs the interaction moves most.
 
 Decisions: `rank_sources` (which languages help a target, by P(positive transfer) and expected
 tau), `tau_priors` (priors for ATLAS's tau, the paper's "initialised from BTS" made Bayesian).
@@ -31,13 +34,17 @@ from atlas_bayes.decisions.bts import bts_from_efficiency
 from atlas_bayes.fitting.inference import Sampler, sample_posterior
 from atlas_bayes.fitting.record import FitRecord
 from atlas_bayes.fitting.tree import build_tree
-from atlas_bayes.models.transfer import (MatrixInputs, coefficient_draws,
-                                         pair_residuals, transfer_matrix)
+from atlas_bayes.decisions.transfer_interaction import (HYPERPARAMETERS as INTERACTION_CHECKED,
+                                                       as_matrix, interaction_posterior)
+from atlas_bayes.models.transfer import (MatrixInputs, coefficient_draws, pair_residuals,
+                                         transfer_interaction, transfer_matrix)
 from atlas_bayes.tables.atomic_files import atomic_file
 
 COVARIATES = ("same_script", "same_family", "same_genus")
 HYPERPARAMETERS = ("mu", "sd_source", "sd_target", "sd_pair", "rho", "gamma")
 MAX_UNREACHABLE = 0.05   # pairs whose d_bi is infinite in more draws than this are not used
+MODELS = ("interaction", "additive")
+RANK = 2     # interaction factors (paper's matrix: 1 left the hard rows' error high, 3 mixed worse)
 BRIDGE_SD = 0.1          # extra prior sd for tau: the BTS -> tau bridge ignores capacity effects
 
 
@@ -125,39 +132,58 @@ def usable_pairs(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["p_unreachable"] <= MAX_UNREACHABLE].reset_index(drop=True)
 
 
-def fit_transfer_matrix(table: pd.DataFrame, *, languages=None,
-                        sampler: Sampler = Sampler(chains=4, warmup=500, draws=500),
+def fit_transfer_matrix(table: pd.DataFrame, *, languages=None, model: str = "interaction",
+                        rank: int = RANK, sampler: Sampler = Sampler(chains=4, warmup=500, draws=500),
                         progress: bool = False, warn: bool = True) -> xr.DataTree:
     """Posterior of the transfer matrix over the measured languages plus `languages`.
 
+    `model`: "interaction" (`models.transfer.transfer_interaction`: `rank` source x target
+    factors, a pair term shared by both directions, per-target Student-t noise) or "additive"
+    (`models.transfer.transfer_matrix`: source and target effects and covariates only).
     Returns a DataTree whose posterior holds the hyperparameters, per-language source and
     target effects, and `g` (chain, draw, target, source) for every ordered pair (NaN on the
-    diagonal); `observed` holds the measured pairs used.
+    diagonal); the interaction model adds `interaction` and `additive` (g's structured part
+    without the interaction) per pair. `observed` holds the measured pairs used.
     """
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
+    if model == "interaction" and (not isinstance(rank, int) or rank < 1):
+        raise ValueError(f"rank must be a whole number >= 1 (the interaction's factors), not {rank!r}")
     table = usable_pairs(table)
     x, y, langs = matrix_inputs(table, languages)
-    posterior, stats = sample_posterior(transfer_matrix, x, y, sampler, progress=progress)
-    posterior.pop("rho_01")
-    beta = coefficient_draws(x, y, posterior, jax.random.PRNGKey(sampler.seed + 1))
     n, k = len(langs), len(COVARIATES)
-    posterior.update(mu=beta[..., 0], gamma=beta[..., 1:1 + k], source_effect=beta[..., 1 + k:1 + k + n],
-                     target_effect=beta[..., 1 + k + n:])
-    fixed = beta @ x.design.T
-    rng = np.random.default_rng(sampler.seed)
-    g_pairs = fixed + pair_residuals(x, y, fixed, posterior["sd_pair"], posterior["rho"], rng)
-    g = np.full(fixed.shape[:2] + (n, n), np.nan, dtype=np.float32)
-    g[..., x.target, x.source] = g_pairs
-    posterior["g"] = g
+    if model == "interaction":
+        x = x._replace(rank=rank)
+        posterior, stats = sample_posterior(transfer_interaction, x, y, sampler, progress=progress)
+        posterior = interaction_posterior(x, y, posterior, sampler.seed)
+        g_pairs = posterior.pop("g_pairs")
+        posterior.update(interaction=as_matrix(posterior.pop("interaction_pairs"), x),
+                         additive=as_matrix(posterior.pop("additive_pairs"), x))
+        check = [*INTERACTION_CHECKED, "gamma", "source_effect", "target_effect", "sigma_target"]
+    else:
+        posterior, stats = sample_posterior(transfer_matrix, x, y, sampler, progress=progress)
+        posterior.pop("rho_01")
+        beta = coefficient_draws(x, y, posterior, jax.random.PRNGKey(sampler.seed + 1))
+        posterior.update(mu=beta[..., 0], gamma=beta[..., 1:1 + k], source_effect=beta[..., 1 + k:1 + k + n],
+                         target_effect=beta[..., 1 + k + n:])
+        fixed = beta @ x.design.T
+        rng = np.random.default_rng(sampler.seed)
+        g_pairs = fixed + pair_residuals(x, y, fixed, posterior["sd_pair"], posterior["rho"], rng)
+        check = list(HYPERPARAMETERS) + ["source_effect", "target_effect"]
+    posterior["g"] = as_matrix(g_pairs, x)
     dims = {"source_effect": ["language"], "target_effect": ["language"], "gamma": ["covariate"],
-            "g": ["target", "source"]}
+            "g": ["target", "source"], "interaction": ["target", "source"],
+            "additive": ["target", "source"], "sigma_target": ["language"],
+            "u": ["language", "factor"], "v": ["language", "factor"], "factor_sizes": ["factor"]}
     observed = xr.Dataset(
         {name: ("measured", table[name].to_numpy()) for name in ("source", "target", "g_mean", "g_sd")})
-    record = FitRecord("transfer_matrix", languages=langs, sampler=asdict(sampler.resolved()))
+    record = FitRecord("transfer_matrix", languages=langs, sampler=asdict(sampler.resolved()),
+                       options={"model": model, **({"rank": rank} if model == "interaction" else {})})
     return build_tree({"posterior": posterior, "sample_stats": stats}, record,
                       coords={"language": langs, "target": langs, "source": langs,
-                              "covariate": list(COVARIATES)}, dims=dims,
-                      datasets={"observed": observed},
-                      check=list(HYPERPARAMETERS) + ["source_effect", "target_effect"], warn=warn)
+                              "covariate": list(COVARIATES), "factor": list(range(rank))},
+                      dims={k: v for k, v in dims.items() if k in posterior},
+                      datasets={"observed": observed}, check=check, warn=warn)
 
 
 def transfer_draws(tree: xr.DataTree, scale: str = "bts") -> xr.DataArray:

@@ -4,8 +4,9 @@
   A), read from the reference file at run time (never copied into the project).
 * `simulate_bilingual_runs`: monolingual and 50/50 bilingual learning curves whose transfer
   is a given BTS matrix, in the run-table format (truth: D_eff = d/2 (1 + tau) on the target).
-* `simulate_matrix`: a matrix drawn from `models.transfer.transfer_matrix` itself at known
-  hyperparameters (for parameter recovery).
+* `simulate_matrix`, `simulate_interaction_matrix`: matrices drawn from
+  `models.transfer.transfer_matrix` and `transfer_interaction` at known parameters (for
+  parameter recovery).
 * `regressor_baseline` and `heldout_comparison`: the paper fills unmeasured pairs with a
   random forest trained on measured ones; we compare it with the Bayesian matrix on
   held-out pairs (error, rank correlation, interval coverage).
@@ -22,6 +23,7 @@ import pandas as pd
 from atlas_bayes import laws
 from atlas_bayes.decisions.bts import bts_from_efficiency, efficiency_from_bts
 from atlas_bayes.fitting.inference import Sampler
+from atlas_bayes.models.transfer import NU
 from atlas_bayes.decisions.transfer import covariates, fit_transfer_matrix, language_order, transfer_draws
 
 REFERENCE = Path("reference") / "atlas-law.md"
@@ -112,6 +114,31 @@ def simulate_matrix(langs, *, mu=-0.15, sd_source=0.08, sd_target=0.2, sd_pair=0
     return pd.DataFrame(g, index=langs, columns=langs), truth
 
 
+def simulate_interaction_matrix(langs, *, mu=-0.15, sd_source=0.08, sd_target=0.2, sd_pair=0.05,
+                                sizes=(0.15, 0.08), noise=(0.03, 0.3), gamma=(0.05, 0.03, 0.12),
+                                seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """A g matrix (target x source) drawn from `models.transfer.transfer_interaction` at known
+    parameters (`noise`: the typical scale of the Student-t directional noise and the targets'
+    spread in its log)."""
+    rng = np.random.default_rng(seed)
+    langs = language_order(langs)
+    n, r = len(langs), len(sizes)
+    a, b = rng.normal(0, sd_source, n), sd_target * rng.standard_t(NU, n)
+    a, b = a - a.mean(), b - b.mean()
+    u, v = rng.normal(0, 1, (n, r)), rng.normal(0, 1, (n, r))
+    u, v = u - u.mean(0), v - v.mean(0)
+    sigma = noise[0] * np.exp(noise[1] * rng.standard_normal(n))
+    inter = (u * np.asarray(sizes)) @ v.T
+    g = mu + a[None, :] + b[:, None] + covariates(langs) @ np.asarray(gamma) + inter   # symmetric covariates
+    c = rng.normal(0, sd_pair, (n, n))
+    g = g + np.triu(c, 1) + np.triu(c, 1).T + sigma[:, None] * rng.standard_t(NU, (n, n))
+    np.fill_diagonal(g, np.nan)
+    truth = {"mu": mu, "sd_source": sd_source, "sd_target": sd_target, "sd_pair": sd_pair,
+             "gamma": np.asarray(gamma), "factor_sizes": np.asarray(sizes), "source_effect": a,
+             "target_effect": b, "sigma_target": sigma, "interaction": inter}
+    return pd.DataFrame(g, index=langs, columns=langs), truth
+
+
 def measure(g: pd.DataFrame, pairs, sd: float = 0.03, seed: int = 0) -> pd.DataFrame:
     """Noisy measurements (source, target, g_mean, g_sd) of a g matrix on ordered `pairs`."""
     rng = np.random.default_rng(seed)
@@ -142,10 +169,11 @@ def regressor_baseline(train: pd.DataFrame, pairs, langs, seed: int = 0) -> np.n
 
 def heldout_comparison(truth_g: pd.DataFrame, measured: pd.DataFrame, heldout, *,
                        sampler: Sampler = Sampler(chains=4, warmup=500, draws=500),
-                       prob: float = 0.9, seed: int = 0):
+                       prob: float = 0.9, seed: int = 0, model: str = "interaction"):
     """Fit on measured pairs minus `heldout`; score both methods on the held-out truth.
 
-    Returns (metrics per method, per-pair predictions, the matrix fit). Metrics on g and BTS:
+    `model`: the matrix model (`fit_transfer_matrix`). Returns (metrics per method, per-pair
+    predictions, the matrix fit). Metrics on g and BTS:
     RMSE, Spearman rank correlation, and for the Bayesian matrix the coverage of its
     `prob` interval.
     """
@@ -153,8 +181,8 @@ def heldout_comparison(truth_g: pd.DataFrame, measured: pd.DataFrame, heldout, *
     held = set(heldout)
     train = measured[[(s, t) not in held for s, t in zip(measured["source"], measured["target"])]]
     langs = language_order(truth_g.index)
-    tree = fit_transfer_matrix(train.reset_index(drop=True), languages=langs, sampler=sampler,
-                               warn=False)
+    tree = fit_transfer_matrix(train.reset_index(drop=True), languages=langs, model=model,
+                               sampler=sampler, warn=False)
     g = transfer_draws(tree, "g")
     truth = np.array([truth_g.at[t, s] for s, t in heldout])
     draws = np.stack([g.sel(source=s, target=t).to_numpy().ravel() for s, t in heldout])
