@@ -177,7 +177,7 @@ print("wrote", OUT / "bts_by_size.png")
 
 # %%
 size = table["n_params"].max()
-matrix = fit_transfer_matrix(table[table["n_params"] == size], sampler=SAMPLER)
+matrix = fit_transfer_matrix(table[table["n_params"] == size], model="interaction", sampler=SAMPLER)
 post = matrix.posterior
 print("languages:", post["target"].values.tolist())
 print(post["gamma"].quantile([0.05, 0.5, 0.95], dim=("chain", "draw")).to_pandas().round(3))

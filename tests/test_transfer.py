@@ -206,7 +206,7 @@ def test_interaction_matrix_recovers_known_parameters():
     ordered = [(s, t) for t in g.index for s in g.columns if s != t]
     picked = rng.random(len(ordered)) < 0.7
     tree = fit_transfer_matrix(measure(g, [p for p, k in zip(ordered, picked) if k], sd=0.02, seed=0),
-                               languages=langs, rank=1, sampler=SHORT, warn=False)
+                               languages=langs, model="interaction", rank=1, sampler=SHORT, warn=False)
     diag = json.loads(tree.attrs["diagnostics"])
     assert diag["divergences"] <= 1 and diag["max_r_hat"] <= MAX_R_HAT, diag
     assert FitRecord.from_tree(tree).options == {"model": "interaction", "rank": 1}
@@ -229,7 +229,7 @@ def test_interaction_matrix_recovers_known_parameters():
     with pytest.raises(ValueError, match="model must be one of interaction, additive"):
         fit_transfer_matrix(measure(g, ordered[:4]), model="lowrank")
     with pytest.raises(ValueError, match="rank must be a whole number >= 1"):
-        fit_transfer_matrix(measure(g, ordered[:4]), rank=0)
+        fit_transfer_matrix(measure(g, ordered[:4]), model="interaction", rank=0)
 
 
 @pytest.mark.statistical
@@ -304,7 +304,8 @@ def test_transfer_command_writes_rankings_matrix_and_tau_priors(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code = main(["transfer", str(tmp_path / "bilingual.csv"), "--target", "es,ca",
-                     *cli_args(QUICK), "--out", str(out), "--json"])
+                     *cli_args(QUICK), "--model", "interaction", "--out", str(out),
+                     "--json"])
     assert code == 0
     result = json.loads((out / "transfer.json").read_text())
     assert result["n_measured_pairs"] == 6

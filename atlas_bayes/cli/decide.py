@@ -39,9 +39,10 @@ def add_commands(commands) -> None:
         "predicted from language metadata)")
     add("--tau-priors-for", type=common.positive_int, default=3, metavar="K", help="write tau "
         "priors of each target's K best sources to tau_priors.json, for 'fit --tau-prior' (default 3)")
-    add("--model", choices=("interaction", "additive"), default="interaction", help="matrix model: "
-        "source x target interaction, pair term and per-target heavy-tailed noise (default), or "
-        "source and target effects and covariates only")
+    add("--model", choices=("additive", "interaction"), default="additive", help="matrix model: "
+        "source and target effects and covariates (default), or with a source x target "
+        "interaction, a pair term and per-target heavy-tailed noise (better held-out error on the "
+        "paper's matrix, but not yet converging reliably there: benchmarks/RESULTS.md, Issue 20)")
     add("--rank", type=common.positive_int, default=2, help="interaction factors (default 2)")
     common.sampler_options(transfer, "transfer", warmup=500, accept="model")
 

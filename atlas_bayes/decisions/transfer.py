@@ -1,15 +1,16 @@
 """The cross-lingual transfer matrix with uncertainty, and the decisions it supports.
 
 `fit_transfer_matrix` takes measured transfer (a BTS table from `atlas_bayes.decisions.bts.bts_table`,
-or any table with source, target, g_mean, g_sd) and fits `models.transfer.transfer_interaction`
-(by default; `model="additive"`: `models.transfer.transfer_matrix`): every ordered pair among
+or any table with source, target, g_mean, g_sd) and fits `models.transfer.transfer_matrix`
+(by default; `model="interaction"`: `models.transfer.transfer_interaction`): every ordered pair among
 the languages, measured or not, gets a posterior of its log transfer efficiency g = log(1 +
 tau) = log(2 d_mono / d_bi), hence of BTS = 2 (1 - e^-g) and of the ATLAS transfer weight
 tau = e^g - 1 (the bridge of atlas-law.md section 3.7, exact when the bilingual run is D_eff =
 D_t + tau D_s without repetition). Measured pairs are shrunk
 where their own curves are uncertain; unmeasured pairs get source, target and script / family
-/ genus information, the source x target interaction (latent language factors) and the
-reverse direction's measurement, with an honest residual spread (per target, heavy-tailed).
+/ genus information, the reverse direction's measurement and (interaction model) the source x
+target interaction (latent language factors), with an honest residual spread (per target,
+heavy-tailed, in the interaction model).
 `transfer_interaction.deviations` lists the pairs the interaction moves most.
 
 Decisions: `rank_sources` (which languages help a target, by P(positive transfer) and expected
@@ -132,7 +133,7 @@ def usable_pairs(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["p_unreachable"] <= MAX_UNREACHABLE].reset_index(drop=True)
 
 
-def fit_transfer_matrix(table: pd.DataFrame, *, languages=None, model: str = "interaction",
+def fit_transfer_matrix(table: pd.DataFrame, *, languages=None, model: str = "additive",
                         rank: int = RANK, sampler: Sampler = Sampler(chains=4, warmup=500, draws=500),
                         progress: bool = False, warn: bool = True) -> xr.DataTree:
     """Posterior of the transfer matrix over the measured languages plus `languages`.

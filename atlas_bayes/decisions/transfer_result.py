@@ -93,7 +93,7 @@ class TransferResult:
 
 def transfer_study(runs, targets: list[str] | str, *, sampler, languages: list[str] | str | None = (),
                    n_params: float | None = None, horizon: float | None = None,
-                   tau_priors_for: int = 3, model: str = "interaction", rank: int = RANK,
+                   tau_priors_for: int = 3, model: str = "additive", rank: int = RANK,
                    progress: bool = False) -> TransferResult:
     """Fit the BTS curves of the measured pairs, the transfer matrix over `targets` plus
     `languages` (lists, or comma-separated text; and the measured ones), rank each target's

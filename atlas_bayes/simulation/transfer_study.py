@@ -169,7 +169,7 @@ def regressor_baseline(train: pd.DataFrame, pairs, langs, seed: int = 0) -> np.n
 
 def heldout_comparison(truth_g: pd.DataFrame, measured: pd.DataFrame, heldout, *,
                        sampler: Sampler = Sampler(chains=4, warmup=500, draws=500),
-                       prob: float = 0.9, seed: int = 0, model: str = "interaction"):
+                       prob: float = 0.9, seed: int = 0, model: str = "additive"):
     """Fit on measured pairs minus `heldout`; score both methods on the held-out truth.
 
     `model`: the matrix model (`fit_transfer_matrix`). Returns (metrics per method, per-pair
