@@ -39,8 +39,7 @@ from atlas_bayes.design.targets import Target
 from atlas_bayes.design.eig import greedy_batch
 from atlas_bayes.design.candidates import validate_candidates
 from atlas_bayes.fitting.inference import Sampler, fit, predict
-from atlas_bayes.fitting.draws import predicted_loss
-from atlas_bayes.models import FORMS
+from atlas_bayes.fitting.draws import predicted_loss_at
 from atlas_bayes.tables.runs import validate_runs
 
 class Task(NamedTuple):
@@ -103,18 +102,10 @@ def target_r2(predicted, observed) -> float:
 
 
 def log_mean(posterior: Posterior, table: pd.DataFrame) -> np.ndarray:
-    """The law's log loss (draws, rows) at each row's (N, D) and, where the table has the
-    column, its own `unique_tokens` (the fitted draws carry only one U)."""
-    N, D = table["n_params"].to_numpy(float), table["n_tokens"].to_numpy(float)
-    U = table["unique_tokens"].to_numpy(float) if "unique_tokens" in table else None
-    if U is None or not FORMS[posterior.draws.kind].uses_unique_tokens:
-        return np.log(predicted_loss(posterior.draws, N[None, :], D[None, :]))
-    out = np.empty((posterior.n, len(table)))
-    for u in np.unique(U):           # all rows at each U: one shape, one compilation
-        rows = U == u
-        out[:, rows] = np.log(predicted_loss(posterior.draws, N[None, :], D[None, :],
-                                             unique_tokens=float(u)))[:, rows]
-    return out
+    """The law's log loss (draws, rows) at each row: its (N, D) and, where the table has the
+    column, its own `unique_tokens` (the fitted draws carry only one U), or a user law's
+    FEATURES columns."""
+    return np.log(predicted_loss_at(posterior.draws, table))
 
 
 def region_target(target: pd.DataFrame, per_run: bool = False) -> Target:
