@@ -15,7 +15,7 @@ from atlas_bayes.fitting.inference import fit, predict
 from atlas_bayes.models import get_law
 from atlas_bayes.models.user import LawFileError, load_user_law
 from atlas_bayes.tables.runs import RunTableWarning, validate_runs
-from conftest import QUICK, cli_args, seeded
+from conftest import QUICK, REPO, cli_args, seeded
 
 LAW = textwrap.dedent('''
     """Chinchilla written as a user law, with a vocabulary column read too."""
@@ -206,3 +206,26 @@ def test_every_command_takes_a_user_law(law_file, runs_csv, tmp_path, capsys):
                      "--shapes", "t0,t1", "--tokens", "1e7", "--external", "--no-progress",
                      "--json", "--out", str(tmp_path / "loop")] + quick) == 0
     assert (tmp_path / "loop" / "round-1" / "plan.jsonl").is_file()
+
+
+@pytest.mark.unit
+def test_scalebench_tasks_keep_their_columns_costs_and_groups(shared_data):
+    """The generalised ScaleBench tasks: each pool costed by the task's own formula, its input
+    columns kept for user laws (revealed runs too), groups kept, V-optimal's least squares on
+    a user law (benchmarks/scalebench_laws)."""
+    from atlas_bayes.design import voptimal as vopt
+    from atlas_bayes.design.scalebench import load_task, reveal
+    root = shared_data / "scalebench"
+    pool, target = load_task(root, "moe")
+    assert np.allclose(pool["cost"], pool["n_params"] * pool["num_experts"])
+    assert "num_experts" in reveal(pool, pool["candidate"][:2])
+    pool, _ = load_task(root, "sparsity")
+    assert np.allclose(pool["cost"], 6 * pool["N_dense"] * pool["D1"] + 6 * pool["n_params"] * pool["D2"])
+    assert pool["group"].nunique() == 3
+    pool, target = load_task(root, "parallel")
+    law = vopt.ls_law(str(REPO / "benchmarks" / "scalebench_laws" / "parallel.py") + ":SL2")
+    assert law.inputs == ("n_params", "parallel_size") and len(law.params) == 5
+    theta = np.array([1.36, 117.8, 0.261, 0.121, 0.399])      # the authors' all-data fit (pile)
+    pile = target[target["group"] == "pile"]
+    predicted = vopt.predict(law, theta, law.matrix(pile))
+    assert np.allclose(predicted, pile["loss"], rtol=0.02)
