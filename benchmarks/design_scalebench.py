@@ -102,6 +102,8 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
         out.append({"task": task, "law": g["law"].iloc[0] if "law" in g else "",
                     "budget": f"{fraction:.0%}", "method": method,
                     "seeds": len(g), "r2_mean": g["r2"].mean(), "r2_sd": g["r2"].std(ddof=0),
+                    **({"r2_ls_mean": g["r2_ls"].mean(), "r2_ls_sd": g["r2_ls"].std(ddof=0)}
+                       if "r2_ls" in g else {}),
                     "ci95": f"[{lo:.2f}, {hi:.2f}]", "runs": g["n_runs"].mean(),
                     "paper": "" if paper is None else f"{paper[0]:.2f} ± {paper[1]:.2f}",
                     "paper_mspe": "" if mspe is None else f"{mspe[0]:.2f} ± {mspe[1]:.2f}",
@@ -161,7 +163,8 @@ def main(argv=None) -> int:
             t, m, s = futures[fut]
             result = fut.result()
             rows += result
-            r2 = " ".join(f"{r['fraction']:.0%}:{r['r2']:+.2f}" for r in result)
+            r2 = " ".join(f"{r['fraction']:.0%}:{r['r2']:+.2f}/{r.get('r2_ls', float('nan')):+.2f}"
+                          for r in result)
             print(f"[{i}/{len(jobs)}] {t} {m} seed {s}: {r2} ({result[0]['seconds']:.0f} s; "
                   f"{time.perf_counter() - start:.0f} s elapsed)", flush=True)
             if args.out:                    # after every episode, so a stopped run keeps them

@@ -229,3 +229,21 @@ def test_scalebench_tasks_keep_their_columns_costs_and_groups(shared_data):
     pile = target[target["group"] == "pile"]
     predicted = vopt.predict(law, theta, law.matrix(pile))
     assert np.allclose(predicted, pile["loss"], rtol=0.02)
+
+
+@pytest.mark.unit
+def test_the_variance_utility_is_the_expected_drop_in_summed_variance():
+    """`utility="variance"`: a run that measures the target almost exactly takes away nearly all
+    of its variance, a run unrelated to it none (ScaleBench's var_runs scores with it)."""
+    from atlas_bayes.design.eig import eig_scores
+    rng = np.random.default_rng(0)
+    q = rng.normal(0.0, 0.2, 256)
+    mu = np.column_stack([q, rng.normal(0.0, 0.2, 256)])       # run 0 sees q, run 1 does not
+    q2 = np.column_stack([q, 2 * q])                           # two target quantities
+    gain, _ = eig_scores(mu, np.full(256, 0.01), q2, utility="variance")
+    total = q2.var(axis=0).sum()
+    assert gain[0] == pytest.approx(total, rel=0.1) and abs(gain[1]) < 0.1 * total
+    info, _ = eig_scores(mu, np.full(256, 0.01), q2)
+    assert info[0] > 1.0 > abs(info[1])                        # the default: information (nats)
+    with pytest.raises(ValueError, match="utility must be"):
+        eig_scores(mu, np.full(256, 0.01), q2, utility="nats")

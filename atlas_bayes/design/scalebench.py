@@ -82,7 +82,7 @@ TASKS = {
     "lr_bsz": Task("lr_bsz_scaling_law", {"non_embedding_param_size": "n_params",
                                           "data_size": "n_tokens", "lm_loss": "loss"}, None),
 }
-METHODS = ("eig", "eig_runs", "voptimal", "random")
+METHODS = ("eig", "eig_runs", "var_runs", "voptimal", "random")
 
 
 def load_task(root, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -190,7 +190,7 @@ def initial_design(pool: pd.DataFrame, n_parameters: int = 5, fraction: float = 
 
 
 def _eig_batch(pool, target, rest, bought, law, sampler, max_draws, k, remaining,
-               cost_power, seed, per_run) -> list:
+               cost_power, seed, per_run, variance=False) -> list:
     """Refit on the bought runs and greedily choose up to k of `rest` by EIG about the target
     (the cheapest run of `rest` where the law cannot be fitted to the runs yet)."""
     try:
@@ -199,9 +199,11 @@ def _eig_batch(pool, target, rest, bought, law, sampler, max_draws, k, remaining
         return [rest.sort_values("cost")["candidate"].iloc[0]]
     post = posterior_from_tree(tree, max_draws=max_draws)
     q = np.asarray(region_target(target, per_run).values(post), dtype=float)
+    if variance:                   # the summed variance of the target runs' loss (not log)
+        q = np.exp(q)
     picks, _, _ = greedy_batch(log_mean(post, rest), post.sigma, q, rest["cost"].to_numpy(float),
                                nu=post.nu, k=k, budget=remaining, cost_power=cost_power,
-                               seed=seed)
+                               seed=seed, utility="variance" if variance else "information")
     return list(rest["candidate"].iloc[[p["index"] for p in picks]])
 
 
@@ -245,7 +247,9 @@ def run_episode(pool: pd.DataFrame, target: pd.DataFrame, *, method: str = "eig"
 
     `method`: "eig" (ours: batches of `k` by EIG / cost^cost_power about the region's mean
     log loss, among runs inside `shape_trust_region(widen=trust)`, NUTS refit after each
-    batch), "eig_runs" (the same, EIG about each target run's log loss), "voptimal" (the paper's
+    batch), "eig_runs" (the same, EIG about each target run's log loss), "var_runs" (the same,
+    the expected drop in the target runs' summed loss variance: MSPE's criterion over posterior
+    draws instead of a linearisation), "voptimal" (the paper's
     V-opt: one run at a time, least-squares refit with `ls_starts` starts after each, its
     own cost power 0.3, R² from the least-squares fit) or "random" (uniform among affordable
     runs, no initial design). EIG and V-opt start with `initial_design`. `law`: a registry law
@@ -255,7 +259,10 @@ def run_episode(pool: pd.DataFrame, target: pd.DataFrame, *, method: str = "eig"
     R² is taken over every group's target rows together, leaving out a group whose fit failed
     or predicts non-finite losses (as the paper's scripts do; -1 when every group did).
     Returns one row per fraction: runs bought, share of the pool's cost spent (the mean over
-    groups), R². The fit reported at a fraction uses the longest prefix of bought runs within it.
+    groups), R² of the method's own fit (`r2`: the posterior median of the law's mean for EIG
+    and random, least squares for V-opt) and of the protocol's fit of the same runs (`r2_ls`:
+    least squares, best of `ls_starts` starts, for every method). The fit reported at a
+    fraction uses the longest prefix of bought runs within it.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -269,13 +276,15 @@ def run_episode(pool: pd.DataFrame, target: pd.DataFrame, *, method: str = "eig"
                             trust=trust, ls_starts=ls_starts, seed=seed))
     rows = []
     for i, fraction in enumerate(sorted(fractions)):
-        parts = [(p[i]["predicted"], t) for p, (_, t) in zip(played, _split(pool, target, groups))
-                 if p[i]["predicted"] is not None and np.all(np.isfinite(p[i]["predicted"]))]
-        r2 = -1.0 if not parts else target_r2(np.concatenate([a for a, _ in parts]),
-                                               np.concatenate([t["loss"] for _, t in parts]))
+        scores = {}
+        for name, key in (("r2", "predicted"), ("r2_ls", "predicted_ls")):
+            parts = [(p[i][key], t) for p, (_, t) in zip(played, _split(pool, target, groups))
+                     if p[i][key] is not None and np.all(np.isfinite(p[i][key]))]
+            scores[name] = -1.0 if not parts else target_r2(
+                np.concatenate([a for a, _ in parts]), np.concatenate([t["loss"] for _, t in parts]))
         rows.append({"method": method, "fraction": fraction,
                      "n_runs": int(sum(p[i]["n_runs"] for p in played)),
-                     "spent": float(np.mean([p[i]["spent"] for p in played])), "r2": r2,
+                     "spent": float(np.mean([p[i]["spent"] for p in played])), **scores,
                      "seed": seed})
     return pd.DataFrame(rows)
 
@@ -295,7 +304,7 @@ def _play(pool, target, *, method, fractions, law, k, sampler, max_draws, cost_p
     cost = pool.set_index("candidate")["cost"]
     total = float(pool["cost"].sum())
     bought = [] if method == "random" else initial_design(pool, len(get_law(law).parameters))
-    allowed = shape_trust_region(pool, target, trust) if method.startswith("eig") else \
+    allowed = shape_trust_region(pool, target, trust) if method not in ("voptimal", "random") else \
         np.ones(len(pool), dtype=bool)
     ls = _LeastSquares(pool, target, law, ls_starts, seed) if method == "voptimal" else None
     sampler = replace(sampler, seed=seed)
@@ -313,15 +322,32 @@ def _play(pool, target, *, method, fractions, law, k, sampler, max_draws, cost_p
                 bought.append(ls.pick(bought, rest, total))
             else:
                 batch = _eig_batch(pool, target, rest, bought, law, sampler, max_draws, k,
-                                   remaining, cost_power, seed, method == "eig_runs")
+                                   remaining, cost_power, seed, method != "eig",
+                                   method == "var_runs")
                 if not batch:
                     break
                 bought += batch
         within = np.cumsum(cost[bought].to_numpy()) <= cap * (1 + 1e-12)
         used = bought[:int(np.argmin(within)) if not within.all() else len(bought)]
         rows.append({"n_runs": len(used), "spent": float(cost[used].sum() / total),
-                     "predicted": _predict(pool, target, used, law, sampler, ls)})
+                     "predicted": _predict(pool, target, used, law, sampler, ls),
+                     "predicted_ls": _predict_ls(pool, target, used, law, ls_starts, seed)})
     return rows
+
+
+def _predict_ls(pool, target, used, law, n_starts, seed) -> np.ndarray | None:
+    """The target's loss from the protocol's fit of the `used` runs: least squares in the law's
+    box, best of `n_starts` starts (`voptimal.fit_least_squares`); None without runs."""
+    if not used:
+        return None
+    try:
+        ls = vopt.ls_law(law)
+    except ValueError:          # a law without a least-squares box
+        return None
+    rows = pool.set_index("candidate").loc[list(used)]
+    theta, _ = vopt.fit_least_squares(ls, ls.matrix(rows), rows["loss"].to_numpy(float),
+                                      rng=np.random.default_rng(seed), n_starts=n_starts)
+    return vopt.predict(ls, theta, ls.matrix(target))
 
 
 def _predict(pool, target, used, law, sampler, ls) -> np.ndarray | None:
