@@ -76,7 +76,8 @@ def one_episode(task: str, method: str, seed: int, data: str, fractions, ls_star
     start = time.perf_counter()
     table = run_episode(pool, target, method=method, law=law,
                         fractions=fractions or TASKS[task].fractions, seed=seed,
-                        ls_starts=ls_starts, trust=trust if task in TRUSTED else None)
+                        ls_starts=ls_starts, trust=trust if task in TRUSTED else None,
+                        first_k=None if task in TRUSTED else 1)
     table["task"], table["law"] = task, Path(law).name
     table["seconds"] = time.perf_counter() - start
     return table.to_dict("records")
