@@ -6,7 +6,8 @@ May import: laws only (models see arrays, never pandas or run tables).
 `LAWS[name]` gives the model function, its fixed options, and the natural-scale parameters a
 summary reports. The single-language laws live side by side in `models/scaling.py`, the joint
 per-language ATLAS in `models/hierarchical.py`, the curse-of-multilinguality law in
-`models/curse.py`.
+`models/curse.py`; laws users define in their own files (`path/law.py[:NAME]`) are loaded by
+`models/user.py` and looked up by the same `get_law` and `form_of`.
 """
 
 import inspect
@@ -16,6 +17,7 @@ from typing import Callable
 
 from atlas_bayes import laws
 from atlas_bayes.models import curse, hierarchical, scaling
+from atlas_bayes.models import user as user_laws
 
 CORE = ("E", "A", "B", "alpha", "beta")
 
@@ -26,21 +28,27 @@ class Form:
 
     `loss(N, D, U, params)` (`atlas_bayes.laws`), the parameters it reads beyond the core five,
     whether it reads unique tokens U, and, for the V-optimal least-squares baseline, a box for
-    each parameter (None: the form has no least-squares version).
+    each parameter (None: the form has no least-squares version). A user law's form (`user`)
+    names its own parameters and run-table columns (`names`, `features`).
     """
     name: str
     loss: Callable
     extra: tuple[str, ...] = ()
     uses_unique_tokens: bool = False
     bounds: tuple | None = None
+    names: tuple[str, ...] | None = None
+    features: tuple[str, ...] | None = None
+    user: user_laws.UserLaw | None = None
 
     @property
     def parameters(self) -> tuple[str, ...]:
-        return CORE + self.extra
+        return self.names if self.names is not None else CORE + self.extra
 
     @property
     def inputs(self) -> tuple[str, ...]:
         """Run-table columns the form reads."""
+        if self.features is not None:
+            return self.features
         return ("n_params", "n_tokens") + (("unique_tokens",) if self.uses_unique_tokens else ())
 
 
@@ -75,6 +83,7 @@ class Law:
     shareable: bool = False
     needs: tuple[str, ...] = ()
     target_accept: float = 0.9            # NUTS's default for this law (the sampler may override)
+    user: user_laws.UserLaw | None = None      # a law from a user's file (`models/user.py`)
 
     def bind(self, **extra) -> Callable:
         """The model with its fixed options (and any extra ones) applied."""
@@ -87,6 +96,8 @@ class Law:
     @property
     def natural(self) -> Form | None:
         """The natural-scale form decisions evaluate, or None."""
+        if self.user is not None:
+            return user_form(self.user)
         return FORMS[self.form] if self.form else None
 
 
@@ -140,8 +151,11 @@ LAWS = {
 ALIASES = {"csl": "chinchilla"}
 
 
-def get_law(name: str) -> Law:
-    """Look up a law by name (or alias); the error lists the choices."""
+def get_law(name) -> Law:
+    """Look up a law by name (or alias), or load a user's law file (`path.py[:NAME]`); the error
+    lists the choices (or names the file and its problem)."""
+    if user_laws.is_user_law(name):
+        return user_law(user_laws.load_user_law(name))
     key = ALIASES.get(str(name).lower(), str(name).lower())
     if key not in LAWS:
         raise ValueError(f"unknown law {name!r}; choose one of {', '.join(list(LAWS) + list(ALIASES))}")
@@ -155,10 +169,32 @@ def law_names(*, decisions: bool = False, aliases: bool = True) -> list[str]:
     return sorted(names)
 
 
+def user_law(law: user_laws.UserLaw) -> Law:
+    """A user law as a registry entry: one shared program per law file's content."""
+    return Law(law.name, user_laws.user_model, law.params, law.description, {"law": law.key},
+               False, law.name, True, (), 0.9, law)
+
+
+def user_form(law: user_laws.UserLaw) -> Form:
+    """A user law's natural form: its prediction on the features, its own parameters and box."""
+    def loss(N, D, U, p):
+        given = {"n_params": N, "n_tokens": D, "unique_tokens": U}
+        missing = [f for f in law.features if f not in given]
+        if missing:
+            raise ValueError(f"{law.name}: the law reads {missing} besides n_params, n_tokens and "
+                             "unique_tokens, so it has no loss at (N, D) alone; give those "
+                             "columns (e.g. in a candidate file)")
+        return law.predict(p, {f: given[f] for f in law.features})
+    return Form(law.name, loss, (), "unique_tokens" in law.features,
+                tuple(zip(law.lo.tolist(), law.hi.tolist())), law.params, law.features, law)
+
+
 def form_of(name: str) -> Form:
     """The natural form of a law (or of a form's own name); a clear error when it has none."""
     if name in FORMS:
         return FORMS[name]
+    if user_laws.is_user_law(name):
+        return user_form(user_laws.load_user_law(name))
     law = get_law(name)
     if law.natural is None:
         raise ValueError(f"law {law.name!r} has no monolingual natural form, so compute-optimal "

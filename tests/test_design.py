@@ -295,7 +295,7 @@ def test_scalebench_pools_load_and_reveal_recorded_runs(shared_data):
     pool, _ = load_task(shared_data / "scalebench", "data_constrained")
     assert "unique_tokens" in reveal(pool, pool["candidate"][:2])
     with pytest.raises(ValueError, match="unknown ScaleBench task"):
-        load_task(shared_data / "scalebench", "vocab")
+        load_task(shared_data / "scalebench", "sae")
     # the region as one quantity (its mean log loss) or one per target run
     from atlas_bayes.design.scalebench import log_mean, region_target
     draws = {k: np.array([v, v * 1.05]) for k, v in TRUTH.items()}

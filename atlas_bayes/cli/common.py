@@ -68,12 +68,13 @@ def output_folder(args, name: str) -> Path:
 @contextmanager
 def bad_input(source=None, plain=(), errors=ValueError):
     """A ValueError (or `errors`) inside becomes BadInput ('SOURCE: message' unless no source,
-    `plain`, or the message names the source already)."""
+    `plain` or an error marked `plain` (a user law's file: it names the file), or the message
+    names the source already)."""
     try:
         yield
     except errors as err:
         named = (source is not None and not isinstance(err, plain)
-                 and not str(err).startswith(f"{source}:"))
+                 and not getattr(err, "plain", False) and not str(err).startswith(f"{source}:"))
         raise BadInput(f"{source}: {err}" if named else str(err)) from None
 
 
@@ -187,6 +188,32 @@ nonnegative_float = _number_type("nonnegative_float", "a finite number >= 0",
                                  lambda v: math.isfinite(v) and v >= 0)
 probability = _number_type("probability", "a probability strictly between 0 and 1",
                            lambda v: 0 < v < 1)
+
+
+def law_option(*, decisions: bool = False):
+    """An argparse type for --law: a registry law (`decisions`: one with a natural form), or a
+    user law's file `path.py[:NAME]` (read when the command runs, so its errors name the file)."""
+    from atlas_bayes.models import get_law, law_names
+    from atlas_bayes.models.user import is_user_law
+    choices = law_names(decisions=decisions)
+
+    def parse(text: str) -> str:
+        if is_user_law(text):
+            return text
+        try:
+            known = get_law(text).natural is not None or not decisions
+        except ValueError:
+            known = False
+        if not known:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(choices)} or a law "
+                                             f"file path.py[:NAME], got {text!r}")
+        return text
+    parse.__name__ = "law"
+    return parse
+
+
+LAW_FILE_HELP = ("or a law of your own: a .py file defining PARAMS, FEATURES and predict(p, x) "
+                 "(path.py or path.py:NAME; docs/guide.md 'Bring your own law')")
 
 
 def accept_unconverged_option(parser) -> None:

@@ -51,8 +51,9 @@ def add_commands(commands) -> None:
     add = optimal.add_argument
     add("--lang", help="language to allocate for (default: the fit's first)")
     add("--compute", type=positive, required=True, help="compute budget in FLOPs (C = 6 N D)")
-    add("--law", default="atlas", choices=law_names(decisions=True),
-        help="law to fit (default: atlas; ignored for a posterior.nc)")
+    add("--law", default="atlas", type=common.law_option(decisions=True),
+        help=f"law to fit: {', '.join(law_names(decisions=True))} (default: atlas; ignored "
+        f"for a posterior.nc), {common.LAW_FILE_HELP}")
     add("--unique-tokens", type=positive, help="unique tokens of the language (default: the run "
         "table's; none recorded means never repeated)")
     common.sampler_options(optimal, "optimal", accept="law")

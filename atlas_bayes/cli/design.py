@@ -18,8 +18,9 @@ def add_commands(commands) -> None:
             "nstar@C=1e21, crossover:sw@2e9 or bts:en->sw[@N] (default: params)")
         add("--budget", type=positive, required=parser is loop, help=f"FLOPs for {budget}")
         add("--k", type=count, default=k, help=f"runs chosen per batch or round (default {k})")
-        add("--law", default="chinchilla", choices=law_names(decisions=True),
-            help="law to fit (default: chinchilla; ignored for a posterior.nc)")
+        add("--law", default="chinchilla", type=common.law_option(decisions=True),
+            help=f"law to fit: {', '.join(law_names(decisions=True))} (default: chinchilla; ignored "
+            f"for a posterior.nc), {common.LAW_FILE_HELP}")
         add("--lang", help="language to fit and design for (default: the fit's first)")
         add("--tokens", help="token budgets of candidate runs, comma separated")
         add("--tokens-per-param", help="or tokens per parameter (default 5,10,20,40,80)")

@@ -12,7 +12,8 @@ def add_commands(commands) -> None:
     from atlas_bayes.tables.splits import SPLITS
     fit = common.command(commands, "fit", run_fit, common.RUNS)
     add = fit.add_argument
-    add("--law", default="chinchilla", choices=law_names(), help="law to fit (default: chinchilla)")
+    add("--law", default="chinchilla", type=common.law_option(), help="law to fit: "
+        f"{', '.join(law_names())} (default: chinchilla), {common.LAW_FILE_HELP}")
     add("--lang", help="evaluated language to fit when the table has several")
     add("--transfer-languages", help="ATLAS transfer languages K_t, comma separated (default: the "
         "3 most co-sampled with the target); joint laws: per target, as 'fr=en,es;sw=en'")
@@ -27,7 +28,8 @@ def add_commands(commands) -> None:
 
     compare = common.command(commands, "compare", run_compare, common.RUNS)
     add = compare.add_argument
-    add("--laws", default="chinchilla,dcsl,atlas", help="laws, comma separated (default: %(default)s)")
+    add("--laws", default="chinchilla,dcsl,atlas", help="laws, comma separated (default: "
+        "%(default)s); law files path.py[:NAME] too")
     add("--split", default=",".join(SPLITS), help="held-out splits, comma separated (default: "
         "%(default)s); one the table cannot give is reported in its error column")
     add("--lang", help="target languages, comma separated (default: every evaluated language)")

@@ -30,6 +30,7 @@ from atlas_bayes.fitting.diagnostics import ConvergenceWarning
 from atlas_bayes.fitting.inference import Approximation, Sampler, fit, predict
 from atlas_bayes.fitting.record import LAW, FitRecord
 from atlas_bayes.models import get_law
+from atlas_bayes.models.user import is_user_law
 from atlas_bayes.tables.splits import SPLITS, split_runs
 from atlas_bayes.tables.atomic_files import atomic_file
 
@@ -305,11 +306,12 @@ def _say(progress: Progress, line: str) -> None:
 # --- names --------------------------------------------------------------------------------
 
 def law_names(laws: Iterable[str] | str) -> list[str]:
-    """The laws as given (lower case), repeats of a law dropped; ValueError for unknown names."""
+    """The laws as given (lower case; a user law's file as given), repeats of a law dropped;
+    ValueError for unknown names."""
     laws = names(laws)
     chosen = {}
     for name in laws:
-        chosen.setdefault(get_law(name).name, name.lower())
+        chosen.setdefault(get_law(name).name, name if is_user_law(name) else name.lower())
     if not chosen:
         raise ValueError("no laws given")
     return list(chosen.values())

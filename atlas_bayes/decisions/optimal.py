@@ -32,6 +32,7 @@ import pandas as pd
 from atlas_bayes import laws
 from atlas_bayes.fitting.draws import LawDraws, check_unique_tokens, law_draws, predicted_loss
 from atlas_bayes.fitting.record import FitRecord
+from atlas_bayes.models import form_of
 from atlas_bayes.tables.atomic_files import atomic_file, atomic_write
 
 MIN_PARAMS = 1e6      # default smallest model and token count the search considers
@@ -72,6 +73,8 @@ def allocation(draws: LawDraws, compute, *, unique_tokens=None, solver: str = "a
                          f"least 6 x {min_params:.3g} parameters x {min_tokens:.3g} tokens = "
                          f"{smallest:.3g} FLOPs (lower min_params / min_tokens to search smaller "
                          "models)")
+    if form_of(draws.kind).user is not None:
+        return _user_allocation(draws, C, U, min_params, min_tokens, per_decade)
     p = draws.params
     N_c, D_c = chinchilla_optimum(C, p["A"], p["B"], p["alpha"], p["beta"])
     hi = C / (6.0 * min_tokens)
@@ -88,6 +91,23 @@ def allocation(draws: LawDraws, compute, *, unique_tokens=None, solver: str = "a
         N[todo], D[todo], at_bound[todo] = n_star, C[todo] / (6.0 * n_star), edge
     return {"N": N, "D": D, "loss": predicted_loss(draws, N, D, U), "chinchilla_N": N_c,
             "chinchilla_D": D_c, "repeated": D > U * (1 + 1e-9), "at_bound": at_bound}
+
+
+def _user_allocation(draws: LawDraws, C, U, min_params, min_tokens, per_decade) -> dict:
+    """A user law's optimum: the numerical search for every draw (no closed form; its
+    chinchilla_N, chinchilla_D are NaN). The law must read no columns besides n_params,
+    n_tokens and unique_tokens."""
+    form = form_of(draws.kind)
+    if not {"n_params", "n_tokens"} <= set(form.inputs) \
+            or not set(form.inputs) <= {"n_params", "n_tokens", "unique_tokens"}:
+        raise ValueError(f"{form.name}: compute-optimal allocation needs a law of n_params and "
+                         f"n_tokens (and unique_tokens) alone; its FEATURES are {list(form.inputs)}")
+    hi = C / (6.0 * min_tokens)
+    N, edge = _search(lambda n, d: predicted_loss(draws, n, d, U), C, min_params, hi, per_decade)
+    D = C / (6.0 * N)
+    nan = np.full(draws.n, np.nan)
+    return {"N": N, "D": D, "loss": predicted_loss(draws, N, D, U), "chinchilla_N": nan,
+            "chinchilla_D": nan, "repeated": D > U * (1 + 1e-9), "at_bound": edge}
 
 
 def _subset(draws: LawDraws, mask) -> LawDraws:
@@ -207,7 +227,9 @@ class Optimum:
                                for k, row in self.table().to_dict(orient="index").items()},
                 "p_repeated": float(np.mean(r["repeated"])),
                 "p_at_bound": float(np.mean(r["at_bound"])),
-                "p_more_params_than_chinchilla": float(np.mean(r["N"] > r["chinchilla_N"] * (1 + 1e-6)))}
+                "p_more_params_than_chinchilla": (
+                    float(np.mean(r["N"] > r["chinchilla_N"] * (1 + 1e-6)))
+                    if np.isfinite(r["chinchilla_N"]).any() else None)}
 
 
 def optimal(tree, compute: float, *, language: str | None = None,
@@ -420,9 +442,10 @@ class OptimalResult:
         lines = [f"Compute-optimal allocation for {d.language} at C = {self.optimum.compute:.3g} "
                  f"FLOPs ({FitRecord.from_tree(self.tree).law}; unique tokens {U}; median and 90% interval):",
                  self.optimum.table().to_string(float_format=lambda v: f"{v:.4g}"),
-                 f"\nP(the optimum repeats data) = {summary['p_repeated']:.2f}; "
-                 f"P(more parameters than Chinchilla's closed form) = "
-                 f"{summary['p_more_params_than_chinchilla']:.2f}"]
+                 f"\nP(the optimum repeats data) = {summary['p_repeated']:.2f}"
+                 + ("" if summary["p_more_params_than_chinchilla"] is None else
+                    f"; P(more parameters than Chinchilla's closed form) = "
+                    f"{summary['p_more_params_than_chinchilla']:.2f}")]
         if out is not None:
             lines.append(f"wrote {out / 'posterior.nc'}, {out / 'optimal.json'}, "
                          f"{out / 'trajectory.png'}")

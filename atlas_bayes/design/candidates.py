@@ -131,13 +131,43 @@ def validate_candidates(table: pd.DataFrame, *, source: str = "candidates",
         table["mixture"] = [m if isinstance(m, str) and m.strip().startswith(("{", '"'))
                             else json.dumps(m if isinstance(m, (dict, str)) else lang)
                             for m, lang in zip(table["mixture"], table["language"])]
+    cost_given = "cost" in table
     if "cost" not in table:
         table["cost"] = flops(table["n_params"], table["n_tokens"], eval_tokens)
     if "candidate" not in table:
-        table["candidate"] = [_candidate_id(r) for r in table.itertuples()]
+        ids = pd.Series([_candidate_id(r) for r in table.itertuples()])
+        repeated = ids.duplicated(keep=False)     # e.g. rows that differ in a user law's column
+        table["candidate"] = ids.where(~repeated, ids + "-row" + (ids.index + 1).astype(str))
     table["candidate"] = table["candidate"].astype(str)
     dupes = table["candidate"][table["candidate"].duplicated()].unique()
     if len(dupes):
         raise ValueError(f"{source}: candidate ids repeat: {list(dupes[:5])}")
     ordered = list(CANDIDATE_COLUMNS) + [c for c in table.columns if c not in CANDIDATE_COLUMNS]
-    return table[ordered]
+    table = table[ordered]
+    table.attrs["cost_given"] = cost_given
+    return table
+
+
+def law_costs(law, table: pd.DataFrame, eval_tokens: float = 0.0) -> pd.DataFrame:
+    """Candidates costed by a user law (`models.user.UserLaw`): its `cost(x)` on its FEATURES
+    columns, unless the table gave its own costs; errors name the law's file."""
+    missing = [f for f in law.features if f not in table.columns]
+    if missing:
+        raise ValueError(f"{law.name}: the law reads column(s) {missing}, which the candidates "
+                         "lack; give them in a candidate file (--candidates)")
+    if law.cost is None or table.attrs.get("cost_given"):
+        return table
+    x = {f: table[f].to_numpy(float) for f in law.features}
+    try:
+        cost = np.broadcast_to(np.asarray(law.cost(x), dtype=float), (len(table),))
+    except Exception as err:       # the user's code: said in one line
+        raise ValueError(f"{law.name}: cost(x) failed on the candidates: {type(err).__name__}: "
+                         f"{err}") from None
+    bad = ~(np.isfinite(cost) & (cost > 0))
+    if bad.any():
+        raise ValueError(f"{law.name}: cost(x) gives {cost[bad][0]!r} for candidate "
+                         f"{table['candidate'].iloc[int(np.flatnonzero(bad)[0])]!r}; costs must "
+                         "be positive and finite")
+    table = table.copy()
+    table["cost"] = cost + 2.0 * table["n_params"].to_numpy(float) * float(eval_tokens)
+    return table

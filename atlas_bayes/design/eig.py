@@ -69,8 +69,8 @@ def _loglik(y_M, mu_M, sigma_M, nu):
     return _logpdf(z, nu) - jnp.log(sigma_M)[None, :]
 
 
-@partial(jax.jit, static_argnames=("nu", "scalar", "chunk"))
-def _total_gain(mu_CxM, y_CxM, sigma_M, q_M, base_MxM, nu, scalar, chunk):
+@partial(jax.jit, static_argnames=("nu", "scalar", "chunk", "variance"))
+def _total_gain(mu_CxM, y_CxM, sigma_M, q_M, base_MxM, nu, scalar, chunk, variance=False):
     """Gain of (chosen runs + each candidate) and the mean effective sample size."""
     M = sigma_M.shape[0]
     eye = jnp.eye(M, dtype=bool)
@@ -88,7 +88,10 @@ def _total_gain(mu_CxM, y_CxM, sigma_M, q_M, base_MxM, nu, scalar, chunk):
             w2 = jnp.sum(w ** 2, axis=1)
             var = var / jnp.maximum(1.0 - w2, 1.0 / M)[:, None]
             var = jnp.maximum(var, q_var / M)
-            gain = 0.5 * jnp.mean(jnp.log(q_var) - jnp.mean(jnp.log(var), axis=0))
+            if variance:        # the expected drop in the quantities' summed variance
+                gain = jnp.sum(q_var - jnp.mean(var, axis=0))
+            else:
+                gain = 0.5 * jnp.mean(jnp.log(q_var) - jnp.mean(jnp.log(var), axis=0))
         else:
             w2 = jnp.sum(jax.nn.softmax(ll, axis=1) ** 2, axis=1)
             gain = jnp.mean(jnp.diagonal(ll) - logsumexp(ll, axis=1) + jnp.log(M))
@@ -115,7 +118,7 @@ def simulate_outcomes(mu_MxC, sigma_M, nu: float, seed: int = 0) -> np.ndarray:
 
 
 def eig_scores(mu, sigma, q=None, *, nu: float = 4.0, y=None, chosen=None, seed: int = 0,
-               method: str = "reweight", chunk: int = CHUNK):
+               method: str = "reweight", chunk: int = CHUNK, utility: str = "information"):
     """Expected information gain of each candidate (nats) and the mean effective sample size.
 
     `mu` (draws, candidates): each draw's predicted observation; `sigma` (draws,) the noise
@@ -125,7 +128,12 @@ def eig_scores(mu, sigma, q=None, *, nu: float = 4.0, y=None, chosen=None, seed:
     `seed`).
     `chosen` (draws, draws): the summed log likelihoods log p(y_j,s | theta_k) of runs already
     chosen (their fantasised outcomes); the result is then the gain of chosen + candidate.
+    `utility="variance"` (with `q`): the expected drop in the summed variance of the T
+    quantities instead of the information (the mean of their log-variance drops): the
+    criterion V-optimal and MSPE linearise, here over the posterior draws.
     """
+    if utility not in ("information", "variance"):
+        raise ValueError(f"utility must be 'information' or 'variance', got {utility!r}")
     mu = np.asarray(mu, dtype=np.float32)
     if mu.ndim != 2:
         raise ValueError(f"mu must be (draws, candidates), got shape {mu.shape}")
@@ -145,7 +153,8 @@ def eig_scores(mu, sigma, q=None, *, nu: float = 4.0, y=None, chosen=None, seed:
         (np.asarray(q, dtype=float) - np.mean(q, axis=0)).astype(np.float32)  # float32-safe
     gain, ess = _total_gain(jnp.asarray(mu.T), jnp.asarray(y.T), jnp.asarray(sigma),
                             jnp.asarray(q_arr), jnp.asarray(base), nu=float(nu),
-                            scalar=q is not None, chunk=int(chunk))
+                            scalar=q is not None, chunk=int(chunk),
+                            variance=utility == "variance" and q is not None)
     return np.asarray(gain, dtype=float), np.asarray(ess, dtype=float)
 
 
@@ -194,7 +203,8 @@ class Design:
 
 
 def greedy_batch(mu, sigma, q, cost, *, nu: float = 4.0, k: int = 1, budget: float | None = None,
-                 cost_power: float = 1.0, seed: int = 0, method: str = "reweight"):
+                 cost_power: float = 1.0, seed: int = 0, method: str = "reweight",
+                 utility: str = "information"):
     """Greedy picks on arrays (`eig_scores`'s `mu`, `sigma`, `q`; `cost` per candidate).
 
     Returns (picks, first): picks is a list of {index, gain (given the earlier picks),
@@ -216,15 +226,16 @@ def greedy_batch(mu, sigma, q, cost, *, nu: float = 4.0, k: int = 1, budget: flo
     taken = np.zeros(mu.shape[1], dtype=bool)
     current, picks, first, stopped = 0.0, [], None, ""
     for _ in range(k):
-        total, ess = eig_scores(mu, sigma, q, nu=nu, y=y, chosen=base, method=method)
+        total, ess = eig_scores(mu, sigma, q, nu=nu, y=y, chosen=base, method=method,
+                                utility=utility)
         gain = total - current
         if first is None:
             first = (gain, ess)
-        utility = np.where(taken | (cost > remaining), -np.inf, gain / scale ** float(cost_power))
-        if not np.isfinite(utility).any():
+        value = np.where(taken | (cost > remaining), -np.inf, gain / scale ** float(cost_power))
+        if not np.isfinite(value).any():
             stopped = "budget spent" if np.isfinite(remaining) else "no candidates left"
             break
-        c = int(np.argmax(utility))
+        c = int(np.argmax(value))
         picks.append({"index": c, "gain": float(gain[c]), "cumulative_gain": float(total[c]),
                       "ess": float(ess[c])})
         taken[c], current, remaining = True, float(total[c]), remaining - cost[c]

@@ -11,8 +11,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from atlas_bayes.fitting.draws import LawDraws, law_draws, predicted_loss
+from atlas_bayes.fitting.draws import LawDraws, law_draws, predicted_loss, predicted_loss_at
 from atlas_bayes.fitting.record import FitRecord
+from atlas_bayes.models import form_of
 
 
 DEFAULT_DRAWS = 512       # posterior draws the estimators use (cost grows as draws^2)
@@ -80,7 +81,10 @@ class Posterior(DesignPosterior):
         return np.log(predicted_loss(self.draws, N, D))
 
     def candidate_log_mean(self, candidates: pd.DataFrame) -> np.ndarray:
-        """Each draw's predicted log loss (draws, candidates) at the candidates' (N, D)."""
+        """Each draw's predicted log loss (draws, candidates) at the candidates' (N, D), or a
+        user law's FEATURES columns."""
+        if form_of(self.draws.kind).user is not None:
+            return np.log(predicted_loss_at(self.draws, candidates))
         return self.log_mean(candidates["n_params"], candidates["n_tokens"])
 
 

@@ -26,9 +26,10 @@ runs that fit the current checkpoint, so the fit at a checkpoint is the last one
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -39,38 +40,71 @@ from atlas_bayes.design.targets import Target
 from atlas_bayes.design.eig import greedy_batch
 from atlas_bayes.design.candidates import validate_candidates
 from atlas_bayes.fitting.inference import Sampler, fit, predict
-from atlas_bayes.fitting.draws import predicted_loss
-from atlas_bayes.models import FORMS
-from atlas_bayes.tables.runs import validate_runs
+from atlas_bayes.fitting.draws import predicted_loss_at
+from atlas_bayes.models import get_law
+from atlas_bayes.tables.runs import RunTableWarning, validate_runs
 
 class Task(NamedTuple):
-    """A ScaleBench task: its folder, column renames to the run-table names, the law we fit."""
+    """A ScaleBench task: its folder, column renames to the run-table names, the law we fit by
+    default (None: pass one, e.g. a law file under benchmarks/scalebench_laws/), the task's cost
+    of a run (a function of the raw table; None: 6 N D), its budget checkpoints and whether it
+    splits into groups (each with its own pool, budget and fit; R² over all groups' targets).
+    A task without a token count gets n_tokens = 1 (the run table needs the column; its laws
+    read their own columns)."""
     folder: str
     columns: dict
-    law: str
+    law: str | None
+    cost: Callable[[pd.DataFrame], np.ndarray] | None = None
+    fractions: tuple = (0.01, 0.05, 0.10)
+    grouped: bool = False
+
+
+def _six_nd(n, d):
+    return lambda t: 6.0 * t[n].to_numpy(float) * t[d].to_numpy(float)
 
 
 TASKS = {
     "chinchilla": Task("chinchilla_scaling_law", {"N": "n_params", "D": "n_tokens"}, "chinchilla"),
     "data_constrained": Task("data_constrained_scaling_law",
                              {"params": "n_params", "tokens": "n_tokens"}, "dcsl"),
+    "farseer": Task("farseer_scaling_law", {"N": "n_params", "D": "n_tokens"}, None),
+    "moe": Task("moe_scaling_law", {"dense_parameter_count": "n_params",
+                                    "loss_validation": "loss"}, None,
+                lambda t: t["n_params"].to_numpy(float) * t["num_experts"].to_numpy(float)),
+    "parallel": Task("parallel_scaling_law", {"num_params": "n_params"}, None,
+                     lambda t: t["n_params"].to_numpy(float), grouped=True),
+    "sparsity": Task("sparsity_scaling_law", {"N_active": "n_params"}, None,
+                     lambda t: (6.0 * t["N_dense"] * t["D1"] + 6.0 * t["n_params"] * t["D2"])
+                     .to_numpy(float), (0.20, 0.35, 0.50), grouped=True),
+    "vocab": Task("vocab_scaling_law", {"non_vocab_parameters": "n_params",
+                                        "num_characters": "n_tokens"}, None,
+                  lambda t: t["n_params"].to_numpy(float) * t["n_tokens"].to_numpy(float)),
+    "lr_bsz": Task("lr_bsz_scaling_law", {"non_embedding_param_size": "n_params",
+                                          "data_size": "n_tokens", "lm_loss": "loss"}, None),
 }
-METHODS = ("eig", "eig_runs", "voptimal", "random")
+METHODS = ("eig", "eig_runs", "var_runs", "voptimal", "random")
 
 
 def load_task(root, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(pool, target) of a task: candidate tables (cost 6ND) that keep the recorded `loss`."""
+    """(pool, target) of a task: candidate tables (with the task's cost) that keep the recorded
+    `loss` and every input column (a `group` column where the task splits into groups)."""
     if task not in TASKS:
         raise ValueError(f"unknown ScaleBench task {task!r}; supported: {', '.join(TASKS)}")
-    folder, names, _ = TASKS[task]
-    path = Path(root) / folder
+    spec = TASKS[task]
+    path = Path(root) / spec.folder
     tables = []
     for split in ("train", "test"):
         file = path / f"{split}-00000-of-00001.parquet"
         if not file.is_file():
             raise ValueError(f"{file}: not found; expected the ScaleBench snapshot in {root}")
-        raw = pd.read_parquet(file).rename(columns=names)
+        raw = pd.read_parquet(file).rename(columns=spec.columns)
         raw["candidate"] = [f"{task}-{split}-{i}" for i in range(len(raw))]
+        if "n_tokens" not in raw:
+            raw["n_tokens"] = 1.0
+        if spec.cost is not None:
+            raw["cost"] = spec.cost(raw)
+        if not spec.grouped:
+            raw = raw.drop(columns="group", errors="ignore")
         tables.append(validate_candidates(raw, source=str(file)))
     return tables[0], tables[1]
 
@@ -83,14 +117,23 @@ def budget(pool: pd.DataFrame, fraction: float) -> float:
 
 
 def reveal(pool: pd.DataFrame, chosen, *, language: str = "en") -> pd.DataFrame:
-    """The recorded outcomes of the chosen candidates as a validated run table."""
+    """The recorded outcomes of the chosen candidates as a validated run table (with the
+    pool's other numeric columns, which a user law may read)."""
     rows = pool.set_index("candidate").loc[list(chosen)].reset_index()
     table = pd.DataFrame({"run_id": rows["candidate"], "language": language,
                           "n_params": rows["n_params"], "n_tokens": rows["n_tokens"],
                           "loss": rows["loss"], "source": "ScaleBench (Li et al. 2026), revealed"})
     if "unique_tokens" in rows:
         table["unique_tokens"] = rows["unique_tokens"].to_numpy(float)
-    return validate_runs(table, source="ScaleBench pool")
+    extra = [c for c in rows.columns if c not in table.columns and c not in _CANDIDATE_ONLY
+             and pd.api.types.is_numeric_dtype(rows[c])]
+    table = pd.concat([table, rows[extra].reset_index(drop=True)], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunTableWarning)       # the task's own columns
+        return validate_runs(table, source="ScaleBench pool")
+
+
+_CANDIDATE_ONLY = ("model", "mixture", "init", "cost", "candidate")
 
 
 def target_r2(predicted, observed) -> float:
@@ -103,18 +146,10 @@ def target_r2(predicted, observed) -> float:
 
 
 def log_mean(posterior: Posterior, table: pd.DataFrame) -> np.ndarray:
-    """The law's log loss (draws, rows) at each row's (N, D) and, where the table has the
-    column, its own `unique_tokens` (the fitted draws carry only one U)."""
-    N, D = table["n_params"].to_numpy(float), table["n_tokens"].to_numpy(float)
-    U = table["unique_tokens"].to_numpy(float) if "unique_tokens" in table else None
-    if U is None or not FORMS[posterior.draws.kind].uses_unique_tokens:
-        return np.log(predicted_loss(posterior.draws, N[None, :], D[None, :]))
-    out = np.empty((posterior.n, len(table)))
-    for u in np.unique(U):           # all rows at each U: one shape, one compilation
-        rows = U == u
-        out[:, rows] = np.log(predicted_loss(posterior.draws, N[None, :], D[None, :],
-                                             unique_tokens=float(u)))[:, rows]
-    return out
+    """The law's log loss (draws, rows) at each row: its (N, D) and, where the table has the
+    column, its own `unique_tokens` (the fitted draws carry only one U), or a user law's
+    FEATURES columns."""
+    return np.log(predicted_loss_at(posterior.draws, table))
 
 
 def region_target(target: pd.DataFrame, per_run: bool = False) -> Target:
@@ -155,14 +190,20 @@ def initial_design(pool: pd.DataFrame, n_parameters: int = 5, fraction: float = 
 
 
 def _eig_batch(pool, target, rest, bought, law, sampler, max_draws, k, remaining,
-               cost_power, seed, per_run) -> list:
-    """Refit on the bought runs and greedily choose up to k of `rest` by EIG about the target."""
-    tree = fit(reveal(pool, bought), law, sampler=sampler, warn=False)
+               cost_power, seed, per_run, variance=False) -> list:
+    """Refit on the bought runs and greedily choose up to k of `rest` by EIG about the target
+    (the cheapest run of `rest` where the law cannot be fitted to the runs yet)."""
+    try:
+        tree = fit(reveal(pool, bought), law, sampler=sampler, warn=False)
+    except ValueError:
+        return [rest.sort_values("cost")["candidate"].iloc[0]]
     post = posterior_from_tree(tree, max_draws=max_draws)
     q = np.asarray(region_target(target, per_run).values(post), dtype=float)
+    if variance:                   # the summed variance of the target runs' loss (not log)
+        q = np.exp(q)
     picks, _, _ = greedy_batch(log_mean(post, rest), post.sigma, q, rest["cost"].to_numpy(float),
                                nu=post.nu, k=k, budget=remaining, cost_power=cost_power,
-                               seed=seed)
+                               seed=seed, utility="variance" if variance else "information")
     return list(rest["candidate"].iloc[[p["index"] for p in picks]])
 
 
@@ -194,42 +235,85 @@ class _LeastSquares:
                                       self.X_target, noise)
         return rest["candidate"].iloc[vopt.pick(scores, rest["cost"], total_cost)]
 
-    def r2(self, used, target) -> float:
-        return target_r2(vopt.predict(self.law, self.fit(used), self.X_target), target["loss"])
 
 
 def run_episode(pool: pd.DataFrame, target: pd.DataFrame, *, method: str = "eig",
                 fractions=(0.01, 0.05, 0.10), law: str = "chinchilla", k: int = 4,
                 sampler: Sampler = Sampler(chains=2, warmup=300, draws=300),
                 max_draws: int = 256, cost_power: float = 0.4, trust: float | None = 2.0,
-                ls_starts: int = 64, seed: int = 0) -> pd.DataFrame:
+                ls_starts: int = 64, seed: int = 0, first_k: int | None = None) -> pd.DataFrame:
     """One retrospective episode: buy runs from the pool up to each budget fraction, refit,
     and score the target region (R², the paper's metric).
 
-    `method`: "eig" (ours: batches of `k` by EIG / cost^cost_power about the region's mean
+    `method`: "eig" (ours: batches of `k` (of `first_k` up to the first budget, where a few
+    runs are all there is: moe at 1%, seeds 1 and 8, R² 0.60 and 0.73 one run per refit
+    against -0.97 and 0.13 in batches of 4) by EIG / cost^cost_power about the region's mean
     log loss, among runs inside `shape_trust_region(widen=trust)`, NUTS refit after each
-    batch), "eig_runs" (the same, EIG about each target run's log loss), "voptimal" (the paper's
+    batch), "eig_runs" (the same, EIG about each target run's log loss), "var_runs" (the same,
+    the expected drop in the target runs' summed loss variance: MSPE's criterion over posterior
+    draws instead of a linearisation), "voptimal" (the paper's
     V-opt: one run at a time, least-squares refit with `ls_starts` starts after each, its
     own cost power 0.3, R² from the least-squares fit) or "random" (uniform among affordable
-    runs, no initial design). EIG and V-opt start with `initial_design`.
+    runs, no initial design). EIG and V-opt start with `initial_design`. `law`: a registry law
+    or a user law's file (`path.py[:NAME]`).
 
-    Returns one row per fraction: runs bought, share of the pool's cost spent, R².
-    The fit reported at a fraction uses the longest prefix of bought runs within it.
+    A pool with a `group` column is played once per group (each with its own budget and fit);
+    R² is taken over every group's target rows together, leaving out a group whose fit failed
+    or predicts non-finite losses (as the paper's scripts do; -1 when every group did).
+    Returns one row per fraction: runs bought, share of the pool's cost spent (the mean over
+    groups), R² of the method's own fit (`r2`: the posterior median of the law's mean for EIG
+    and random, least squares for V-opt) and of the protocol's fit of the same runs (`r2_ls`:
+    least squares, best of `ls_starts` starts, for every method). The fit reported at a
+    fraction uses the longest prefix of bought runs within it.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    groups = list(dict.fromkeys(pool["group"])) if "group" in pool else [None]
+    played = []
+    for g in groups:
+        mine = (pool, target) if g is None else (pool[pool["group"] == g].reset_index(drop=True),
+                                                 target[target["group"] == g].reset_index(drop=True))
+        played.append(_play(*mine, method=method, fractions=fractions, law=law, k=k,
+                            sampler=sampler, max_draws=max_draws, cost_power=cost_power,
+                            trust=trust, ls_starts=ls_starts, seed=seed, first_k=first_k))
+    rows = []
+    for i, fraction in enumerate(sorted(fractions)):
+        scores = {}
+        for name, key in (("r2", "predicted"), ("r2_ls", "predicted_ls")):
+            parts = [(p[i][key], t) for p, (_, t) in zip(played, _split(pool, target, groups))
+                     if p[i][key] is not None and np.all(np.isfinite(p[i][key]))]
+            scores[name] = -1.0 if not parts else target_r2(
+                np.concatenate([a for a, _ in parts]), np.concatenate([t["loss"] for _, t in parts]))
+        rows.append({"method": method, "fraction": fraction,
+                     "n_runs": int(sum(p[i]["n_runs"] for p in played)),
+                     "spent": float(np.mean([p[i]["spent"] for p in played])), **scores,
+                     "seed": seed})
+    return pd.DataFrame(rows)
+
+
+def _split(pool, target, groups):
+    """Each group's (pool, target)."""
+    for g in groups:
+        yield (pool, target) if g is None else (pool[pool["group"] == g],
+                                                target[target["group"] == g])
+
+
+def _play(pool, target, *, method, fractions, law, k, sampler, max_draws, cost_power, trust,
+          ls_starts, seed, first_k=None) -> list[dict]:
+    """One group's episode: per fraction, runs bought, share spent and the target predictions
+    (None where nothing could be fitted)."""
     rng = np.random.default_rng(seed)
     cost = pool.set_index("candidate")["cost"]
     total = float(pool["cost"].sum())
-    n_params = len(vopt.LS_LAWS[law].params) if law in vopt.LS_LAWS else 5   # initial design size
-    bought = [] if method == "random" else initial_design(pool, n_params)
-    allowed = shape_trust_region(pool, target, trust) if method.startswith("eig") else \
+    bought = [] if method == "random" else initial_design(pool, len(get_law(law).parameters))
+    allowed = shape_trust_region(pool, target, trust) if method not in ("voptimal", "random") else \
         np.ones(len(pool), dtype=bool)
     ls = _LeastSquares(pool, target, law, ls_starts, seed) if method == "voptimal" else None
     sampler = replace(sampler, seed=seed)
     rows = []
     for fraction in sorted(fractions):
         cap = budget(pool, fraction)
+        size = first_k if first_k and fraction == min(fractions) else k
         while True:
             remaining = cap - cost[bought].sum()
             rest = pool[allowed & ~pool["candidate"].isin(bought) & (pool["cost"] <= remaining)]
@@ -240,20 +324,45 @@ def run_episode(pool: pd.DataFrame, target: pd.DataFrame, *, method: str = "eig"
             elif method == "voptimal":
                 bought.append(ls.pick(bought, rest, total))
             else:
-                batch = _eig_batch(pool, target, rest, bought, law, sampler, max_draws, k,
-                                   remaining, cost_power, seed, method == "eig_runs")
+                batch = _eig_batch(pool, target, rest, bought, law, sampler, max_draws, size,
+                                   remaining, cost_power, seed, method != "eig",
+                                   method == "var_runs")
                 if not batch:
                     break
                 bought += batch
         within = np.cumsum(cost[bought].to_numpy()) <= cap * (1 + 1e-12)
         used = bought[:int(np.argmin(within)) if not within.all() else len(bought)]
-        r2 = -1.0
-        if used and method == "voptimal":
-            r2 = ls.r2(used, target)
-        elif used:
-            tree = fit(reveal(pool, used), law, sampler=sampler, warn=False)
-            mean = predict(tree, reveal(target, target["candidate"]))["log_loss_mean"]
-            r2 = target_r2(np.exp(mean.median(("chain", "draw")).values), target["loss"])
-        rows.append({"method": method, "fraction": fraction, "n_runs": len(used),
-                     "spent": float(cost[used].sum() / total), "r2": r2, "seed": seed})
-    return pd.DataFrame(rows)
+        rows.append({"n_runs": len(used), "spent": float(cost[used].sum() / total),
+                     "predicted": _predict(pool, target, used, law, sampler, ls),
+                     "predicted_ls": _predict_ls(pool, target, used, law, ls_starts, seed)})
+    return rows
+
+
+def _predict_ls(pool, target, used, law, n_starts, seed) -> np.ndarray | None:
+    """The target's loss from the protocol's fit of the `used` runs: least squares in the law's
+    box, best of `n_starts` starts (`voptimal.fit_least_squares`); None without runs."""
+    if not used:
+        return None
+    try:
+        ls = vopt.ls_law(law)
+    except ValueError:          # a law without a least-squares box
+        return None
+    rows = pool.set_index("candidate").loc[list(used)]
+    theta, _ = vopt.fit_least_squares(ls, ls.matrix(rows), rows["loss"].to_numpy(float),
+                                      rng=np.random.default_rng(seed), n_starts=n_starts)
+    return vopt.predict(ls, theta, ls.matrix(target))
+
+
+def _predict(pool, target, used, law, sampler, ls) -> np.ndarray | None:
+    """The target's predicted loss from a fit of the `used` runs (least squares for V-opt, the
+    posterior median of the law's mean otherwise); None where no fit is possible."""
+    if not used:
+        return None
+    try:
+        if ls is not None:
+            return vopt.predict(ls.law, ls.fit(used), ls.X_target)
+        tree = fit(reveal(pool, used), law, sampler=sampler, warn=False)
+        mean = predict(tree, reveal(target, target["candidate"]))["log_loss_mean"]
+        return np.exp(mean.median(("chain", "draw")).values)
+    except ValueError:        # e.g. a law that cannot fit so few runs
+        return None

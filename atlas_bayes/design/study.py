@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from atlas_bayes.design.candidates import candidate_grid, read_candidates
+from atlas_bayes.design.candidates import candidate_grid, law_costs, read_candidates
 from atlas_bayes.design.curves import (BTS_NO_PLAN, bts_candidates, bts_posterior,
                                        crossover_candidates, crossover_posterior)
 from atlas_bayes.design.posterior import DEFAULT_DRAWS, DesignPosterior, posterior_from_tree
 from atlas_bayes.design.targets import Target
-from atlas_bayes.models import get_law
+from atlas_bayes.models import form_of, get_law
 from atlas_bayes.fitting.plausible import beyond, fitted_extremes
 from atlas_bayes.fitting.record import FitRecord
 
@@ -141,6 +141,11 @@ class LawStudy(Study):
                                    max_draws=max_draws)
 
     def candidates(self, posterior, tree, runs=None, options=CandidateOptions()):
+        table = self._candidates(posterior, tree, options)
+        law = form_of(posterior.draws.kind).user      # the fitted law (a saved fit's too)
+        return table if law is None else law_costs(law, table, options.eval_tokens)
+
+    def _candidates(self, posterior, tree, options):
         if options.file is not None:
             return read_candidates(options.file, eval_tokens=options.eval_tokens)
         amounts = ({"tokens": options.tokens} if options.tokens is not None else

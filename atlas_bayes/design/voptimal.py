@@ -34,7 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import minimize
 
-from atlas_bayes.models import FORMS
+from atlas_bayes.models import FORMS, form_of
+from atlas_bayes.models.user import is_user_law
 
 A0 = 2.0            # sigma² prior shape (the selection scripts')
 COST_POWER = 0.3    # V-opt's cost discount exponent
@@ -86,10 +87,22 @@ LS_LAWS = {name: _ls_law(form) for name, form in FORMS.items() if form.bounds is
 
 
 def ls_law(name: str) -> LSLaw:
-    """A least-squares law by name."""
+    """A least-squares law by name, or a user law's file (its PARAMS box, FEATURES columns)."""
+    if is_user_law(name):
+        return _user_ls_law(form_of(name).user)
     if name not in LS_LAWS:
-        raise ValueError(f"V-optimal supports the laws {', '.join(LS_LAWS)}; got {name!r}")
+        raise ValueError(f"V-optimal supports the laws {', '.join(LS_LAWS)} and user laws' files; "
+                         f"got {name!r}")
     return LS_LAWS[name]
+
+
+def _user_ls_law(law) -> LSLaw:
+    """A user law for least squares: theta in PARAMS order, X columns in FEATURES order."""
+    def loss(theta, X):
+        x = {f: X[:, j] for j, f in enumerate(law.features)}
+        return jnp.broadcast_to(law.predict(law.as_dict(theta), x), X.shape[:1])
+    return LSLaw(law.key, loss, law.params, tuple(zip(law.lo.tolist(), law.hi.tolist())),
+                 law.features)
 
 
 def _floor(theta):

@@ -227,10 +227,12 @@ def _prepare(inputs, log_loss=None):
     with the rows; the program's static key part: the inputs' type and whole-number fields)."""
     if not isinstance(inputs, LawInputs):
         observed = None if log_loss is None else np.asarray(log_loss, np.float32)
+        # inputs that count their rows (a user law's) are cut back to them after padding
+        n = inputs.n_rows() if hasattr(inputs, "n_rows") else None
         if hasattr(inputs, "padded"):          # inputs that pad themselves (the transfer matrix)
             inputs, observed = inputs.padded(observed, padded_size)
         traced, static = _split(inputs)
-        return None, traced, observed, static
+        return n, traced, observed, static
     n = int(np.shape(inputs.N)[0])
     padded, observed = pad(inputs, log_loss, padded_size(n))
     traced, static = _split(padded)

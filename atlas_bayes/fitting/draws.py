@@ -12,6 +12,7 @@ import numpy as np
 
 from atlas_bayes.fitting.record import FitRecord
 from atlas_bayes.models import FORMS, form_of
+from atlas_bayes.models.user import is_user_law
 
 
 @dataclass
@@ -32,9 +33,10 @@ class LawDraws:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.kind not in FORMS:
-            raise ValueError(f"unknown law form {self.kind!r}; expected one of {', '.join(FORMS)}")
-        needed = FORMS[self.kind].parameters
+        if self.kind not in FORMS and not is_user_law(self.kind):
+            raise ValueError(f"unknown law form {self.kind!r}; expected one of {', '.join(FORMS)} "
+                             "or a user law's file")
+        needed = form_of(self.kind).parameters
         missing = [k for k in needed if k not in self.params]
         if missing:
             raise ValueError(f"{self.kind} draws need parameters {missing} as well")
@@ -143,4 +145,34 @@ def predicted_loss(draws: LawDraws, N, D, unique_tokens=None) -> np.ndarray:
 @partial(jax.jit, static_argnums=0)
 def _law_loss(kind, N, D, U, p):
     """The monolingual law in natural scale (compiled once per form and shape)."""
-    return FORMS[kind].loss(N, D, U, p)
+    return form_of(kind).loss(N, D, U, p)
+
+
+def predicted_loss_at(draws: LawDraws, table) -> np.ndarray:
+    """The law's loss (draws, rows) at each row of a table holding the columns its form reads
+    (a user law's FEATURES, or n_params, n_tokens and, where read, unique_tokens)."""
+    form = form_of(draws.kind)
+    if form.user is None:
+        U = table["unique_tokens"].to_numpy(float) if form.uses_unique_tokens and \
+            "unique_tokens" in table else None
+        N, D = table["n_params"].to_numpy(float), table["n_tokens"].to_numpy(float)
+        if U is None:
+            return predicted_loss(draws, N[None, :], D[None, :])
+        out = np.empty((draws.n, len(table)))
+        for u in np.unique(U):           # all rows at each U: one shape, one compilation
+            rows = U == u
+            out[:, rows] = predicted_loss(draws, N[None, :], D[None, :], float(u))[:, rows]
+        return out
+    missing = [f for f in form.inputs if f not in table]
+    if missing:
+        raise ValueError(f"{form.name}: the law reads column(s) {missing}, which the rows lack")
+    x = {f: table[f].to_numpy(float)[None, :] for f in form.inputs}
+    p = {k: v[:, None] for k, v in draws.params.items()}
+    with jax.enable_x64(True):
+        value = _user_loss(draws.kind, p, x)
+    return np.broadcast_to(np.asarray(value, dtype=float), (draws.n, len(table)))
+
+
+@partial(jax.jit, static_argnums=0)
+def _user_loss(kind, p, x):
+    return form_of(kind).user.predict(p, x)

@@ -25,7 +25,7 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_median
 from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
 
 from atlas_bayes import __version__
-from atlas_bayes.fitting import compiled, stuck
+from atlas_bayes.fitting import compiled, stuck, user_fit
 from atlas_bayes.fitting import approximate as approximation
 from atlas_bayes.fitting.approximate import Approximation, latent_sites
 from atlas_bayes.fitting.approximate import latent_size as _latent_size
@@ -115,7 +115,13 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         raise ValueError(f"law {spec.name!r} has no option(s) {unknown}"
                          + ("; 'shared' and 'pooling' apply to joint laws (*-h)"
                             if not spec.hierarchical else ""))
-    if spec.hierarchical:
+    scales = None
+    if spec.user is not None:
+        runs = select_language(runs, language)
+        inputs, info, log_loss, scales = user_fit.prepare(runs, spec.user)
+        seed = sampler.seed if isinstance(sampler, Sampler) else 0
+        options = {**user_fit.centring(spec.user, inputs, log_loss, seed), **options}
+    elif spec.hierarchical:
         inputs, info, log_loss = build_group_inputs(runs, transfer_languages=transfer_languages,
                                                     centre=centre)
         runs = runs.reset_index(drop=True)
@@ -139,6 +145,7 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         runs = select_language(runs, language)
         inputs, info, log_loss = build_inputs(runs, transfer_languages=transfer_languages,
                                               centre=centre)
+    scales = scales or Scales(*(float(getattr(inputs, f)) for f in Scales._fields))
     if options.get("tau_prior") is not None:
         options["tau_prior"] = resolve_tau_prior(options["tau_prior"], info, spec.hierarchical)
     _check_repetition_data(spec, inputs, runs)
@@ -169,9 +176,8 @@ def fit(runs: pd.DataFrame | str | Path, law: str = "chinchilla", *, language: s
         latent_sites=sorted(latents), parameters=reported, n_obs=int(len(runs)),
         left_out_runs=left_out, method=sampler.method if approximate else "nuts",
         sampler=asdict(sampler), student_t_nu=float(nu), centred=bool(centre),
-        log_N_ref=float(inputs.log_N_ref), log_D_ref=float(inputs.log_D_ref),
-        scales=Scales(*(float(getattr(inputs, f)) for f in Scales._fields))._asdict(),
-        has_other=bool(inputs.has_other), data_hash=data_hash(runs),
+        log_N_ref=scales.log_N_ref, log_D_ref=scales.log_D_ref, scales=scales._asdict(),
+        has_other=bool(getattr(inputs, "has_other", False)), data_hash=data_hash(runs),
         source=str(runs.attrs.get("source", "")),
         simulated=bool(runs["source"].astype(str).str.startswith("simulated").any()),
         seconds=float(seconds), version=__version__, diagnostics=Convergence(**compilations),
@@ -455,7 +461,9 @@ def predict(tree: xr.DataTree, runs: pd.DataFrame, *, seed: int = 0) -> xr.Datas
     transfer = [list(t) if isinstance(t, tuple) else t for t in record.transfer_languages]
     has_other = record.has_other
     runs = runs.reset_index(drop=True)
-    if spec.hierarchical:
+    if spec.user is not None:
+        inputs, info, _, _ = user_fit.prepare(runs.assign(language=languages[0]), spec.user)
+    elif spec.hierarchical:
         given = {t: [s for s in slots if s] for t, slots in zip(languages, transfer)}
         inputs, info, _ = build_group_inputs(runs, transfer_languages=given, scales=scales,
                                              has_other=has_other, groups=languages)

@@ -170,7 +170,8 @@ def validate_runs(raw: pd.DataFrame, source: str = "<run table>", csv: bool = Fa
     extra = [c for c in raw.columns if c not in runs.columns]
     if extra:
         warnings.warn(f"{source}: columns {extra} are not part of the run-table format; "
-                      "they are kept but no law uses them", RunTableWarning, stacklevel=2)
+                      "they are kept (the registry's laws do not read them; a law of your own may, "
+                      "as FEATURES)", RunTableWarning, stacklevel=2)
         for column in extra:
             runs[column] = raw[column]
     runs = runs[[c for c in COLUMNS if c in runs.columns]
