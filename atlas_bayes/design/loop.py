@@ -292,9 +292,9 @@ def _check_new_loop(settings: LoopSettings, runs: pd.DataFrame, study: Study) ->
             raise OptionError(f"language {language!r} names the loop's runs (run ids "
                               f"loop-r1-{language}-...), so it must be a safe name: {problem}")
     if not settings.external and len(languages) == 1:
-        from atlas_bayes.trainers.data import CorpusError, check_corpus
+        from atlas_bayes.trainers.data import CorpusError, check_corpus_languages
         try:
-            check_corpus(settings.train_base.get("corpus"), languages)
+            check_corpus_languages(settings.train_base.get("corpus"), languages)
         except CorpusError as err:
             raise OptionError(f"the trainer's corpus (--train-config 'corpus'): {err}") from None
 

@@ -34,6 +34,7 @@ import xarray as xr
 from atlas_bayes.fitting.identifiability import size_groups
 from atlas_bayes.fitting.law_inputs import effective_languages, target_tokens
 from atlas_bayes.fitting.record import FitRecord
+from atlas_bayes.models import LAWS
 from atlas_bayes.models.scaling import (ALPHA_PRIOR, GAMMA_SD, LAMBDA_PRIOR, LOG_E_SD, R_STAR_PRIOR,
                                         TAU_OTHER_LOG_PRIOR, TAU_PRIOR, TERM_SD)
 from atlas_bayes.tables.runs import mixture_fractions
@@ -124,6 +125,8 @@ def uninformed(tree: xr.DataTree, runs: pd.DataFrame, max_ratio: float = MAX_RAT
     one data size); `runs`: the fitted rows. Laws without fixed prior widths (joint, curse):
     the parameters that a quantity which never varies leaves uninformed (`single_values`)."""
     record = FitRecord.from_tree(tree)
+    if record.law not in LAWS:         # a user's law: its names need not mean ours (A, alpha, ...)
+        return []
     if record.law not in CHECKED_LAWS or record.centred is False:
         return [_single_message(*found, because="not informed by the data, so their intervals "
                                 "come from the prior (and, pooled, the other languages)")
