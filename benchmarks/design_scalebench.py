@@ -44,7 +44,8 @@ LAW_FILES = ROOT / "benchmarks" / "scalebench_laws"
 # all-data fit (their baseline_full_train.py, one repeat; target R² in the law's docstring)
 LAWS = {"chinchilla": "chinchilla", "data_constrained": "dcsl",
         "moe": f"{LAW_FILES / 'moe.py'}:SL3", "parallel": f"{LAW_FILES / 'parallel.py'}:SL2",
-        "sparsity": f"{LAW_FILES / 'sparsity.py'}:SL2", "farseer": f"{LAW_FILES / 'farseer.py'}:SL1"}
+        "sparsity": f"{LAW_FILES / 'sparsity.py'}:SL2", "farseer": f"{LAW_FILES / 'farseer.py'}:SL1",
+        "vocab": f"{LAW_FILES / 'vocab.py'}:SL2"}
 TRUSTED = ("chinchilla", "data_constrained")    # tasks whose laws read tokens per parameter
 
 # task -> method -> {fraction: (mean, sd)}; paper method names: V-opt, Random, Ours (MSPE)

@@ -247,3 +247,68 @@ def test_the_variance_utility_is_the_expected_drop_in_summed_variance():
     assert info[0] > 1.0 > abs(info[1])                        # the default: information (nats)
     with pytest.raises(ValueError, match="utility must be"):
         eig_scores(mu, np.full(256, 0.01), q2, utility="nats")
+
+
+# The authors' all-data least-squares fits (their baseline_full_train.py's fit, seed 42), in
+# each law file's parameters, with the target R² the authors' baseline reports for them.
+SCALEBENCH_FITS = {
+    "vocab": ("vocab.py:SL2", [0.36973, 9998.99, 0.540462, 0.383854, 0.00832829, 5.45427,
+                               1.65734], 0.988),
+}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("task", sorted(SCALEBENCH_FITS))
+def test_scalebench_law_files_load_and_predict_their_pools(shared_data, task):
+    """Each law file of benchmarks/scalebench_laws passes the user-law checker and, at the
+    authors' all-data fit, predicts finite positive losses on its whole pool and the target
+    region to the authors' R² (per group where the task has groups)."""
+    from atlas_bayes.design.scalebench import load_task, target_r2
+    from atlas_bayes.fitting.user_fit import check_prediction, feature_matrix
+    name, theta, r2 = SCALEBENCH_FITS[task]
+    law = load_user_law(REPO / "benchmarks" / "scalebench_laws" / name)
+    pool, target = load_task(shared_data / "scalebench", task)
+    thetas = theta if isinstance(theta, dict) else {None: theta}
+    predicted, observed = [], []
+    for group, values in thetas.items():
+        mine = (pool, target) if group is None else (pool[pool["group"] == group],
+                                                     target[target["group"] == group])
+        for table in mine:
+            loss = check_prediction(law, feature_matrix(law, table), np.asarray(values))
+            assert np.all(np.isfinite(loss) & (loss > 0))
+        predicted.append(loss)
+        observed.append(mine[1]["loss"].to_numpy())
+    assert target_r2(np.concatenate(predicted), np.concatenate(observed)) == \
+        pytest.approx(r2, abs=1e-3)
+
+
+@pytest.mark.unit
+def test_domain_mixture_is_read_one_row_per_output_and_a_bad_file_is_refused(shared_data,
+                                                                             tmp_path):
+    """domain_mixture's five losses per run: one row each (bought together as one run of cost
+    1, split evenly), the run's proportions on every row; a file with a bad proportion, a
+    non-positive loss or proportions not summing to 1 is refused naming file, row and column."""
+    from atlas_bayes.design.scalebench import TASKS, _runs, initial_design, load_task
+    root = shared_data / "scalebench"
+    pool, target = load_task(root, "domain_mixture")
+    assert len(pool) == 5 * 80 and len(target) == 5 * 24
+    assert pool.groupby("group")["cost"].sum().round(9).eq(20.0).all()
+    runs = _runs(pool)
+    assert len(runs) == 80 and runs["cost"].round(9).eq(1.0).all()
+    first = pool[pool["run"] == pool["run"].iloc[0]]
+    assert sorted(first["output"]) == [1, 2, 3, 4, 5] and first["proportion_domain_1"].nunique() == 1
+    raw = pd.read_parquet(root / TASKS["domain_mixture"].folder / "train-00000-of-00001.parquet")
+    assert np.allclose(first["loss"], raw.filter(like="loss_domain_").iloc[0])
+    assert len(initial_design(pool[pool["group"] == "70M"], 15)) == 5     # one run, 5 rows
+    folder = tmp_path / TASKS["domain_mixture"].folder
+    folder.mkdir()
+    for problem, (row, column, value) in {
+            "expected a proportion in \\[0, 1\\], got -0.1": (3, "proportion_domain_2", -0.1),
+            "expected a positive finite loss, got nan": (7, "loss_domain_4", np.nan),
+            "the proportions sum to 1.5, not 1": (2, "proportion_domain_1", None)}.items():
+        bad = raw.copy()
+        bad.loc[row, column] = bad.loc[row, column] + 0.5 if value is None else value
+        bad.to_parquet(folder / "train-00000-of-00001.parquet")
+        with pytest.raises(ValueError, match=f"train-00000-of-00001.parquet: row {row + 1}, "
+                                             f"column.? '?{column}.*{problem}"):
+            load_task(tmp_path, "domain_mixture")
