@@ -312,3 +312,20 @@ def test_domain_mixture_is_read_one_row_per_output_and_a_bad_file_is_refused(sha
         with pytest.raises(ValueError, match=f"train-00000-of-00001.parquet: row {row + 1}, "
                                              f"column.? '?{column}.*{problem}"):
             load_task(tmp_path, "domain_mixture")
+
+
+@pytest.mark.unit
+def test_a_multi_output_run_is_scored_on_all_its_rows_at_once():
+    """`_greedy_runs`: run 0's second row measures the target, run 1's rows do not; run 0 is
+    picked first although its first row alone tells nothing, then run 1 within the budget."""
+    from atlas_bayes.design.scalebench import _greedy_runs
+    rng = np.random.default_rng(0)
+    q = rng.normal(0.0, 0.2, 256)
+    noise = lambda: rng.normal(0.0, 0.2, 256)                       # noqa: E731
+    mu = np.column_stack([noise(), q, noise(), noise()])            # run 0: rows 0-1, run 1: 2-3
+    runs = [np.array([0, 1]), np.array([2, 3])]
+    picks = _greedy_runs(mu, np.full(256, 0.01), q, runs, np.array([1.0, 1.0]), nu=4.0, k=2,
+                         budget=2.0, cost_power=0.4, seed=0, utility="variance")
+    assert picks == [0, 1]
+    assert _greedy_runs(mu, np.full(256, 0.01), q, runs[::-1], np.array([1.0, 1.0]), nu=4.0, k=1,
+                        budget=2.0, cost_power=0.4, seed=0, utility="variance") == [1]

@@ -457,7 +457,9 @@ def _play(pool, target, *, method, fractions, law, k, sampler, max_draws, cost_p
                 bought += batch
         within = np.cumsum(cost[bought].to_numpy()) <= cap * (1 + 1e-12)
         used = bought[:int(np.argmin(within)) if not within.all() else len(bought)]
-        rows.append({"n_runs": len(used), "spent": float(cost[used].sum() / total),
+        runs_used = len(set(pool.set_index("candidate").loc[used, "run"])) if "run" in pool \
+            else len(used)
+        rows.append({"n_runs": runs_used, "spent": float(cost[used].sum() / total),
                      "predicted": _predict(pool, target, used, law, sampler, ls),
                      "predicted_ls": _predict_ls(pool, target, used, law, ls_starts, seed)})
     return rows
