@@ -45,7 +45,7 @@ LAW_FILES = ROOT / "benchmarks" / "scalebench_laws"
 LAWS = {"chinchilla": "chinchilla", "data_constrained": "dcsl",
         "moe": f"{LAW_FILES / 'moe.py'}:SL3", "parallel": f"{LAW_FILES / 'parallel.py'}:SL2",
         "sparsity": f"{LAW_FILES / 'sparsity.py'}:SL2", "farseer": f"{LAW_FILES / 'farseer.py'}:SL1",
-        "vocab": f"{LAW_FILES / 'vocab.py'}:SL2"}
+        "vocab": f"{LAW_FILES / 'vocab.py'}:SL2", "lr_bsz": f"{LAW_FILES / 'lr_bsz.py'}:SL1"}
 TRUSTED = ("chinchilla", "data_constrained")    # tasks whose laws read tokens per parameter
 
 # task -> method -> {fraction: (mean, sd)}; paper method names: V-opt, Random, Ours (MSPE)
@@ -77,7 +77,7 @@ PUBLISHED = {
 
 
 def one_episode(task: str, method: str, seed: int, data: str, fractions, ls_starts: int,
-                trust, law: str | None = None) -> list[dict]:
+                trust, law: str | None = None, k: int = 4, first_k: int | None = 1) -> list[dict]:
     """One (task, method, seed) episode in a worker process; rows with timing."""
     from atlas_bayes.design.scalebench import TASKS, load_task, run_episode
     pool, target = load_task(data, task)
@@ -85,8 +85,8 @@ def one_episode(task: str, method: str, seed: int, data: str, fractions, ls_star
     start = time.perf_counter()
     table = run_episode(pool, target, method=method, law=law,
                         fractions=fractions or TASKS[task].fractions, seed=seed,
-                        ls_starts=ls_starts, trust=trust if task in TRUSTED else None,
-                        first_k=None if task in TRUSTED else 1)
+                        ls_starts=ls_starts, trust=trust if task in TRUSTED else None, k=k,
+                        first_k=None if task in TRUSTED else first_k)
     table["task"], table["law"] = task, Path(law).name
     table["seconds"] = time.perf_counter() - start
     return table.to_dict("records")
@@ -138,6 +138,10 @@ def main(argv=None) -> int:
                     help="V-optimal's least-squares starts per refit (paper: 64)")
     ap.add_argument("--trust", default="2",
                     help="EIG's shape trust-region widening factor, or 'none'")
+    ap.add_argument("--k", type=int, default=4, help="EIG's runs per refit (default 4)")
+    ap.add_argument("--first-k", type=int, default=1,
+                    help="EIG's runs per refit up to the first budget (default 1; chinchilla and "
+                    "data_constrained: --k)")
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--out", default=None, help="write every episode's rows and the summary")
     ap.add_argument("--combine", nargs="+", metavar="JSON",
@@ -153,9 +157,9 @@ def main(argv=None) -> int:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [t for t in tasks if t not in TASKS] + [m for m in methods if m not in METHODS]
-    if bad or args.seeds < 1 or args.jobs < 1:
+    if bad or args.seeds < 1 or args.jobs < 1 or args.k < 1 or args.first_k < 1:
         ap.error(f"unknown tasks/methods {bad} (tasks: {', '.join(TASKS)}; methods: "
-                 f"{', '.join(METHODS)}); --seeds and --jobs must be >= 1")
+                 f"{', '.join(METHODS)}); --seeds, --jobs, --k and --first-k must be >= 1")
     fractions = tuple(sorted(float(f) for f in args.fractions.split(","))) if args.fractions \
         else None
     trust = None if args.trust == "none" else float(args.trust)
@@ -165,8 +169,8 @@ def main(argv=None) -> int:
           f"seeds) " + (f"as Ray tasks ({args.ray})" if args.ray else f"on {args.jobs} processes"),
           flush=True)
     rows, start = [], time.perf_counter()
-    calls = [(t, m, s, str(Path(args.data).resolve()), fractions, args.ls_starts, trust, args.law)
-             for t, m, s in jobs]
+    calls = [(t, m, s, str(Path(args.data).resolve()), fractions, args.ls_starts, trust, args.law,
+              args.k, args.first_k) for t, m, s in jobs]
     for i, (call, result) in enumerate(ray_pool.as_finished(one_episode, calls, args.jobs, args.ray),
                                        1):
         t, m, s = call[:3]
@@ -191,7 +195,7 @@ def write(path, args, fractions, trust, rows, summary) -> None:
                  for t, ms in PUBLISHED.items()}
     Path(path).write_text(json.dumps(
         {"command": " ".join(sys.argv), "seeds": args.seeds, "fractions": fractions,
-         "trust": trust, "ls_starts": args.ls_starts, "published": published,
+         "trust": trust, "ls_starts": args.ls_starts, "k": args.k, "first_k": args.first_k, "published": published,
          "episodes": rows, "summary": summary.to_dict("records")}, indent=1, default=float))
 
 

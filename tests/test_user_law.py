@@ -251,9 +251,16 @@ def test_the_variance_utility_is_the_expected_drop_in_summed_variance():
 
 # The authors' all-data least-squares fits (their baseline_full_train.py's fit, seed 42), in
 # each law file's parameters, with the target R² the authors' baseline reports for them.
+LR_BSZ_FIT = [4.601477441300701, 0.04344779582518031, 0.1621110227575522, -0.22719966473968925,
+              -0.02735690586427219, 0.011466613210918002, 0.009680666142552868,
+              0.00862126031575414, 0.007013564963715482, -0.006287307732018894,
+              -0.0014256831887663047, 0.008988533208824666, -0.009504843931105723,
+              -0.004104787445543, -0.009392674269160314]     # the authors' signed coefficients
 SCALEBENCH_FITS = {
     "vocab": ("vocab.py:SL2", [0.36973, 9998.99, 0.540462, 0.383854, 0.00832829, 5.45427,
                                1.65734], 0.988),
+    "lr_bsz": ("lr_bsz.py:SL1", list(np.array(LR_BSZ_FIT) + np.array([15.0] + [0.35] * 4 + [0.025] * 10)),
+               0.605),
 }
 
 
