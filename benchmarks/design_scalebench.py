@@ -41,11 +41,14 @@ FRACTIONS = (0.01, 0.05, 0.10, 0.20)
 
 LAW_FILES = ROOT / "benchmarks" / "scalebench_laws"
 # the law each task fits by default: the registry's, or the authors' instance with the best
-# all-data fit (their baseline_full_train.py, one repeat; target R² in the law's docstring)
+# all-data fit (their baseline_full_train.py, one repeat; target R² in the law's docstring;
+# lr_bsz: the best of its three smallest laws; domain_mixture: of its laws positive by
+# construction, see the law file)
 LAWS = {"chinchilla": "chinchilla", "data_constrained": "dcsl",
         "moe": f"{LAW_FILES / 'moe.py'}:SL3", "parallel": f"{LAW_FILES / 'parallel.py'}:SL2",
         "sparsity": f"{LAW_FILES / 'sparsity.py'}:SL2", "farseer": f"{LAW_FILES / 'farseer.py'}:SL1",
-        "vocab": f"{LAW_FILES / 'vocab.py'}:SL2", "lr_bsz": f"{LAW_FILES / 'lr_bsz.py'}:SL1"}
+        "vocab": f"{LAW_FILES / 'vocab.py'}:SL2", "lr_bsz": f"{LAW_FILES / 'lr_bsz.py'}:SL1",
+        "domain_mixture": f"{LAW_FILES / 'domain_mixture.py'}:SL2"}
 TRUSTED = ("chinchilla", "data_constrained")    # tasks whose laws read tokens per parameter
 
 # task -> method -> {fraction: (mean, sd)}; paper method names: V-opt, Random, Ours (MSPE)
@@ -195,7 +198,8 @@ def write(path, args, fractions, trust, rows, summary) -> None:
                  for t, ms in PUBLISHED.items()}
     Path(path).write_text(json.dumps(
         {"command": " ".join(sys.argv), "seeds": args.seeds, "fractions": fractions,
-         "trust": trust, "ls_starts": args.ls_starts, "k": args.k, "first_k": args.first_k, "published": published,
+         "trust": trust, "ls_starts": args.ls_starts, "k": args.k, "first_k": args.first_k,
+         "published": published,
          "episodes": rows, "summary": summary.to_dict("records")}, indent=1, default=float))
 
 
