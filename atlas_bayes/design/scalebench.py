@@ -343,7 +343,7 @@ class _LeastSquares:
 
     def pick(self, bought, rest, total_cost) -> list:
         """The next run's candidate rows. A multi-output run scores the sum of its rows' drops
-        (exact when its outputs' parameters are disjoint, as in domain_mixture's SL8)."""
+        (exact when its outputs' parameters are disjoint, as in domain_mixture's SL2)."""
         theta = self.fit(bought)
         noise = vopt.sigma2(self.mse, len(bought), self.b0)
         X_obs = self.law.matrix(self.pool.loc[list(bought)])
