@@ -41,10 +41,14 @@ FRACTIONS = (0.01, 0.05, 0.10, 0.20)
 
 LAW_FILES = ROOT / "benchmarks" / "scalebench_laws"
 # the law each task fits by default: the registry's, or the authors' instance with the best
-# all-data fit (their baseline_full_train.py, one repeat; target R² in the law's docstring)
+# all-data fit (their baseline_full_train.py, one repeat; target R² in the law's docstring;
+# lr_bsz: the best of its three smallest laws; domain_mixture: of its laws positive by
+# construction, see the law file)
 LAWS = {"chinchilla": "chinchilla", "data_constrained": "dcsl",
         "moe": f"{LAW_FILES / 'moe.py'}:SL3", "parallel": f"{LAW_FILES / 'parallel.py'}:SL2",
-        "sparsity": f"{LAW_FILES / 'sparsity.py'}:SL2", "farseer": f"{LAW_FILES / 'farseer.py'}:SL1"}
+        "sparsity": f"{LAW_FILES / 'sparsity.py'}:SL2", "farseer": f"{LAW_FILES / 'farseer.py'}:SL1",
+        "vocab": f"{LAW_FILES / 'vocab.py'}:SL2", "lr_bsz": f"{LAW_FILES / 'lr_bsz.py'}:SL1",
+        "domain_mixture": f"{LAW_FILES / 'domain_mixture.py'}:SL2"}
 TRUSTED = ("chinchilla", "data_constrained")    # tasks whose laws read tokens per parameter
 
 # task -> method -> {fraction: (mean, sd)}; paper method names: V-opt, Random, Ours (MSPE)
@@ -63,13 +67,20 @@ PUBLISHED = {
                  "mspe": {0.20: (0.31, 0.39), 0.35: (0.44, 0.17), 0.50: (0.53, 0.08)}},
     "farseer": {"voptimal": {0.01: (0.67, 0.22), 0.05: (0.87, 0.01), 0.10: (0.92, 0.01)},
                 "mspe": {0.01: (0.60, 0.11), 0.05: (0.88, 0.02), 0.10: (0.93, 0.00)}},
-    "vocab": {"mspe": {0.01: (0.96, 0.02), 0.05: (0.98, 0.00), 0.10: (0.98, 0.00)}},
-    "lr_bsz": {"mspe": {0.01: (-0.66, 0.53), 0.05: (0.00, 0.59), 0.10: (0.22, 0.55)}},
+    "vocab": {"random": {0.01: (0.54, 0.57), 0.05: (0.53, 0.62), 0.10: (0.59, 0.54)},
+              "voptimal": {0.01: (0.96, 0.02), 0.05: (0.97, 0.00), 0.10: (0.98, 0.00)},
+              "mspe": {0.01: (0.96, 0.02), 0.05: (0.98, 0.00), 0.10: (0.98, 0.00)}},
+    "lr_bsz": {"random": {0.01: (-0.65, 0.49), 0.05: (-0.45, 0.61), 0.10: (-0.33, 0.66)},
+               "voptimal": {0.01: (-0.70, 0.47), 0.05: (-0.06, 0.59), 0.10: (0.18, 0.54)},
+               "mspe": {0.01: (-0.66, 0.53), 0.05: (0.00, 0.59), 0.10: (0.22, 0.55)}},
+    "domain_mixture": {"random": {0.20: (-0.36, 0.82), 0.35: (0.41, 0.82), 0.50: (0.70, 0.67)},
+                       "voptimal": {0.20: (0.57, 0.66), 0.35: (0.91, 0.33), 0.50: (0.95, 0.27)},
+                       "mspe": {0.20: (0.64, 0.58), 0.35: (0.89, 0.38), 0.50: (0.95, 0.28)}},
 }
 
 
 def one_episode(task: str, method: str, seed: int, data: str, fractions, ls_starts: int,
-                trust, law: str | None = None) -> list[dict]:
+                trust, law: str | None = None, k: int = 4, first_k: int | None = 1) -> list[dict]:
     """One (task, method, seed) episode in a worker process; rows with timing."""
     from atlas_bayes.design.scalebench import TASKS, load_task, run_episode
     pool, target = load_task(data, task)
@@ -77,8 +88,8 @@ def one_episode(task: str, method: str, seed: int, data: str, fractions, ls_star
     start = time.perf_counter()
     table = run_episode(pool, target, method=method, law=law,
                         fractions=fractions or TASKS[task].fractions, seed=seed,
-                        ls_starts=ls_starts, trust=trust if task in TRUSTED else None,
-                        first_k=None if task in TRUSTED else 1)
+                        ls_starts=ls_starts, trust=trust if task in TRUSTED else None, k=k,
+                        first_k=None if task in TRUSTED else first_k)
     table["task"], table["law"] = task, Path(law).name
     table["seconds"] = time.perf_counter() - start
     return table.to_dict("records")
@@ -130,6 +141,10 @@ def main(argv=None) -> int:
                     help="V-optimal's least-squares starts per refit (paper: 64)")
     ap.add_argument("--trust", default="2",
                     help="EIG's shape trust-region widening factor, or 'none'")
+    ap.add_argument("--k", type=int, default=4, help="EIG's runs per refit (default 4)")
+    ap.add_argument("--first-k", type=int, default=1,
+                    help="EIG's runs per refit up to the first budget (default 1; chinchilla and "
+                    "data_constrained: --k)")
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--out", default=None, help="write every episode's rows and the summary")
     ap.add_argument("--combine", nargs="+", metavar="JSON",
@@ -145,9 +160,9 @@ def main(argv=None) -> int:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [t for t in tasks if t not in TASKS] + [m for m in methods if m not in METHODS]
-    if bad or args.seeds < 1 or args.jobs < 1:
+    if bad or args.seeds < 1 or args.jobs < 1 or args.k < 1 or args.first_k < 1:
         ap.error(f"unknown tasks/methods {bad} (tasks: {', '.join(TASKS)}; methods: "
-                 f"{', '.join(METHODS)}); --seeds and --jobs must be >= 1")
+                 f"{', '.join(METHODS)}); --seeds, --jobs, --k and --first-k must be >= 1")
     fractions = tuple(sorted(float(f) for f in args.fractions.split(","))) if args.fractions \
         else None
     trust = None if args.trust == "none" else float(args.trust)
@@ -157,8 +172,8 @@ def main(argv=None) -> int:
           f"seeds) " + (f"as Ray tasks ({args.ray})" if args.ray else f"on {args.jobs} processes"),
           flush=True)
     rows, start = [], time.perf_counter()
-    calls = [(t, m, s, str(Path(args.data).resolve()), fractions, args.ls_starts, trust, args.law)
-             for t, m, s in jobs]
+    calls = [(t, m, s, str(Path(args.data).resolve()), fractions, args.ls_starts, trust, args.law,
+              args.k, args.first_k) for t, m, s in jobs]
     for i, (call, result) in enumerate(ray_pool.as_finished(one_episode, calls, args.jobs, args.ray),
                                        1):
         t, m, s = call[:3]
@@ -183,7 +198,8 @@ def write(path, args, fractions, trust, rows, summary) -> None:
                  for t, ms in PUBLISHED.items()}
     Path(path).write_text(json.dumps(
         {"command": " ".join(sys.argv), "seeds": args.seeds, "fractions": fractions,
-         "trust": trust, "ls_starts": args.ls_starts, "published": published,
+         "trust": trust, "ls_starts": args.ls_starts, "k": args.k, "first_k": args.first_k,
+         "published": published,
          "episodes": rows, "summary": summary.to_dict("records")}, indent=1, default=float))
 
 

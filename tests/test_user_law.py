@@ -247,3 +247,133 @@ def test_the_variance_utility_is_the_expected_drop_in_summed_variance():
     assert info[0] > 1.0 > abs(info[1])                        # the default: information (nats)
     with pytest.raises(ValueError, match="utility must be"):
         eig_scores(mu, np.full(256, 0.01), q2, utility="nats")
+
+
+# The authors' all-data least-squares fits (their baseline_full_train.py's fit, seed 42), in
+# each law file's parameters, with the target R² the authors' baseline reports for them.
+LR_BSZ_FIT = [4.601477441300701, 0.04344779582518031, 0.1621110227575522, -0.22719966473968925,
+              -0.02735690586427219, 0.011466613210918002, 0.009680666142552868,
+              0.00862126031575414, 0.007013564963715482, -0.006287307732018894,
+              -0.0014256831887663047, 0.008988533208824666, -0.009504843931105723,
+              -0.004104787445543, -0.009392674269160314]     # the authors' signed coefficients
+DOMAIN_FIT = {  # the authors' theta per group: per domain i, A_i, eps_i, alpha_i, w_ij (j != i)
+    "160M": [
+    2.179976693, 0.001228040604, 0.0385837376, 0.1116686203, 0.1321767039, 0.07860282843,
+    0.07379038959, 4.167695183, 0.1999994267, 0.2363095084, -0.5262554172, -0.5489972026,
+    -0.5188278059, -0.5789587861, 2.698491931, 0.002330513829, 0.0415807492, -0.01187748079,
+    -0.06629324105, -0.02178030568, -0.07356401299, 1.533508686, 0.01433770799, 0.1617442478,
+    -0.4350702086, -0.3882777222, -0.4514842588, -0.4474145387, 3.152694979, 0.1257327372,
+    0.1074359405, -0.09276789995, -0.09448506129, -0.1123497096, -0.09484414968],
+    "305M": [
+    2.089797737, 0.002475063828, 0.04908026264, 0.05391663491, 0.09724798375, 0.02589282569,
+    0.02700728655, 4.070442414, 0.2, 0.249887922, -0.5734029688, -0.5882867686, -0.5636505363,
+    -0.6256802991, 4.855054754, 0.01056228596, 0.1063764845, -0.8745404956, -0.9131828712,
+    -0.8721679364, -0.9357125073, 1.849737959, 0.02835165222, 0.2648072964, -0.9407027733,
+    -0.9362920567, -0.9918533803, -0.9542401567, 2.960518116, 0.07739853947, 0.08427271655,
+    -0.06492814717, -0.06829561409, -0.08225832926, -0.07197616006],
+    "410M": [
+    2.007995499, 0.00152229081, 0.043544324, 0.1039594867, 0.1000284848, 0.06556605699,
+    0.05240666502, 3.720395396, 0.2, 0.213309803, -0.4460671646, -0.4864112025, -0.4281948971,
+    -0.5029179425, 4.483563287, 0.008592366237, 0.09770897931, -0.7897371731, -0.8300153338,
+    -0.7935326336, -0.8565494519, 2.401005836, 0.05356509921, 0.4392376364, -1.588132554,
+    -1.520231959, -1.656026347, -1.592499904, 2.834554754, 0.01585078952, 0.0368903997,
+    0.0219053446, 0.02705194374, -0.00436023092, 0.02332644149],
+    "70M": [
+    2.484766386, 0.002433197452, 0.04348688343, 0.07307552689, 0.1054708905, 0.0504356381,
+    0.05216836405, 4.038327506, 0.2, 0.1673895066, -0.2955333423, -0.332977661, -0.2870008731,
+    -0.3387347931, 5.100167539, 0.01347507178, 0.1040459225, -0.7522734644, -0.8097278304,
+    -0.773707559, -0.8129983599, 1.887938051, 0.0175780706, 0.1764776651, -0.5269345838,
+    -0.4859751144, -0.58179417, -0.5350158377, 3.443140659, 0.03246499619, 0.04014064029,
+    0.0002995405538, -0.01372580363, 0.002608083597, -0.008893247485],
+}
+
+
+def _domain_theta(theta) -> list:
+    """The authors' domain_mixture sl_2 vector in domain_mixture.py:SL2's order and shifts."""
+    per = np.reshape(theta, (5, 7))
+    return list(per[:, :3].ravel()) + list(per[:, 3:].ravel() + 5.0)
+
+
+SCALEBENCH_FITS = {
+    "vocab": ("vocab.py:SL2", [0.36973, 9998.99, 0.540462, 0.383854, 0.00832829, 5.45427,
+                               1.65734], 0.988413),
+    "lr_bsz": ("lr_bsz.py:SL1", list(np.array(LR_BSZ_FIT) + np.array([15.0] + [0.35] * 4 + [0.025] * 10)),
+               0.605091),
+    "domain_mixture": ("domain_mixture.py:SL2",
+                       {group: _domain_theta(theta) for group, theta in DOMAIN_FIT.items()},
+                       0.998972),
+}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("task", sorted(SCALEBENCH_FITS))
+def test_scalebench_law_files_load_and_predict_their_pools(shared_data, task):
+    """Each law file of benchmarks/scalebench_laws passes the user-law checker and, at the
+    authors' all-data fit, predicts finite positive losses on its whole pool and the target
+    region to the authors' R² (per group where the task has groups)."""
+    from atlas_bayes.design.scalebench import load_task, target_r2
+    from atlas_bayes.fitting.user_fit import check_prediction, feature_matrix
+    name, theta, r2 = SCALEBENCH_FITS[task]
+    law = load_user_law(REPO / "benchmarks" / "scalebench_laws" / name)
+    pool, target = load_task(shared_data / "scalebench", task)
+    thetas = theta if isinstance(theta, dict) else {None: theta}
+    predicted, observed = [], []
+    for group, values in thetas.items():
+        mine = (pool, target) if group is None else (pool[pool["group"] == group],
+                                                     target[target["group"] == group])
+        for table in mine:
+            loss = check_prediction(law, feature_matrix(law, table), np.asarray(values))
+            assert np.all(np.isfinite(loss) & (loss > 0))
+        predicted.append(loss)
+        observed.append(mine[1]["loss"].to_numpy())
+    assert target_r2(np.concatenate(predicted), np.concatenate(observed)) == \
+        pytest.approx(r2, abs=1e-5)
+
+
+@pytest.mark.unit
+def test_domain_mixture_is_read_one_row_per_output_and_a_bad_file_is_refused(shared_data,
+                                                                             tmp_path):
+    """domain_mixture's five losses per run: one row each (bought together as one run of cost
+    1, split evenly), the run's proportions on every row; a file with a bad proportion, a
+    non-positive loss or proportions not summing to 1 is refused naming file, row and column."""
+    from atlas_bayes.design.scalebench import TASKS, _runs, initial_design, load_task
+    root = shared_data / "scalebench"
+    pool, target = load_task(root, "domain_mixture")
+    assert len(pool) == 5 * 80 and len(target) == 5 * 24
+    assert pool.groupby("group")["cost"].sum().round(9).eq(20.0).all()
+    runs = _runs(pool)
+    assert len(runs) == 80 and runs["cost"].round(9).eq(1.0).all()
+    first = pool[pool["run"] == pool["run"].iloc[0]]
+    assert sorted(first["output"]) == [1, 2, 3, 4, 5] and first["proportion_domain_1"].nunique() == 1
+    raw = pd.read_parquet(root / TASKS["domain_mixture"].folder / "train-00000-of-00001.parquet")
+    assert np.allclose(first["loss"], raw.filter(like="loss_domain_").iloc[0])
+    assert len(initial_design(pool[pool["group"] == "70M"], 15)) == 5     # one run, 5 rows
+    folder = tmp_path / TASKS["domain_mixture"].folder
+    folder.mkdir()
+    for problem, (row, column, value) in {
+            "expected a proportion in \\[0, 1\\], got -0.1": (3, "proportion_domain_2", -0.1),
+            "expected a positive finite loss, got nan": (7, "loss_domain_4", np.nan),
+            "the proportions sum to 1.5, not 1": (2, "proportion_domain_1", None)}.items():
+        bad = raw.copy()
+        bad.loc[row, column] = bad.loc[row, column] + 0.5 if value is None else value
+        bad.to_parquet(folder / "train-00000-of-00001.parquet")
+        with pytest.raises(ValueError, match=f"train-00000-of-00001.parquet: row {row + 1}, "
+                                             f"column.? '?{column}.*{problem}"):
+            load_task(tmp_path, "domain_mixture")
+
+
+@pytest.mark.unit
+def test_a_multi_output_run_is_scored_on_all_its_rows_at_once():
+    """`_greedy_runs`: run 0's second row measures the target, run 1's rows do not; run 0 is
+    picked first although its first row alone tells nothing, then run 1 within the budget."""
+    from atlas_bayes.design.scalebench import _greedy_runs
+    rng = np.random.default_rng(0)
+    q = rng.normal(0.0, 0.2, 256)
+    noise = lambda: rng.normal(0.0, 0.2, 256)                       # noqa: E731
+    mu = np.column_stack([noise(), q, noise(), noise()])            # run 0: rows 0-1, run 1: 2-3
+    runs = [np.array([0, 1]), np.array([2, 3])]
+    picks = _greedy_runs(mu, np.full(256, 0.01), q, runs, np.array([1.0, 1.0]), nu=4.0, k=2,
+                         budget=2.0, cost_power=0.4, seed=0, utility="variance")
+    assert picks == [0, 1]
+    assert _greedy_runs(mu, np.full(256, 0.01), q, runs[::-1], np.array([1.0, 1.0]), nu=4.0, k=1,
+                        budget=2.0, cost_power=0.4, seed=0, utility="variance") == [1]

@@ -50,13 +50,21 @@ class Task(NamedTuple):
     of a run (a function of the raw table; None: 6 N D), its budget checkpoints and whether it
     splits into groups (each with its own pool, budget and fit; R² over all groups' targets).
     A task without a token count gets n_tokens = 1 (the run table needs the column; its laws
-    read their own columns)."""
+    read their own columns). `loss_shift` is added to the task's loss (pool and target) where
+    it is not positive (vocab's unigram-normalised loss): our laws predict a positive loss, and
+    the target R² is unchanged by a shift of both sides; a law file for the task predicts the
+    shifted loss. A task with `outputs` (several loss columns per run: domain_mixture) is read
+    one row per (run, output) (`one_row_per_output`); its `shares` columns must be proportions
+    summing to 1."""
     folder: str
     columns: dict
     law: str | None
     cost: Callable[[pd.DataFrame], np.ndarray] | None = None
     fractions: tuple = (0.01, 0.05, 0.10)
     grouped: bool = False
+    loss_shift: float = 0.0
+    outputs: tuple = ()
+    shares: tuple = ()
 
 
 def _six_nd(n, d):
@@ -77,8 +85,14 @@ TASKS = {
                      lambda t: (6.0 * t["N_dense"] * t["D1"] + 6.0 * t["n_params"] * t["D2"])
                      .to_numpy(float), (0.20, 0.35, 0.50), grouped=True),
     "vocab": Task("vocab_scaling_law", {"non_vocab_parameters": "n_params",
-                                        "num_characters": "n_tokens"}, None,
-                  lambda t: t["n_params"].to_numpy(float) * t["n_tokens"].to_numpy(float)),
+                                        "num_characters": "n_tokens",
+                                        "unigram_normalized_loss": "loss"}, None,
+                  lambda t: t["n_params"].to_numpy(float) * t["n_tokens"].to_numpy(float),
+                  loss_shift=6.0),
+    "domain_mixture": Task("domain_mixture_scaling_law", {}, None,
+                           lambda t: np.ones(len(t)), (0.20, 0.35, 0.50), grouped=True,
+                           outputs=tuple(f"loss_domain_{i}" for i in range(1, 6)),
+                           shares=tuple(f"proportion_domain_{i}" for i in range(1, 6))),
     "lr_bsz": Task("lr_bsz_scaling_law", {"non_embedding_param_size": "n_params",
                                           "data_size": "n_tokens", "lm_loss": "loss"}, None),
 }
@@ -99,14 +113,59 @@ def load_task(root, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             raise ValueError(f"{file}: not found; expected the ScaleBench snapshot in {root}")
         raw = pd.read_parquet(file).rename(columns=spec.columns)
         raw["candidate"] = [f"{task}-{split}-{i}" for i in range(len(raw))]
-        if "n_tokens" not in raw:
-            raw["n_tokens"] = 1.0
+        for column in ("n_params", "n_tokens"):
+            if column not in raw:
+                raw[column] = 1.0
+        if spec.loss_shift:
+            raw["loss"] = raw["loss"] + spec.loss_shift
         if spec.cost is not None:
             raw["cost"] = spec.cost(raw)
+        if spec.outputs:
+            raw = one_row_per_output(raw, spec.outputs, spec.shares, str(file))
         if not spec.grouped:
             raw = raw.drop(columns="group", errors="ignore")
         tables.append(validate_candidates(raw, source=str(file)))
     return tables[0], tables[1]
+
+
+def one_row_per_output(raw: pd.DataFrame, outputs, shares=(), source: str = "the table"):
+    """A multi-output task's runs, one row per (run, output): the run's columns, `output` (1..K,
+    which of the `outputs` columns), `loss` (that column's value), `run` (the run's candidate id:
+    its rows are bought together) and `cost` (the run's, split evenly over its K rows). The
+    authors fit all outputs at once on one residual vector and score R² on all of them
+    concatenated; this is the same vector. Checks: every output column present, finite and
+    positive; the `shares` columns proportions in [0, 1] summing to 1 (1e-6). ValueError naming
+    the file, row and column."""
+    missing = [c for c in tuple(outputs) + tuple(shares) if c not in raw.columns]
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {missing} (has {', '.join(raw.columns)})")
+    for column in tuple(outputs) + tuple(shares):
+        values = pd.to_numeric(raw[column], errors="coerce").to_numpy(float)
+        low = 0.0 if column in shares else np.nextafter(0.0, 1.0)
+        bad = ~(np.isfinite(values) & (values >= low) & (values <= (1.0 if column in shares
+                                                                   else np.inf)))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            kind = "a proportion in [0, 1]" if column in shares else "a positive finite loss"
+            value = raw[column].iloc[row]
+            raise ValueError(f"{source}: row {row + 1}, column {column!r}: expected {kind}, got "
+                             f"{value.item() if hasattr(value, 'item') else value!r}")
+    if shares:
+        total = raw[list(shares)].to_numpy(float).sum(axis=1)
+        bad = np.abs(total - 1.0) > 1e-6
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{source}: row {row + 1}, columns {', '.join(shares)}: the "
+                             f"proportions sum to {total[row]:.6g}, not 1")
+    rows = []
+    for k, column in enumerate(outputs, 1):
+        part = raw.drop(columns=list(outputs)).assign(
+            loss=raw[column].to_numpy(float), output=float(k), run=raw["candidate"],
+            candidate=raw["candidate"] + f"-{k}", cost=raw["cost"].to_numpy(float) / len(outputs))
+        rows.append(part)
+    long = pd.concat(rows, ignore_index=True)
+    order = np.argsort(np.arange(len(long)) % len(raw), kind="stable")   # a run's rows together
+    return long.iloc[order].reset_index(drop=True)
 
 
 def budget(pool: pd.DataFrame, fraction: float) -> float:
@@ -133,7 +192,7 @@ def reveal(pool: pd.DataFrame, chosen, *, language: str = "en") -> pd.DataFrame:
         return validate_runs(table, source="ScaleBench pool")
 
 
-_CANDIDATE_ONLY = ("model", "mixture", "init", "cost", "candidate")
+_CANDIDATE_ONLY = ("model", "mixture", "init", "cost", "candidate", "run")
 
 
 def target_r2(predicted, observed) -> float:
@@ -178,15 +237,61 @@ def shape_trust_region(pool: pd.DataFrame, target: pd.DataFrame, widen: float | 
 
 
 def initial_design(pool: pd.DataFrame, n_parameters: int = 5, fraction: float = 0.02) -> list:
-    """The selection scripts' start: cheapest runs in order until 2.5 P runs or `fraction` of
-    the pool's cost (the first run always)."""
+    """The selection scripts' start: cheapest runs in order until 2.5 P runs (2.5 P / K runs
+    of K outputs each) or `fraction` of the pool's cost (the first run always)."""
     cap, chosen, spent = budget(pool, fraction), [], 0.0
-    for row in pool.sort_values("cost").itertuples():
-        if chosen and (len(chosen) >= 2.5 * n_parameters or spent + row.cost > cap):
+    runs = _runs(pool)
+    most = 2.5 * n_parameters / max(len(rows) for rows in runs["rows"])
+    cap *= 1 + 1e-9 if "run" in pool else 1      # a run's cost summed from its rows' shares
+    for row in runs.sort_values("cost").itertuples():
+        if chosen and (len(chosen) >= most or spent + row.cost > cap):
             break
-        chosen.append(row.candidate)
+        chosen.append(row.rows)
         spent += row.cost
-    return chosen
+    return [c for rows in chosen for c in rows]
+
+
+def _runs(pool: pd.DataFrame) -> pd.DataFrame:
+    """The pool's runs in order: their cost and candidate rows (one each, or a multi-output
+    run's K rows, `one_row_per_output`), indexed by the run."""
+    if "run" not in pool:
+        return pd.DataFrame({"cost": pool["cost"].to_numpy(float),
+                             "rows": [[c] for c in pool["candidate"]]},
+                            index=pool["candidate"].to_numpy())
+    grouped = pool.groupby("run", sort=False)
+    return pd.DataFrame({"cost": grouped["cost"].sum(), "rows": grouped["candidate"].apply(list)})
+
+
+def _greedy_runs(mu, sigma, q, runs, cost, *, nu, k, budget, cost_power, seed, utility):
+    """Greedy picks of up to `k` runs of several rows each (a multi-output run's outputs are
+    observed together): each run scored by the joint gain of its rows' simulated outcomes over
+    the posterior draws (`eig_scores` with the run's other rows and the earlier picks as
+    `chosen`), per (cost / median cost)^cost_power. `runs`: the columns of `mu` of each run;
+    `cost`: each run's. Returns the picked runs' positions."""
+    from atlas_bayes.design.eig import eig_scores, loglik_matrix, simulate_outcomes
+    mu = np.asarray(mu, np.float32)
+    M = mu.shape[0]
+    sigma = np.broadcast_to(np.asarray(sigma, np.float32), (M,))
+    y = simulate_outcomes(mu, sigma, nu, seed).astype(np.float32)
+    ll = [loglik_matrix(y[:, j], mu[:, j], sigma, nu) for j in range(mu.shape[1])]
+    scale = np.asarray(cost, float) / np.median(cost)
+    base, picks, left = np.zeros((M, M), np.float32), [], float(budget)
+    for _ in range(k):
+        value = np.full(len(runs), -np.inf)
+        for i, cols in enumerate(runs):
+            if i in picks or cost[i] > left * (1 + 1e-9):
+                continue
+            chosen = base + sum((ll[j] for j in cols[1:]), np.zeros((M, M), np.float32))
+            gain, _ = eig_scores(mu[:, cols[:1]], sigma, q, nu=nu, y=y[:, cols[:1]],
+                                 chosen=chosen, utility=utility)
+            value[i] = gain[0] / scale[i] ** cost_power
+        if not np.isfinite(value).any():
+            break
+        best = int(np.argmax(value))
+        picks.append(best)
+        left -= cost[best]
+        base = base + sum(ll[j] for j in runs[best])
+    return picks
 
 
 def _eig_batch(pool, target, rest, bought, law, sampler, max_draws, k, remaining,
@@ -196,11 +301,20 @@ def _eig_batch(pool, target, rest, bought, law, sampler, max_draws, k, remaining
     try:
         tree = fit(reveal(pool, bought), law, sampler=sampler, warn=False)
     except ValueError:
-        return [rest.sort_values("cost")["candidate"].iloc[0]]
+        return _runs(rest).sort_values("cost")["rows"].iloc[0]
     post = posterior_from_tree(tree, max_draws=max_draws)
     q = np.asarray(region_target(target, per_run).values(post), dtype=float)
     if variance:                   # the summed variance of the target runs' loss (not log)
         q = np.exp(q)
+    if "run" in rest:              # multi-output runs: each scored on all its rows at once
+        runs = _runs(rest)
+        position = pd.Series(np.arange(len(rest)), index=rest["candidate"].to_numpy())
+        picks = _greedy_runs(log_mean(post, rest), post.sigma, q,
+                             [position[rows].to_numpy() for rows in runs["rows"]],
+                             runs["cost"].to_numpy(float), nu=post.nu, k=k, budget=remaining,
+                             cost_power=cost_power, seed=seed,
+                             utility="variance" if variance else "information")
+        return [c for i in picks for c in runs["rows"].iloc[i]]
     picks, _, _ = greedy_batch(log_mean(post, rest), post.sigma, q, rest["cost"].to_numpy(float),
                                nu=post.nu, k=k, budget=remaining, cost_power=cost_power,
                                seed=seed, utility="variance" if variance else "information")
@@ -227,13 +341,20 @@ class _LeastSquares:
             self.warm, self.key = (self.warm + [self.theta])[-vopt.MAX_WARM:], tuple(bought)
         return self.theta
 
-    def pick(self, bought, rest, total_cost) -> str:
+    def pick(self, bought, rest, total_cost) -> list:
+        """The next run's candidate rows. A multi-output run scores the sum of its rows' drops
+        (exact when its outputs' parameters are disjoint, as in domain_mixture's SL2)."""
         theta = self.fit(bought)
         noise = vopt.sigma2(self.mse, len(bought), self.b0)
         X_obs = self.law.matrix(self.pool.loc[list(bought)])
         scores = vopt.voptimal_scores(self.law, theta, X_obs, self.law.matrix(rest),
                                       self.X_target, noise)
-        return rest["candidate"].iloc[vopt.pick(scores, rest["cost"], total_cost)]
+        if "run" not in rest:
+            return [rest["candidate"].iloc[vopt.pick(scores, rest["cost"], total_cost)]]
+        runs = _runs(rest)
+        per_run = pd.Series(np.asarray(scores, float), index=rest.index).groupby(
+            rest["run"].to_numpy(), sort=False).sum()[runs.index]
+        return runs["rows"].iloc[vopt.pick(per_run.to_numpy(), runs["cost"], total_cost)]
 
 
 
@@ -317,12 +438,16 @@ def _play(pool, target, *, method, fractions, law, k, sampler, max_draws, cost_p
         while True:
             remaining = cap - cost[bought].sum()
             rest = pool[allowed & ~pool["candidate"].isin(bought) & (pool["cost"] <= remaining)]
+            if "run" in pool:          # multi-output runs: affordable and untouched as a whole
+                runs = _runs(pool[allowed & ~pool["candidate"].isin(bought)])
+                rest = pool[pool["run"].isin(runs.index[runs["cost"] <= remaining * (1 + 1e-9)])]
             if rest.empty:
                 break
             if method == "random":
-                bought.append(rest["candidate"].iloc[rng.integers(len(rest))])
+                runs = _runs(rest)
+                bought += runs["rows"].iloc[rng.integers(len(runs))]
             elif method == "voptimal":
-                bought.append(ls.pick(bought, rest, total))
+                bought += ls.pick(bought, rest, total)
             else:
                 batch = _eig_batch(pool, target, rest, bought, law, sampler, max_draws, size,
                                    remaining, cost_power, seed, method != "eig",
@@ -332,7 +457,9 @@ def _play(pool, target, *, method, fractions, law, k, sampler, max_draws, cost_p
                 bought += batch
         within = np.cumsum(cost[bought].to_numpy()) <= cap * (1 + 1e-12)
         used = bought[:int(np.argmin(within)) if not within.all() else len(bought)]
-        rows.append({"n_runs": len(used), "spent": float(cost[used].sum() / total),
+        runs_used = len(set(pool.set_index("candidate").loc[used, "run"])) if "run" in pool \
+            else len(used)
+        rows.append({"n_runs": runs_used, "spent": float(cost[used].sum() / total),
                      "predicted": _predict(pool, target, used, law, sampler, ls),
                      "predicted_ls": _predict_ls(pool, target, used, law, ls_starts, seed)})
     return rows
