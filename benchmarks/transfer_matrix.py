@@ -150,6 +150,16 @@ def real_splits(langs, repeats: int, folds: int):
             yield kind, f, [c for c in cells if c[side] in group]
 
 
+def split_cells(g: pd.DataFrame, se: pd.DataFrame, held):
+    """One split of the measured matrix: the training table (source, target, g_mean, g_sd),
+    and the held-out cells' values, rounding errors and whether each is in a hard row."""
+    langs, held_set = list(g.index), set(held)
+    train = pd.DataFrame([{"source": s, "target": t, "g_mean": g.at[t, s], "g_sd": se.at[t, s]}
+                          for t in langs for s in langs if s != t and (s, t) not in held_set])
+    return (train, np.array([g.at[t, s] for s, t in held]), np.array([se.at[t, s] for s, t in held]),
+            np.array([t in HARD for _, t in held]))
+
+
 def score(name, draws, truth, hard, seconds=np.nan, diag=None) -> dict:
     """Held-out metrics of one method; `draws` (samples, cells) on g (one row: a point forecast)."""
     bts, truth_bts = bts_from_efficiency(draws), bts_from_efficiency(truth)
@@ -184,12 +194,7 @@ def part_c(shared: Path, sampler: Sampler, repeats: int, folds: int, out: Path |
               f"{time.perf_counter() - start:.1f} s, {json.loads(tree.attrs['diagnostics'])}", flush=True)
     rows = []
     for kind, index, held in real_splits(langs, repeats, folds):
-        held_set = set(held)
-        train = pd.DataFrame([{"source": s, "target": t, "g_mean": g.at[t, s], "g_sd": se.at[t, s]}
-                              for t in langs for s in langs if s != t and (s, t) not in held_set])
-        truth = np.array([g.at[t, s] for s, t in held])
-        noise = np.array([se.at[t, s] for s, t in held])
-        hard = np.array([t in HARD for _, t in held])
+        train, truth, noise, hard = split_cells(g, se, held)
         rng = np.random.default_rng(index)
         results = [score("forest", regressor_baseline(train, held, langs, index)[None], truth, hard)]
         for model in [m for m in models if m != "additive" or additive_splits is None

@@ -42,7 +42,7 @@ from atlas_bayes.decisions.bts import efficiency_from_bts
 from atlas_bayes.decisions.transfer import covariates
 from atlas_bayes.models.transfer import MatrixInputs, bivariate_residuals
 from atlas_bayes.simulation.transfer_study import figure2_matrix, regressor_baseline
-from transfer_matrix import HARD, ROUNDING, real_splits, score
+from transfer_matrix import ROUNDING, real_splits, score, split_cells
 
 NU = 4.0
 CHECKED = ("mu", "sd_source", "sd_target", "sd_pair", "log_noise_mean")
@@ -196,12 +196,7 @@ def main(argv=None) -> int:
     for kind, index, held in real_splits(langs, args.repeats, args.folds):
         if kind not in args.kinds.split(","):
             continue
-        held_set = set(held)
-        train = pd.DataFrame([{"source": s, "target": t, "g_mean": g.at[t, s], "g_sd": se.at[t, s]}
-                              for t in langs for s in langs if s != t and (s, t) not in held_set])
-        truth = np.array([g.at[t, s] for s, t in held])
-        noise = np.array([se.at[t, s] for s, t in held])
-        hard = np.array([t in HARD for _, t in held])
+        train, truth, noise, hard = split_cells(g, se, held)
         results = [score("forest", regressor_baseline(train, held, langs, index)[None], truth, hard)]
         post, extra, seconds, data = fit(train, langs, args.rank, 4, args.warmup, args.draws, index,
                                          args.svd_factors)
