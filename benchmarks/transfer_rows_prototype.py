@@ -150,7 +150,7 @@ def predict(post, data, seed):
     flat.setdefault("factor_sizes", np.ones((draws, 0)))
     flat.setdefault("v_raw", np.zeros((draws, n, 0)))
 
-    def one(key, p):
+    def one(key, p, Y, M, SE, C):      # the data as arguments, not constants: one compilation
         sigma = jnp.exp(p["log_noise_mean"] + p["log_noise_spread"] * p["z_noise"])
         fixed = p["mu"] + C @ p["gamma"] + (p["a_raw"] - p["a_raw"].mean())[None, :]
         L, u, Z, *_ = target_blocks(Y, M, SE, fixed, p["v_raw"] - p["v_raw"].mean(0), sigma, p["sd_pair"],
@@ -159,7 +159,8 @@ def predict(post, data, seed):
         return fixed + beta.reshape(n, -1) @ Z.T, sigma
     keys = jax.random.split(jax.random.PRNGKey(seed), draws)
     params = {k: jnp.asarray(v) for k, v in flat.items()}
-    structured, sigma = (np.asarray(a) for a in jax.jit(jax.vmap(one))(keys, params))
+    per_draw = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, None, None)))
+    structured, sigma = (np.asarray(a) for a in per_draw(keys, params, Y, M, SE, C))
     src, tgt = np.array([(s, t) for t in range(n) for s in range(n) if s != t]).T
     meas = np.flatnonzero(M[tgt, src] > 0)
     x = MatrixInputs(design=None, source=src, target=tgt, reverse=None, measured=meas, se=SE[tgt, src][meas],
